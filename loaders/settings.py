@@ -1,0 +1,147 @@
+"""One typed settings object for every loader and helper, read from the environment.
+
+Unset database and broker variables mean "use the embedded services" (see services.py).
+Secrets are held but never rendered by ``__repr__`` or ``describe()``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+EMBEDDED_PG_HOST = "127.0.0.1"
+EMBEDDED_PG_PORT = 55432
+EMBEDDED_PG_USER = "postgres"
+EMBEDDED_KAFKA_PORT = 59092
+DEFAULT_DATABASE = "telemed"
+DEFAULT_TOPIC = "telemed.appointment-events"
+
+LOADER_ROLE = "telemed_loader"
+DBT_ROLE = "telemed_dbt"
+REPORTING_ROLE = "telemed_reporting"
+
+
+class SettingsError(ValueError):
+    """A configuration value is missing or malformed."""
+
+
+def _int(env: dict[str, str], name: str, default: int) -> int:
+    raw = env.get(name, "")
+    if raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
+    if value <= 0:
+        raise SettingsError(f"{name} must be positive, got {value}")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    pg_host: str
+    pg_port: int
+    pg_user: str
+    pg_database: str
+    pg_password: str | None = field(default=None, repr=False)
+    pg_embedded: bool = True
+
+    kafka_bootstrap_servers: str = f"127.0.0.1:{EMBEDDED_KAFKA_PORT}"
+    kafka_embedded: bool = True
+    kafka_topic: str = DEFAULT_TOPIC
+
+    state_dir: Path = PROJECT_ROOT / ".local"
+    landing_dir: Path = PROJECT_ROOT / ".local" / "landing" / "feedback"
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+        env = dict(os.environ if env is None else env)
+        state_dir = Path(env.get("TELEMED_STATE_DIR") or PROJECT_ROOT / ".local").resolve()
+
+        url = env.get("DATABASE_URL", "")
+        if url:
+            parsed = urlparse(url)
+            if parsed.scheme not in ("postgres", "postgresql"):
+                raise SettingsError("DATABASE_URL must start with postgresql://")
+            host = parsed.hostname or EMBEDDED_PG_HOST
+            port = parsed.port or 5432
+            user = unquote(parsed.username or "") or env.get("PGUSER") or "postgres"
+            password = unquote(parsed.password) if parsed.password else env.get("PGPASSWORD")
+            database = parsed.path.lstrip("/") or env.get("PGDATABASE") or DEFAULT_DATABASE
+            embedded = False
+        elif env.get("PGHOST"):
+            host = env["PGHOST"]
+            port = _int(env, "PGPORT", 5432)
+            user = env.get("PGUSER") or "postgres"
+            password = env.get("PGPASSWORD") or None
+            database = env.get("PGDATABASE") or DEFAULT_DATABASE
+            embedded = False
+        else:
+            host = EMBEDDED_PG_HOST
+            port = _int(env, "TELEMED_PG_PORT", EMBEDDED_PG_PORT)
+            user = EMBEDDED_PG_USER
+            password = None
+            database = env.get("PGDATABASE") or DEFAULT_DATABASE
+            embedded = True
+
+        brokers = env.get("KAFKA_BOOTSTRAP_SERVERS", "")
+        kafka_embedded = brokers == ""
+        if kafka_embedded:
+            brokers = f"127.0.0.1:{_int(env, 'TELEMED_KAFKA_PORT', EMBEDDED_KAFKA_PORT)}"
+
+        landing = env.get("TELEMED_LANDING_DIR")
+        return cls(
+            pg_host=host,
+            pg_port=port,
+            pg_user=user,
+            pg_password=password,
+            pg_database=database,
+            pg_embedded=embedded,
+            kafka_bootstrap_servers=brokers,
+            kafka_embedded=kafka_embedded,
+            kafka_topic=env.get("TELEMED_TOPIC") or DEFAULT_TOPIC,
+            state_dir=state_dir,
+            landing_dir=Path(landing).resolve() if landing else state_dir / "landing" / "feedback",
+        )
+
+    def dsn(self, database: str | None = None) -> str:
+        """A libpq keyword DSN (password included: never log it)."""
+        parts = {
+            "host": self.pg_host,
+            "port": str(self.pg_port),
+            "user": self.pg_user,
+            "dbname": database or self.pg_database,
+            "application_name": "telemed-elt",
+        }
+        if self.pg_password:
+            parts["password"] = self.pg_password
+        return " ".join(f"{key}='{_quote(value)}'" for key, value in parts.items())
+
+    def libpq_env(self, database: str | None = None) -> dict[str, str]:
+        """PG* variables for child processes such as dbt and psql."""
+        env = {
+            "PGHOST": self.pg_host,
+            "PGPORT": str(self.pg_port),
+            "PGUSER": self.pg_user,
+            "PGDATABASE": database or self.pg_database,
+        }
+        if self.pg_password:
+            env["PGPASSWORD"] = self.pg_password
+        return env
+
+    def describe(self) -> str:
+        pg_origin = "embedded" if self.pg_embedded else "configured"
+        kafka_origin = "embedded" if self.kafka_embedded else "configured"
+        return (
+            f"postgres {self.pg_host}:{self.pg_port}/{self.pg_database} as {self.pg_user} ({pg_origin}); "
+            f"kafka {self.kafka_bootstrap_servers} ({kafka_origin})"
+        )
+
+
+def _quote(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("'", "\\'")
