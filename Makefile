@@ -79,7 +79,7 @@ docs-serve: docs ## dbt docs serve
 	$(DBT) docs serve --host 127.0.0.1 --port $${DOCS_PORT:-8080}
 
 bench: up ## benchmarks, as ratios against references measured in the same run
-	$(PY) -m benchmarks
+	$(PY) -m benchmarks $(BENCH_ARGS)
 
 lint: setup ## ruff and sqlfluff (dbt templater); MODEL=path limits sqlfluff
 	$(VENV)/bin/ruff check .

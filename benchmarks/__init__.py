@@ -1,0 +1,10 @@
+"""`make bench`: performance as ratios against references measured in the same run.
+
+Each case module in CASES exposes ``run(ctx: BenchContext) -> list[Result]``. The harness prints one
+table and writes the same figures as JSON to ``.local/bench/results.json``.
+"""
+
+# Order matters: the COPY reference runs first so every later case can report its ratio to it.
+CASES = [
+    "benchmarks.copy_reference",
+]
