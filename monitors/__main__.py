@@ -1,0 +1,186 @@
+"""``python -m monitors``: dbt source freshness and the monitor tests as monitors.
+
+One run: read the timings of the last dbt build, run ``dbt source freshness`` and ``dbt build`` of the
+monitor models plus every data test, evaluate the observed values against thresholds.yml, store one row
+per check in monitoring.monitor_results, alert each configured channel about what changed, and render
+the monitoring dashboard. Exit status 1 when any check is at error level (for schedulers), else 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+from datetime import timedelta
+from pathlib import Path
+
+import psycopg2
+
+from loaders import db
+from loaders.envcmd import child_env
+from loaders.settings import DBT_ROLE, PROJECT_ROOT, REPORTING_ROLE, Settings
+from monitors import alerts, checks, report, store
+
+log = logging.getLogger("monitors")
+
+OBSERVATION_CHECKS = [name for name in checks.CHECK_TYPES if checks.CHECK_TYPES[name] != "performance"]
+
+
+def run_dbt(settings: Settings, args: list[str], target_path: Path) -> int:
+    dbt = shutil.which("dbt", path=str(Path(sys.executable).parent)) or "dbt"
+    command = [dbt, *args, "--target-path", str(target_path)]
+    log.info("running %s", " ".join(command[1:]))
+    done = subprocess.run(
+        command, cwd=PROJECT_ROOT, env={**os.environ, **child_env(settings)}, capture_output=True, text=True
+    )
+    if done.returncode not in (0, 1):  # 1 = tests or freshness failed: that is what we monitor
+        log.error("dbt %s failed to run:\n%s", args[0], done.stdout[-4000:] + done.stderr[-2000:])
+    return done.returncode
+
+
+def observation_results(conn, thresholds: checks.Thresholds) -> list[checks.CheckResult]:
+    observed: dict[str, tuple[float | None, dict]] = {}
+    try:
+        with conn.cursor() as cur:
+            cur.execute("select check_name, observed_value, details from monitoring.monitor_observations")
+            for name, value, details in cur.fetchall():
+                observed[name] = (None if value is None else float(value), details or {})
+        conn.commit()
+    except psycopg2.errors.UndefinedTable:
+        conn.rollback()
+        log.error("monitoring.monitor_observations does not exist: has `dbt build` run?")
+    return [evaluate_observed(name, observed.get(name, (None, {})), thresholds) for name in OBSERVATION_CHECKS]
+
+
+def evaluate_observed(name: str, observed: tuple[float | None, dict], thresholds: checks.Thresholds):
+    value, details = observed
+    return checks.evaluate(name, value, thresholds, details)
+
+
+def performance_results(conn, build_results: Path, thresholds: checks.Thresholds) -> list[checks.CheckResult]:
+    with conn.cursor() as cur:
+        # The latest run of each loader: together they are one `make load`.
+        cur.execute(
+            """
+            select coalesce(sum(extract(epoch from finished_at - started_at)), 0), count(*)
+            from (
+                select distinct on (loader) started_at, finished_at
+                from raw.load_runs
+                where finished_at is not null
+                order by loader, started_at desc
+            ) as latest_runs
+            """
+        )
+        load_seconds, loaders_seen = cur.fetchone()
+    conn.commit()
+    elapsed, slowest, slowest_seconds = checks.model_timings(build_results)
+    is_build = checks.invocation_command(build_results) in ("build", "run")
+    dbt_seconds = elapsed if is_build else None
+    pipeline = float(load_seconds) + (dbt_seconds or 0.0) if loaders_seen or dbt_seconds else None
+    return [
+        checks.evaluate(
+            "pipeline_run_seconds",
+            pipeline,
+            thresholds,
+            {"load_seconds": float(load_seconds), "dbt_build_seconds": dbt_seconds},
+        ),
+        checks.evaluate(
+            "slowest_model_seconds",
+            slowest_seconds if is_build else None,
+            thresholds,
+            {"model": slowest},
+        ),
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m monitors", description=__doc__)
+    parser.add_argument("--dry-run", action="store_true", help="print the alerts instead of sending them")
+    parser.add_argument("--skip-dbt", action="store_true", help="use the artifacts already in target/monitor")
+    parser.add_argument("--thresholds", type=Path, default=checks.THRESHOLDS_FILE)
+    parser.add_argument("--report", type=Path, default=None, help="dashboard path (default .local/monitoring)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"), format="%(asctime)s %(levelname)s %(message)s")
+
+    settings = Settings.from_env()
+    thresholds = checks.Thresholds.load(args.thresholds)
+    started_at = checks.utcnow()
+    run_id = f"{started_at:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
+    target = PROJECT_ROOT / "target"
+    monitor_target = target / "monitor"
+
+    # The last `dbt build` left its timings in target/; keep them before our own dbt calls.
+    build_results = monitor_target / "last_build_run_results.json"
+    if checks.invocation_command(target / "run_results.json") in ("build", "run"):
+        monitor_target.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(target / "run_results.json", build_results)
+
+    if not args.skip_dbt:
+        freshness_vars = json.dumps(
+            {
+                "freshness_warn_after_hours": thresholds.freshness_warn_hours,
+                "freshness_error_after_hours": thresholds.freshness_error_hours,
+            }
+        )
+        run_dbt(settings, ["source", "freshness", "--vars", freshness_vars], monitor_target / "freshness")
+        run_dbt(settings, ["build", "--select", "tag:monitor", "--exclude-resource-type", "unit_test"], monitor_target)
+        run_dbt(settings, ["test", "--exclude-resource-type", "unit_test"], monitor_target / "tests")
+
+    conn = db.connect(settings, role=DBT_ROLE)
+    try:
+        store.ensure_tables(conn, reporting_role=REPORTING_ROLE)
+        results = [
+            *checks.freshness_checks(monitor_target / "freshness" / "sources.json"),
+            *observation_results(conn, thresholds),
+            *performance_results(conn, build_results, thresholds),
+            *checks.test_checks(
+                monitor_target / "tests" / "run_results.json", monitor_target / "tests" / "manifest.json"
+            ),
+        ]
+        store.start_run(conn, run_id, started_at)
+        store.store_results(conn, run_id, started_at, results)
+
+        now = checks.utcnow()
+        realert = timedelta(minutes=thresholds.realert_after_minutes)
+        outcome: dict[str, dict] = {}
+        channels = alerts.channels_from_env()
+        if not channels and not args.dry_run:
+            log.info("no alert channel configured (SLACK_WEBHOOK_URL, SMTP_HOST + ALERT_EMAIL_TO)")
+        for channel in channels or ([alerts.PrintChannel()] if args.dry_run else []):
+            pending = store.transitions(conn, channel.name, results, now, realert)
+            if not pending:
+                outcome[channel.name] = {"sent": 0}
+                continue
+            message = alerts.AlertMessage(run_id=run_id, project="telemed-elt", transitions=pending)
+            if args.dry_run:
+                print(f"--- would send to {channel.name} ---\n{message.text()}")
+                outcome[channel.name] = {"dry_run": len(pending)}
+                continue
+            error = alerts.deliver(channel, message)
+            if error is None:
+                store.record_delivery(conn, channel.name, results, pending, now)
+                outcome[channel.name] = {"sent": len(pending)}
+            else:
+                outcome[channel.name] = {"failed": error, "pending": len(pending)}
+        store.finish_run(conn, run_id, checks.utcnow(), outcome)
+        report_path = args.report or settings.state_dir / "monitoring" / "index.html"
+        report.write_report(conn, report_path, checks.utcnow())
+    finally:
+        conn.close()
+
+    errors = [r for r in results if r.status == "error"]
+    warns = [r for r in results if r.status == "warn"]
+    print(f"monitor run {run_id}: {len(results)} checks, {len(warns)} warn, {len(errors)} error; alerts {outcome}")
+    for result in errors + warns:
+        print(f"  {result.status.upper():5} {result.check_name}: {result.message}")
+    print(f"dashboard: {report_path}")
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
