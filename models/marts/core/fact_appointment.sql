@@ -1,0 +1,168 @@
+{{
+    config(
+        materialized='incremental',
+        unique_key='appointment_id',
+        incremental_strategy='merge',
+        on_schema_change='append_new_columns',
+        indexes=[{'columns': ['last_loaded_at']}, {'columns': ['date_id']}],
+    )
+}}
+
+-- Grain: one row per appointment.
+-- The appointment's time is its scheduled_for (UTC), or its first event while the booking event has not
+-- arrived; date_id and time_id come from it, and the provider version valid at that time gives
+-- provider_key. Not started yet: device_key -1 (Unknown). Booking event missing: patient_key '-1'.
+-- Incremental (merge on appointment_id), recomputing every appointment that
+--   * has an event loaded within var lookback_days of the latest one already here,
+--   * belongs to a provider with a version loaded in that window (its version may change), or
+--   * whose reschedule chain depth changed (a late link further up the chain).
+-- So a full refresh and any sequence of incremental runs over the same raw data give the same rows.
+
+with
+
+appointments as (
+
+    select * from {{ ref('int_appointments_derived_from_events') }}
+
+),
+
+reschedule_chains as (
+
+    select * from {{ ref('int_appointment_reschedule_chains') }}
+
+),
+
+providers as (
+
+    select * from {{ ref('dim_provider') }}
+
+),
+
+provider_versions as (
+
+    select * from {{ ref('int_provider_versions_validity') }}
+
+),
+
+statuses as (
+
+    select * from {{ ref('dim_status') }}
+
+),
+
+devices as (
+
+    select * from {{ ref('dim_device') }}
+
+),
+
+{% if is_incremental() %}
+watermark as (
+
+    select {{ dbt.dateadd('day', -var('lookback_days'), 'max(this_model.last_loaded_at)') }} as loaded_after
+    from {{ this }} as this_model
+
+),
+
+changed_providers as (
+
+    select distinct provider_versions.provider_id
+    from provider_versions
+    where provider_versions.loaded_at >= (select watermark.loaded_after from watermark)
+
+),
+
+changed_chains as (
+
+    -- Links never disappear (events are never deleted), so only chains present now can differ.
+    select reschedule_chains.appointment_id
+    from reschedule_chains
+    left join {{ this }} as this_model
+        on reschedule_chains.appointment_id = this_model.appointment_id
+    where
+        this_model.appointment_id is null
+        or this_model.reschedule_count <> reschedule_chains.reschedule_count
+        or this_model.original_appointment_id <> reschedule_chains.original_appointment_id
+
+),
+{% endif %}
+
+appointments_in_scope as (
+
+    select
+        appointments.*,
+        coalesce(appointments.scheduled_at, appointments.first_event_at) as appointment_at
+    from appointments
+    {% if is_incremental() -%}
+    where
+        appointments.last_loaded_at >= (select watermark.loaded_after from watermark)
+        or appointments.provider_id in (select changed_providers.provider_id from changed_providers)
+        or appointments.appointment_id in (select changed_chains.appointment_id from changed_chains)
+    {%- endif %}
+
+),
+
+final as (
+
+    select
+        -- keys
+        appointments_in_scope.appointment_id,
+        coalesce(providers.provider_key, {{ unknown_key('string') }}) as provider_key,
+        case
+            when appointments_in_scope.patient_id is null then {{ unknown_key('string') }}
+            else {{ dbt.hash('appointments_in_scope.patient_id') }}
+        end as patient_key,
+        {{ extract_date_part('year', 'appointments_in_scope.appointment_at') }} * 10000
+        + {{ extract_date_part('month', 'appointments_in_scope.appointment_at') }} * 100
+        + {{ extract_date_part('day', 'appointments_in_scope.appointment_at') }} as date_id,
+        {{ extract_date_part('hour', 'appointments_in_scope.appointment_at') }} * 100
+        + {{ extract_date_part('minute', 'appointments_in_scope.appointment_at') }} as time_id,
+        statuses.status_key,
+        coalesce(devices.device_key, {{ unknown_key() }}) as device_key,
+
+        -- attributes
+        appointments_in_scope.appointment_type,
+        appointments_in_scope.status,
+        appointments_in_scope.provider_id,
+        coalesce(devices.device_type, 'Unknown') as device_type,
+        appointments_in_scope.started_at is not null as is_started,
+        appointments_in_scope.cancelled_by,
+        appointments_in_scope.technical_issue_type,
+        appointments_in_scope.had_technical_issues,
+        appointments_in_scope.rescheduled_from_appointment_id,
+        appointments_in_scope.rescheduled_to_appointment_id,
+        coalesce(reschedule_chains.original_appointment_id, appointments_in_scope.appointment_id)
+            as original_appointment_id,
+
+        -- measures
+        appointments_in_scope.wait_time_minutes,
+        appointments_in_scope.duration_minutes,
+        appointments_in_scope.connection_quality,
+        appointments_in_scope.technical_issue_count,
+        coalesce(reschedule_chains.reschedule_count, 0) as reschedule_count,
+        appointments_in_scope.lead_time_minutes,
+        appointments_in_scope.event_count,
+
+        -- timestamps (UTC)
+        appointments_in_scope.appointment_at as timestamp,
+        appointments_in_scope.booked_at,
+        appointments_in_scope.started_at,
+        appointments_in_scope.ended_at,
+        appointments_in_scope.last_loaded_at
+
+    from appointments_in_scope
+    inner join statuses
+        on appointments_in_scope.status = statuses.status
+    left join devices
+        on appointments_in_scope.device_type = devices.device_type
+    left join providers
+        on
+            appointments_in_scope.provider_id = providers.provider_id
+            and appointments_in_scope.appointment_at >= providers.valid_from
+            and appointments_in_scope.appointment_at < providers.valid_to
+    left join reschedule_chains
+        on appointments_in_scope.appointment_id = reschedule_chains.appointment_id
+
+)
+
+select * from final

@@ -1,0 +1,18 @@
+-- A completed appointment started (device, wait) and ended with duration and connection quality.
+{{ config(severity='error') }}
+
+select
+    appointment_id,
+    device_key,
+    wait_time_minutes,
+    duration_minutes,
+    connection_quality
+from {{ ref('fact_appointment') }}
+where
+    status = 'completed'
+    and (
+        device_key = {{ unknown_key() }}
+        or wait_time_minutes is null
+        or duration_minutes is null
+        or connection_quality is null
+    )
