@@ -1,0 +1,298 @@
+"""``python -m loaders generate``: the outside world, simulated.
+
+Writes the clinic's database (schema ``clinic_ops``), appointment events as JSONL for replay to Kafka
+(``python -m loaders produce --from-jsonl``), feedback form files into the landing folder, and a
+ground-truth manifest of what a correct pipeline must end with. The world is deterministic from
+seed, scale and period; ``--as-of`` only decides how much of it has arrived.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from datetime import date, datetime, timedelta
+from pathlib import Path
+
+from loaders.generate import reference
+from loaders.generate.dirty import Dirt
+from loaders.generate.emit import Emitter
+from loaders.generate.seasonality import EPOCH_DAY, ClinicClock
+from loaders.generate.world import World
+from loaders.settings import Settings, SettingsError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SCALE = 50_000
+DEFAULT_SEED = 42
+# A fixed period (not "the last 90 days"), so the same seed and scale give the same bytes any day.
+DEFAULT_END = date(2026, 10, 31)
+DEFAULT_DAYS = 90
+DEFAULT_DIRTY_RATE = 0.01
+
+
+def _date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
+
+
+def _timestamp(text: str) -> int:
+    try:
+        if len(text) == 10:
+            return (date.fromisoformat(text) - EPOCH_DAY).days * 86400
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 timestamp: {text!r}") from None
+    if value.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"--as-of needs a UTC offset (e.g. 2026-11-01T00:00:00Z): {text!r}")
+    return int(value.timestamp())
+
+
+def _rate(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= 0.5:
+        raise argparse.ArgumentTypeError("--dirty-rate must be between 0 and 0.5")
+    return value
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be a positive integer")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m loaders generate",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--scale",
+        type=_positive,
+        default=DEFAULT_SCALE,
+        help="appointments scheduled in the period (default %(default)s); rebookings of the last days that "
+        "fall after the period come on top",
+    )
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="random seed (default %(default)s)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="output folder for events/*.jsonl and manifest.json (default $TELEMED_STATE_DIR/generated)",
+    )
+    parser.add_argument(
+        "--landing",
+        type=Path,
+        help="feedback landing folder (default TELEMED_LANDING_DIR or $TELEMED_STATE_DIR/landing/feedback)",
+    )
+    parser.add_argument(
+        "--start-date",
+        type=_date,
+        help=f"first day of the period, UTC (default {DEFAULT_DAYS} days ending on the end date)",
+    )
+    parser.add_argument(
+        "--end-date", type=_date, help=f"last day of the period, UTC (default {DEFAULT_END.isoformat()})"
+    )
+    parser.add_argument(
+        "--as-of",
+        type=_timestamp,
+        help="emit only what has arrived by this time, ISO 8601 with offset (default: the end of the period); "
+        "a later --as-of emits the rest, byte-identical for what was emitted before",
+    )
+    parser.add_argument(
+        "--dirty-rate",
+        type=_rate,
+        default=DEFAULT_DIRTY_RATE,
+        help="share of real events and forms that spawn one dirty extra (default %(default)s)",
+    )
+    parser.add_argument("--no-dirty", action="store_true", help="no dirty inputs at all (same as --dirty-rate 0)")
+    parser.add_argument("--no-db", action="store_true", help="do not write the clinic_ops tables")
+    parser.add_argument("--no-files", action="store_true", help="write no event or feedback files (manifest only)")
+    parser.add_argument(
+        "--clean",
+        action="store_true",
+        help="empty the landing folder first (files of an earlier run with another seed would mix in)",
+    )
+    return parser
+
+
+def _clean(folder: Path) -> None:
+    if not folder.exists():
+        return
+    for path in sorted(folder.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+        if path.is_dir():
+            path.rmdir()
+        else:
+            path.unlink()
+
+
+def generate(
+    *,
+    scale: int,
+    seed: int,
+    start: date,
+    end: date,
+    as_of: int,
+    dirty_rate: float,
+    out_dir: Path,
+    landing_dir: Path | None,
+    write_files: bool,
+    settings: Settings | None,
+) -> dict:
+    """Generate everything and return the manifest (also written to ``<out_dir>/manifest.json``)."""
+    started = time.perf_counter()
+    clock = ClinicClock()
+    start_epoch = (start - EPOCH_DAY).days * 86400
+    end_epoch = (end - EPOCH_DAY).days * 86400 + 86400
+    pools = reference.Pools.build(seed)
+    providers = reference.build_providers(seed, scale, pools, start_epoch, end_epoch)
+    patients = reference.Patients(seed, scale, pools, start, end)
+    world = World(seed, scale, start, end, providers, patients.count, sorted(patients.canaries))
+    dirt = Dirt(seed, dirty_rate) if dirty_rate > 0 else None
+    out_dir.mkdir(parents=True, exist_ok=True)
+    emitter = Emitter(
+        events_dir=out_dir / "events" if write_files else None,
+        landing_dir=landing_dir if write_files else None,
+        as_of=as_of,
+        clock=clock,
+        dirt=dirt,
+    )
+    appointments = 0
+    try:
+        for appointment in world.appointments():
+            emitter.add(appointment)
+            appointments += 1
+    finally:
+        emitter.close()
+    truth = emitter.truth
+
+    provider_versions = sum(1 for p in providers for v in p.versions if v.updated_at <= as_of)
+    patient_versions = 0
+
+    def provider_rows():
+        for provider in providers:
+            yield provider.row(provider.version_at(as_of), clock)
+
+    def patient_rows():
+        nonlocal patient_versions
+        for index in range(patients.count):
+            current = None
+            for updated_at, row in patients.versions(index, clock):
+                if updated_at <= as_of:
+                    current = row
+                    patient_versions += 1
+            yield current
+
+    if settings is not None:
+        from loaders import db
+
+        conn = db.connect(settings)
+        try:
+            reference.write_clinic_tables(conn, provider_rows(), patient_rows())
+        finally:
+            conn.close()
+    else:
+        for _ in patient_rows():
+            pass
+
+    manifest = {
+        "generator": {
+            "seed": seed,
+            "scale": scale,
+            "as_of": clock.iso(as_of),
+            "start_date": start.isoformat(),
+            "end_date": end.isoformat(),
+            "dirty_rate": dirty_rate,
+            "world_appointments": appointments,
+        },
+        "appointments": truth.appointments_block(),
+        "events": {
+            "messages": truth.messages,
+            "valid_distinct": truth.valid,
+            "duplicate_deliveries": truth.duplicates,
+            "out_of_order": truth.out_of_order,
+            "non_utc_offset": truth.non_utc,
+            "late": truth.late,
+            "not_yet_arrived": truth.not_yet_arrived,
+        },
+        "feedback": {
+            "files": truth.files,
+            "forms_valid": truth.forms_valid,
+            "forms_unknown_appointment": truth.forms_unknown,
+            "forms_resubmitted": truth.forms_resubmitted,
+            "forms_not_yet_arrived": truth.forms_not_yet_arrived,
+        },
+        "rejected": {
+            "events": dict(sorted(truth.rejected_events.items())),
+            "feedback_forms": dict(sorted(truth.rejected_forms.items())),
+            "feedback_files": dict(sorted(truth.rejected_files.items())),
+        },
+        "reference": {
+            "providers": len(providers),
+            "provider_versions": provider_versions,
+            "patients": patients.count,
+            "patient_versions": patient_versions,
+        },
+        "key_insights": truth.key_insights(),
+        "canaries": [
+            {"patient_id": c.patient_id, "column": c.column, "token": c.token}
+            for _, c in sorted(patients.canaries.items())
+        ],
+    }
+    (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    elapsed = time.perf_counter() - started
+    log.info(
+        "generated %d appointments, %d event messages, %d feedback files in %.1f s",
+        appointments,
+        truth.messages,
+        truth.files,
+        elapsed,
+    )
+    return manifest
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    end = args.end_date or (DEFAULT_END if args.start_date is None else args.start_date + timedelta(DEFAULT_DAYS - 1))
+    start = args.start_date or end - timedelta(days=DEFAULT_DAYS - 1)
+    if start > end:
+        print("--start-date must not be after --end-date", file=sys.stderr)
+        return 2
+    as_of = args.as_of if args.as_of is not None else (end - EPOCH_DAY).days * 86400 + 86400
+    out_dir = args.out or settings.state_dir / "generated"
+    landing = args.landing or settings.landing_dir
+    if args.clean and not args.no_files:
+        _clean(landing)
+    manifest = generate(
+        scale=args.scale,
+        seed=args.seed,
+        start=start,
+        end=end,
+        as_of=as_of,
+        dirty_rate=0.0 if args.no_dirty else args.dirty_rate,
+        out_dir=out_dir,
+        landing_dir=landing,
+        write_files=not args.no_files,
+        settings=None if args.no_db else settings,
+    )
+    appointments = manifest["appointments"]
+    print(
+        f"generated {appointments['total']} appointments as of {manifest['generator']['as_of']}: "
+        f"{manifest['events']['messages']} event messages in {out_dir / 'events'}, "
+        f"{manifest['feedback']['files']} feedback files in {landing}, manifest {out_dir / 'manifest.json'}"
+    )
+    print("key insights: " + json.dumps(manifest["key_insights"]["appointment_status_share_pct"]))
+    return 0
+
+
+__all__ = ["generate", "main"]

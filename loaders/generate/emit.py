@@ -1,0 +1,269 @@
+"""What a run emits, by arrival time, and the ground truth of it.
+
+Events go to ``<out>/events/<arrival UTC date>.jsonl``: one message per line, the exact bytes to send.
+Replay order is file name, then line. Within a file, appointments interleave, but the lines of one
+appointment are in its arrival order, so a partition keyed by appointment sees what the system saw.
+
+Feedback forms go to ``<landing>/YYYY/MM/DD/`` (UTC date of arrival), one file per form, written to a
+temporary name and renamed so a loader scanning the folder never reads half a file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter, defaultdict
+from pathlib import Path
+
+from loaders.generate.dirty import EVENT_KINDS, FORM_KINDS, Dirt, dumps
+from loaders.generate.seasonality import ClinicClock
+from loaders.generate.world import TIMESTAMP_FIELDS, Appointment, Event
+
+TERMINAL = ("completed", "cancelled", "no_show", "rescheduled")
+STATUS_ORDER = ("completed", "cancelled", "rescheduled", "no_show", "in_progress", "scheduled")
+
+
+def pretty(form: dict) -> bytes:
+    """A form file as a patient portal writes it: indented JSON, UTF-8, final newline."""
+    return (json.dumps(form, indent=2) + "\n").encode()
+
+
+class Truth:
+    """Counters of everything emitted; memory is bounded by days, devices and specialties."""
+
+    def __init__(self) -> None:
+        self.by_status: Counter[str] = Counter()
+        self.by_device: Counter[str] = Counter()
+        self.by_day: Counter[str] = Counter()
+        self.wait_sum: defaultdict[str, float] = defaultdict(float)
+        self.with_issues: Counter[str] = Counter()
+        self.rating_sum: defaultdict[str, list[float]] = defaultdict(lambda: [0, 0, 0])
+        self.messages = 0
+        self.valid = 0
+        self.duplicates = 0
+        self.out_of_order = 0
+        self.non_utc = 0
+        self.late = 0
+        self.not_yet_arrived = 0
+        self.rejected_events: Counter[str] = Counter()
+        self.rejected_forms: Counter[str] = Counter()
+        self.rejected_files: Counter[str] = Counter()
+        self.files = 0
+        self.forms_valid = 0
+        self.forms_unknown = 0
+        self.forms_resubmitted = 0
+        self.forms_not_yet_arrived = 0
+
+    def appointments_block(self) -> dict:
+        return {
+            "total": sum(self.by_status.values()),
+            "by_final_status": {s: self.by_status[s] for s in STATUS_ORDER if self.by_status[s]},
+            "by_device": dict(sorted(self.by_device.items())),
+            "by_day": dict(sorted(self.by_day.items())),
+        }
+
+    def key_insights(self) -> dict:
+        final = {s: self.by_status[s] for s in TERMINAL}
+        total = sum(final.values()) or 1
+        return {
+            "appointment_status_share_pct": {s: round(100 * n / total, 2) for s, n in final.items()},
+            "avg_wait_time_minutes_by_device": {
+                d: round(self.wait_sum[d] / n, 2) for d, n in sorted(self.by_device.items()) if n
+            },
+            "ratings_by_specialty": {
+                s: {
+                    "provider_rating": round(v[0] / v[2], 2),
+                    "overall_satisfaction": round(v[1] / v[2], 2),
+                    "forms": v[2],
+                }
+                for s, v in sorted(self.rating_sum.items())
+                if v[2]
+            },
+            "technical_issues_share_pct_by_device": {
+                d: round(100 * self.with_issues[d] / n, 2) for d, n in sorted(self.by_device.items()) if n
+            },
+        }
+
+
+class Emitter:
+    def __init__(
+        self,
+        *,
+        events_dir: Path | None,
+        landing_dir: Path | None,
+        as_of: int,
+        clock: ClinicClock,
+        dirt: Dirt | None,
+    ) -> None:
+        self.events_dir = events_dir
+        self.landing_dir = landing_dir
+        self.as_of = as_of
+        self.clock = clock
+        self.dirt = dirt
+        self.truth = Truth()
+        self._files: dict[str, object] = {}
+        self._made_dirs: set[Path] = set()
+        if events_dir is not None:
+            events_dir.mkdir(parents=True, exist_ok=True)
+            # The folder is ours: drop files of an earlier run so a replay sees only this one.
+            for stale in events_dir.glob("*.jsonl"):
+                stale.unlink()
+        if landing_dir is not None:
+            self._tmp = landing_dir / ".generate-tmp"
+            self._tmp.mkdir(parents=True, exist_ok=True)
+
+    # events ---------------------------------------------------------------------------------------
+    def _render(self, appt: Appointment, event: Event, offset: int) -> tuple[dict, str]:
+        iso = self.clock.iso
+        payload = {
+            "schema_version": 1,
+            "event_id": event.event_id,
+            "event_type": event.event_type,
+            "event_ts": iso(event.ts, offset),
+            "appointment_id": appt.appointment_id,
+        }
+        for key, value in event.fields.items():
+            payload[key] = iso(value, offset) if key in TIMESTAMP_FIELDS else value
+        return payload, dumps(payload)
+
+    def _write_line(self, arrival: int, line: str) -> None:
+        day = self.clock.utc_date(arrival)
+        handle = self._files.get(day)
+        if handle is None:
+            handle = open(self.events_dir / f"{day}.jsonl", "w", encoding="utf-8", newline="\n")  # noqa: SIM115
+            self._files[day] = handle
+        handle.write(line)
+        handle.write("\n")
+
+    def add(self, appt: Appointment) -> None:
+        as_of = self.as_of
+        truth = self.truth
+        dirt = self.dirt
+        events = appt.events
+        kinds = [dirt.event_kind() for _ in events] if dirt else [None] * len(events)
+        if dirt and len(events) >= 3 and dirt.out_of_order():
+            # Hold back a middle event (started or a technical issue) until after the next one arrived.
+            i = 1 + dirt.rng.randrange(len(events) - 2)
+            events[i].arrival = events[i + 1].arrival + dirt.rng.randint(5, 6 * 3600)
+        # (arrival, order, line, kind): kind None = a valid first delivery
+        messages = []
+        for i, (event, kind) in enumerate(zip(events, kinds, strict=True)):
+            offset = dirt.offset() if kind == "utc_offset" else 0
+            payload, line = self._render(appt, event, offset)
+            messages.append((event.arrival, i, line, None))
+            if kind is None or kind == "utc_offset":
+                if kind:
+                    truth.non_utc += event.arrival <= as_of
+                continue
+            arrival = event.arrival + dirt.rng.randint(1, 7200 if kind == "duplicate" else 600)
+            extra = line if kind == "duplicate" else dirt.bad_event(kind, payload)
+            messages.append((arrival, 100 + i, extra, kind))
+        messages.sort()
+        write = self.events_dir is not None
+        for arrival, _, line, kind in messages:
+            if arrival > as_of:
+                continue
+            truth.messages += 1
+            if write:
+                self._write_line(arrival, line)
+            if kind is None:
+                truth.valid += 1
+            elif kind == "duplicate":
+                truth.duplicates += 1
+            else:
+                truth.rejected_events[EVENT_KINDS[kind]] += 1
+
+        arrived = [e for e in events if e.arrival <= as_of]
+        for event in events:
+            if event.arrival > as_of >= event.ts:
+                truth.not_yet_arrived += 1
+        if not arrived or arrived[0].event_type != "scheduled":
+            # Not known yet (the scheduled event always arrives first), so neither is its form; the
+            # form's dirty draws still happen, as the world must not depend on --as-of.
+            if appt.form is not None:
+                self._add_form(appt, known=False)
+            return
+        for event in arrived:
+            if event.arrival - event.ts > 3600:
+                truth.late += 1
+            if any(o.ts > event.ts and o.arrival < event.arrival for o in arrived):
+                truth.out_of_order += 1
+        types = {e.event_type for e in arrived}
+        terminal = next((t for t in TERMINAL if t in types), None)
+        started = "started" in types
+        status = terminal or ("in_progress" if started else "scheduled")
+        truth.by_status[status] += 1
+        truth.by_day[self.clock.utc_date(appt.scheduled_for)] += 1
+        if started:
+            truth.by_device[appt.device] += 1
+            truth.wait_sum[appt.device] += appt.wait
+            if "technical_issue" in types:
+                truth.with_issues[appt.device] += 1
+        if appt.form is not None:
+            self._add_form(appt, known=True)
+
+    # feedback -------------------------------------------------------------------------------------
+    def _write_file(self, arrival: int, name: str, content: bytes) -> None:
+        self.truth.files += 1
+        if self.landing_dir is None:
+            return
+        day = self.clock.utc_date(arrival)
+        folder = self.landing_dir / day[:4] / day[5:7] / day[8:10]
+        if folder not in self._made_dirs:
+            folder.mkdir(parents=True, exist_ok=True)
+            self._made_dirs.add(folder)
+        target = folder / name
+        tmp = self._tmp / name
+        tmp.write_bytes(content)
+        os.replace(tmp, target)
+
+    def _add_form(self, appt: Appointment, *, known: bool) -> None:
+        form = appt.form
+        truth = self.truth
+        body = {
+            "schema_version": 1,
+            "feedback_id": form.feedback_id,
+            "appointment_id": appt.appointment_id,
+            "submitted_at": self.clock.iso(form.submitted_at),
+            **form.ratings,
+            "would_recommend": form.would_recommend,
+            "comments": form.comments,
+        }
+        # The dirty draw happens whether or not the form has arrived: the world must not depend on as-of.
+        kind = self.dirt.form_kind() if self.dirt else None
+        if form.arrival <= self.as_of and known:
+            self._write_file(form.arrival, f"feedback-{form.feedback_id}.json", pretty(body))
+            truth.forms_valid += 1
+            totals = truth.rating_sum[appt.version.specialty]
+            totals[0] += body["provider_rating"]
+            totals[1] += body["overall_satisfaction"]
+            totals[2] += 1
+        else:
+            truth.forms_not_yet_arrived += 1
+        if kind is None:
+            return
+        dirt = self.dirt
+        arrival = form.arrival + dirt.rng.randint(60, 86400)
+        if kind == "resubmitted":
+            name, content = f"feedback-{form.feedback_id}-resubmitted.json", ("[" + dumps(body) + "]\n").encode()
+        else:
+            name, content = dirt.bad_form(kind, body)
+        if arrival > self.as_of:
+            return
+        self._write_file(arrival, name, content)
+        if kind == "resubmitted":
+            truth.forms_resubmitted += 1
+        elif kind == "unknown_appointment":
+            truth.forms_valid += 1
+            truth.forms_unknown += 1
+        elif kind in ("truncated_file", "not_json_file"):
+            truth.rejected_files[FORM_KINDS[kind]] += 1
+        else:
+            truth.rejected_forms[FORM_KINDS[kind]] += 1
+
+    def close(self) -> None:
+        for handle in self._files.values():
+            handle.close()
+        self._files.clear()
+        if self.landing_dir is not None and self._tmp.exists():
+            self._tmp.rmdir()

@@ -1,0 +1,448 @@
+"""The simulated clinic: appointments with their lifecycle events and feedback forms, as a stream.
+
+The world depends only on seed, scale and period (never on --as-of or the dirty-data settings), so
+every run with the same three sees the same appointments. Each appointment carries every event with
+its event time and its arrival time; what a run emits is decided later, by arrival.
+
+Days are walked in order. A day's planned volume is filled first by appointments rebooked into it
+(a ``rescheduled`` event names a new appointment on a later day), then by new bookings. Memory holds
+the providers and the rebookings still ahead (at most two weeks of them), never the appointments.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+
+from loaders.generate import profiles
+from loaders.generate.randomness import random_uuid, seeded
+from loaders.generate.reference import Provider, ProviderBook, ProviderVersion, weighted_picker
+from loaders.generate.seasonality import ClinicClock, allocate, day_weights
+
+TIMESTAMP_FIELDS = frozenset({"scheduled_for", "new_scheduled_for"})
+
+
+class Event:
+    """One lifecycle event: epoch seconds of when it happened and when it reached the system."""
+
+    __slots__ = ("arrival", "event_id", "event_type", "fields", "ts")
+
+    def __init__(self, ts: int, arrival: int, event_type: str, event_id: str, fields: dict) -> None:
+        self.ts = ts
+        self.arrival = arrival
+        self.event_type = event_type
+        self.event_id = event_id
+        self.fields = fields
+
+
+@dataclass
+class Form:
+    feedback_id: str
+    submitted_at: int
+    arrival: int
+    ratings: dict
+    would_recommend: bool
+    comments: str | None
+
+
+@dataclass
+class Appointment:
+    appointment_id: str
+    patient_index: int
+    provider: Provider
+    version: ProviderVersion  # the provider's version valid at scheduled_for
+    appointment_type: str
+    scheduled_for: int
+    booked_at: int
+    status: str
+    rescheduled_from: str | None = None
+    device: str | None = None
+    wait: float | None = None
+    duration: float | None = None
+    quality: int | None = None
+    issues: int = 0
+    events: list[Event] = field(default_factory=list)
+    form: Form | None = None
+
+
+@dataclass
+class Rebooking:
+    appointment_id: str
+    patient_index: int
+    provider: Provider | None
+    appointment_type: str
+    scheduled_for: int
+    booked_at: int
+    rescheduled_from: str
+
+
+class Blocks:
+    """Shuffled blocks of strata: every block of ``size`` draws covers each stratum once, in random order.
+
+    Used per device for waits and technical issues, so the device means the design reports are met
+    at 50k appointments by construction, not by luck, while single draws stay random.
+    """
+
+    def __init__(self, rng: random.Random, size: int) -> None:
+        self.rng = rng
+        self.size = size
+        self.queue: list[int] = []
+
+    def next(self) -> int:
+        if not self.queue:
+            self.queue = list(range(self.size))
+            self.rng.shuffle(self.queue)
+        return self.queue.pop()
+
+
+class IssueBlocks:
+    """Exactly round(p * size) appointments with issues per block of ``size``, carrying the rounding."""
+
+    def __init__(self, rng: random.Random, share: float, size: int = 500) -> None:
+        self.rng = rng
+        self.share = share
+        self.size = size
+        self.block = 0
+        self.queue: list[bool] = []
+
+    def next(self) -> bool:
+        if not self.queue:
+            b = self.block
+            hits = round(self.share * self.size * (b + 1)) - round(self.share * self.size * b)
+            self.queue = [True] * hits + [False] * (self.size - hits)
+            self.rng.shuffle(self.queue)
+            self.block += 1
+        return self.queue.pop()
+
+
+def _gamma_quantiles(shape: float, n: int = 4000) -> list[float]:
+    """Quantile table of a unit-mean gamma, from a fixed private sample (stable across runs)."""
+    rng = seeded(20260101)
+    draws = sorted(rng.gammavariate(shape, 1.0) for _ in range(n * 5))
+    table = [draws[i * 5 + 2] for i in range(n)]
+    mean = sum(table) / n
+    return [x / mean for x in table]
+
+
+class World:
+    def __init__(
+        self,
+        seed: int,
+        scale: int,
+        start: date,
+        end: date,
+        providers: list[Provider],
+        patient_count: int,
+        canary_patients: list[int],
+    ) -> None:
+        self.seed = seed
+        self.scale = scale
+        self.start = start
+        self.end = end
+        self.providers = providers
+        self.book = ProviderBook(providers)
+        self.patient_count = patient_count
+        self.canary_patients = list(canary_patients)
+        self.clock = ClinicClock()
+        self.rng = seeded(seed)
+        rng = self.rng
+        self.hour_pick = weighted_picker(profiles.HOUR_WEIGHTS.items())
+        self.device_pick = weighted_picker(zip(profiles.DEVICES, profiles.DEVICE_WEIGHTS, strict=True))
+        self.type_pick = {
+            s: weighted_picker(zip(profiles.APPOINTMENT_TYPES, mix, strict=True))
+            for s, mix in profiles.TYPE_MIX_BY_SPECIALTY.items()
+        }
+        self.lead_pick = {
+            t: weighted_picker(((lo, hi), w) for lo, hi, w in b) for t, b in profiles.LEAD_DAYS_BY_TYPE.items()
+        }
+        self.issue_type_pick = {d: weighted_picker(m) for d, m in profiles.TECH_ISSUE_TYPES_BY_DEVICE.items()}
+        self.issue_count_pick = weighted_picker(profiles.ISSUE_COUNT_MIX)
+        self.quality_with = weighted_picker(profiles.QUALITY_WITH_ISSUES)
+        self.quality_without = weighted_picker(profiles.QUALITY_WITHOUT_ISSUES)
+        self.cancelled_by_pick = weighted_picker(profiles.CANCELLED_BY)
+        self.feedback_delay_pick = weighted_picker(((lo, hi), w) for lo, hi, w in profiles.FEEDBACK_DELAY_HOURS)
+        hour_mean = sum(profiles.WAIT_HOUR_FACTOR.get(h, 1.0) * w for h, w in profiles.HOUR_WEIGHTS.items()) / sum(
+            profiles.HOUR_WEIGHTS.values()
+        )
+        self.wait_hour_factor = {h: profiles.WAIT_HOUR_FACTOR.get(h, 1.0) / hour_mean for h in profiles.HOUR_WEIGHTS}
+        self.wait_table = _gamma_quantiles(profiles.WAIT_GAMMA_SHAPE)
+        self.wait_blocks = {d: Blocks(rng, 500) for d in profiles.DEVICES}
+        self.issue_blocks = {d: IssueBlocks(rng, profiles.TECH_ISSUE_SHARE_BY_DEVICE[d]) for d in profiles.DEVICES}
+        self.issue_share_mean = sum(
+            profiles.TECH_ISSUE_SHARE_BY_DEVICE[d] * w
+            for d, w in zip(profiles.DEVICES, profiles.DEVICE_WEIGHTS, strict=True)
+        )
+        self.wait_mean = sum(
+            profiles.WAIT_MEAN_BY_DEVICE[d] * w for d, w in zip(profiles.DEVICES, profiles.DEVICE_WEIGHTS, strict=True)
+        )
+        self.next_appointment = 1
+        self.next_feedback = 1
+        # Running mean of the no-show lead factor: keeps the no-show share on target for any lead mix.
+        self.lead_factor_sum = 0.0
+        self.lead_factor_n = 0
+        self.pending: dict[int, list[Rebooking]] = {}
+
+    # ids -----------------------------------------------------------------------------------------
+    def _uuid(self) -> str:
+        return random_uuid(self.rng)
+
+    def _appointment_id(self) -> str:
+        number = self.next_appointment
+        self.next_appointment += 1
+        return f"APT-{number:08d}"
+
+    # the stream ----------------------------------------------------------------------------------
+    def appointments(self) -> Iterator[Appointment]:
+        days = day_weights(self.start, self.end)
+        plan = allocate(self.scale, [w for _, w in days])
+        forced = list(self.canary_patients)
+        for index, ((day, _), planned) in enumerate(zip(days, plan, strict=True)):
+            rebooked = self.pending.pop(index, [])
+            for rebooking in rebooked:
+                yield self._build(rebooking=rebooking, day_index=index)
+            for _ in range(max(planned - len(rebooked), 0)):
+                patient = forced.pop() if forced else None
+                yield self._build(day=day, day_index=index, patient=patient)
+        # Rebookings that fall after the period: the world goes on; later --as-of runs will see them.
+        index = len(days)
+        while self.pending:
+            for rebooking in self.pending.pop(index, []):
+                yield self._build(rebooking=rebooking, day_index=index)
+            index += 1
+
+    def _patient(self) -> int:
+        # A skewed choice: chronic patients book often, most people rarely.
+        return min(int(self.patient_count * self.rng.random() ** 1.6), self.patient_count - 1)
+
+    def _build(
+        self,
+        *,
+        day_index: int,
+        day: date | None = None,
+        rebooking: Rebooking | None = None,
+        patient: int | None = None,
+    ) -> Appointment:
+        rng = self.rng
+        clock = self.clock
+        if rebooking is None:
+            hour = self.hour_pick(rng.random())
+            scheduled_for = clock.local_to_epoch(day, hour * 60 + int(rng.random() * 4) * 15)
+            provider, version = self.book.choose(rng, scheduled_for)
+            appointment_type = self.type_pick[version.specialty](rng.random())
+            lo, hi = self.lead_pick[appointment_type](rng.random())
+            lead_days = rng.uniform(lo, hi)
+            booked_at = scheduled_for - int(lead_days * 86400)
+            appointment_id = self._appointment_id()
+            patient_index = self._patient() if patient is None else patient
+            rescheduled_from = None
+        else:
+            scheduled_for = rebooking.scheduled_for
+            local_day = self.start + timedelta(days=day_index)
+            hour = (scheduled_for + clock.utc_offset_seconds(local_day)) // 3600 % 24
+            provider, version = rebooking.provider, None
+            if provider is not None:
+                version = provider.version_at(scheduled_for)
+                if not version.active:
+                    provider = None
+            if provider is None:
+                provider, version = self.book.choose(rng, scheduled_for)
+            appointment_type = rebooking.appointment_type
+            booked_at = rebooking.booked_at
+            lead_days = (scheduled_for - booked_at) / 86400
+            appointment_id = rebooking.appointment_id
+            patient_index = rebooking.patient_index
+            rescheduled_from = rebooking.rescheduled_from
+
+        factor = profiles.NO_SHOW_BASE + profiles.NO_SHOW_SLOPE * lead_days
+        self.lead_factor_sum += factor
+        self.lead_factor_n += 1
+        no_show_p = profiles.NO_SHOW_SHARE * factor / (self.lead_factor_sum / self.lead_factor_n)
+        u = rng.random()
+        r_share, c_share = profiles.RESCHEDULED_SHARE, profiles.CANCELLED_SHARE
+        if u < r_share:
+            status = "rescheduled"
+        elif u < r_share + c_share:
+            status = "cancelled"
+        elif u < r_share + c_share + no_show_p:
+            status = "no_show"
+        else:
+            status = "completed"
+
+        appt = Appointment(
+            appointment_id=appointment_id,
+            patient_index=patient_index,
+            provider=provider,
+            version=version,
+            appointment_type=appointment_type,
+            scheduled_for=scheduled_for,
+            booked_at=booked_at,
+            status=status,
+            rescheduled_from=rescheduled_from,
+        )
+        scheduled_fields = {
+            "patient_id": f"PAT-{patient_index + 1:07d}",
+            "provider_id": provider.provider_id,
+            "appointment_type": appointment_type,
+            "scheduled_for": scheduled_for,
+        }
+        if rescheduled_from is not None:
+            scheduled_fields["rescheduled_from_appointment_id"] = rescheduled_from
+        events = appt.events
+        events.append(Event(booked_at, booked_at + int(rng.random() * 3), "scheduled", self._uuid(), scheduled_fields))
+
+        if status in ("rescheduled", "cancelled"):
+            span = max(scheduled_for - booked_at, 120)
+            ts = booked_at + 60 + int(rng.uniform(0.3, 0.97) * (span - 60))
+            if status == "rescheduled":
+                new_index = day_index + rng.randint(*profiles.RESCHEDULE_DAYS)
+                new_day = self.start + timedelta(days=new_index)
+                new_hour = self.hour_pick(rng.random())
+                new_time = clock.local_to_epoch(new_day, new_hour * 60 + int(rng.random() * 4) * 15)
+                new_id = self._appointment_id()
+                same = rng.random() < profiles.RESCHEDULE_SAME_PROVIDER
+                self.pending.setdefault(new_index, []).append(
+                    Rebooking(
+                        new_id,
+                        patient_index,
+                        provider if same else None,
+                        appointment_type,
+                        new_time,
+                        ts,
+                        appointment_id,
+                    )
+                )
+                fields = {"rescheduled_to_appointment_id": new_id, "new_scheduled_for": new_time}
+                reason = rng.choice(profiles.RESCHEDULE_REASONS)
+                if reason:
+                    fields["reason"] = reason
+            else:
+                fields = {"cancelled_by": self.cancelled_by_pick(rng.random())}
+                reason = rng.choice(profiles.CANCEL_REASONS)
+                if reason:
+                    fields["reason"] = reason
+            terminal = Event(ts, ts, status, self._uuid(), fields)
+        elif status == "no_show":
+            ts = scheduled_for + (15 + int(rng.random() * 16)) * 60
+            terminal = Event(ts, ts, "no_show", self._uuid(), {})
+        else:
+            terminal = self._visit(appt, hour)
+        if rng.random() < profiles.LATE_TERMINAL_SHARE:
+            lo, hi = profiles.LATE_DELAY_HOURS
+            terminal.arrival = terminal.ts + int(rng.uniform(lo, hi) * 3600)
+        else:
+            terminal.arrival = terminal.ts + int(rng.random() * 4)
+        events.append(terminal)
+        # In the clean world one appointment's events arrive in the order they happened (jitter of a
+        # few seconds must not reorder close events); out-of-order delivery is a dirty kind.
+        previous = 0
+        for event in events:
+            if event.arrival < previous:
+                event.arrival = previous
+            previous = event.arrival
+        return appt
+
+    def _visit(self, appt: Appointment, hour: int) -> Event:
+        """started, technical issues, completed; possibly a feedback form. Returns the terminal event."""
+        rng = self.rng
+        device = self.device_pick(rng.random())
+        blocks = self.wait_blocks[device]
+        table = self.wait_table
+        stratum = (blocks.next() + rng.random()) / blocks.size
+        base = table[min(int(stratum * len(table)), len(table) - 1)]
+        wait = round(profiles.WAIT_MEAN_BY_DEVICE[device] * self.wait_hour_factor.get(hour, 1.0) * base, 1)
+        wait = min(wait, 240.0)
+        started = appt.scheduled_for + int(wait * 60)
+        appt.events.append(
+            Event(
+                started,
+                started + int(rng.random() * 3),
+                "started",
+                self._uuid(),
+                {"device_type": device, "wait_time_minutes": wait},
+            )
+        )
+        specialty = appt.version.specialty
+        median = profiles.DURATION_BY_TYPE[appt.appointment_type] * profiles.DURATION_FACTOR_BY_SPECIALTY[specialty]
+        shape = profiles.DURATION_GAMMA_SHAPE
+        duration = round(min(max(rng.gammavariate(shape, median / shape), 2.0), 180.0), 1)
+        has_issues = self.issue_blocks[device].next()
+        issue_types = []
+        if has_issues:
+            count = self.issue_count_pick(rng.random())
+            offsets = sorted(rng.uniform(0.03, 0.95) for _ in range(count))
+            pick = self.issue_type_pick[device]
+            for offset in offsets:
+                kind = pick(rng.random())
+                issue_types.append(kind)
+                ts = started + int(offset * duration * 60)
+                appt.events.append(
+                    Event(
+                        ts, ts + int(rng.random() * 3), "technical_issue", self._uuid(), {"technical_issue_type": kind}
+                    )
+                )
+        quality = (self.quality_with if has_issues else self.quality_without)(rng.random())
+        ended = started + int(duration * 60) + int(rng.random() * 21)
+        appt.device, appt.wait, appt.duration, appt.quality, appt.issues = (
+            device,
+            wait,
+            duration,
+            quality,
+            len(issue_types),
+        )
+        terminal = Event(
+            ended, ended, "completed", self._uuid(), {"duration_minutes": duration, "connection_quality": quality}
+        )
+        if rng.random() < profiles.FEEDBACK_SHARE:
+            appt.form = self._form(appt, ended, issue_types)
+        return terminal
+
+    def _rating(self, mean: float) -> int:
+        cumulative = profiles.RATING_TABLE[min(400, max(0, round((mean - 1.0) * 100)))]
+        u = self.rng.random()
+        for value, bound in enumerate(cumulative, start=1):
+            if u < bound:
+                return value
+        return 5
+
+    def _form(self, appt: Appointment, ended: int, issue_types: list[str]) -> Form:
+        rng = self.rng
+        lo, hi = self.feedback_delay_pick(rng.random())
+        submitted = ended + int(rng.uniform(lo, hi) * 3600)
+        provider_mean, overall_mean = profiles.RATING_MEANS_BY_SPECIALTY[appt.version.specialty]
+        p = self.issue_share_mean
+        penalty = profiles.SATISFACTION_ISSUE_PENALTY
+        issue_shift = -penalty if issue_types else penalty * p / (1 - p)
+        wait_shift = profiles.SATISFACTION_WAIT_SLOPE * (appt.wait - self.wait_mean)
+        overall = self._rating(overall_mean + issue_shift + wait_shift)
+        av_mean = profiles.AV_RATING_MEAN_BY_QUALITY[appt.quality - 1]
+        audio = self._rating(av_mean - (0.6 if "audio" in issue_types else 0.0))
+        video = self._rating(av_mean - (0.6 if "video" in issue_types else 0.0))
+        ease = self._rating(profiles.EASE_OF_USE_MEAN_BY_DEVICE[appt.device] - (0.7 if "login" in issue_types else 0.0))
+        ratings = {
+            "provider_rating": self._rating(provider_mean + appt.provider.quality),
+            "ease_of_use_rating": ease,
+            "audio_quality_rating": audio,
+            "video_quality_rating": video,
+            "overall_satisfaction": overall,
+        }
+        would_recommend = rng.random() < profiles.WOULD_RECOMMEND_BY_SATISFACTION[overall - 1]
+        comments = None
+        if rng.random() < profiles.COMMENT_SHARE:
+            if overall >= 4:
+                parts = [rng.choice(profiles.COMMENTS_POSITIVE)]
+            elif overall == 3:
+                parts = [rng.choice(profiles.COMMENTS_NEUTRAL)]
+            else:
+                parts = [rng.choice(profiles.COMMENTS_NEGATIVE)]
+            if audio <= 2:
+                parts.append(rng.choice(profiles.COMMENT_AUDIO))
+            if video <= 2:
+                parts.append(rng.choice(profiles.COMMENT_VIDEO))
+            comments = " ".join(parts)
+        number = self.next_feedback
+        self.next_feedback += 1
+        return Form(
+            f"FBK-{number:08d}", submitted, submitted + 1 + int(rng.random() * 30), ratings, would_recommend, comments
+        )
