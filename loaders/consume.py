@@ -1,0 +1,687 @@
+"""``python -m loaders consume``: appointment events from Kafka into raw.appointment_events, exactly once.
+
+How exactly-once holds (ARCHITECTURE.md, Guarantees):
+- each batch's valid rows, its rejected rows and the next offset of every partition in it are written in
+  ONE Postgres transaction (COPY into a temporary table, then ``insert ... on conflict (event_id) do
+  nothing``; rejected rows are unique on topic/partition/offset);
+- on every (re)assignment the consumer seeks to the offsets stored in Postgres, so Postgres is the truth;
+- offsets are committed to Kafka only after the Postgres commit, so lag tools never run ahead of raw;
+- a topic whose id changed (deleted and created again, or an in-memory broker that restarted) makes the
+  stored offsets meaningless: that is logged and the partition is read from its earliest offset, letting
+  event_id dedupe.
+
+Throughput: the main thread polls Kafka and turns messages into COPY text while a writer thread holds
+the Postgres transaction of the previous batch (psycopg2 releases the GIL while the server works), so
+Python and Postgres work in parallel. Per event the Python work is one JSON decode, dict/set checks and
+one formatted line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import queue
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+import psycopg2
+import psycopg2.errors
+import psycopg2.extras
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+
+from loaders import db
+from loaders.kafka import admin_client, client_config, topic_exists, topic_id
+from loaders.pgcopy import copy_rows, escape
+from loaders.progress import Progress
+from loaders.retry import TRANSIENT_DB_ERRORS, Backoff, RetryDeadlineExceeded
+from loaders.runs import LoadRun, RunCounts
+from loaders.settings import LOADER_ROLE, Settings
+from loaders.validation import INVALID_JSON, JSON_DECODER, check_event, storable_json_text
+
+log = logging.getLogger(__name__)
+
+DEFAULT_GROUP = "telemed-raw-loader"
+LOADER_NAME = "consume"
+_NULL = "\\N"
+# After a duplicate event_id shows up, this many batches look their ids up before the COPY.
+LOOKUP_BATCHES = 20
+
+# Columns in the order of the COPY lines built by add_messages; the constant ones come last.
+_COLUMNS = (
+    "event_id, appointment_id, event_type, event_ts, payload, kafka_partition, kafka_offset, kafka_timestamp,"
+    " schema_version, kafka_topic, _load_run_id"
+)
+_STAGE_DDL = f"""
+create temporary table if not exists _stage_events on commit delete rows as
+select {_COLUMNS} from raw.appointment_events with no data;
+create temporary table if not exists _stage_ids (event_id text) on commit delete rows
+"""
+_INSERT_STAGED = f"""
+insert into raw.appointment_events ({_COLUMNS})
+select {_COLUMNS} from _stage_events
+on conflict (event_id) do nothing
+"""
+_EXISTING_IDS = (
+    "select event_id from raw.appointment_events where event_id = any(array(select event_id from _stage_ids))"
+)
+_INSERT_REJECTED = """
+insert into raw.appointment_events_rejected (
+    reason, error_detail, event_id, raw_text, raw_bytes, kafka_topic, kafka_partition, kafka_offset,
+    kafka_key, kafka_timestamp, _load_run_id
+) values %s
+on conflict (kafka_topic, kafka_partition, kafka_offset) do nothing
+"""
+_REJECTED_TEMPLATE = "(%s, %s, %s, %s, %s, %s, %s, %s, %s, to_timestamp(%s / 1000.0), %s)"
+_UPSERT_OFFSETS = """
+insert into raw.kafka_offsets (consumer_group, topic, partition, next_offset, topic_id, updated_at)
+values %s
+on conflict (consumer_group, topic, partition) do update
+set next_offset = excluded.next_offset, topic_id = excluded.topic_id, updated_at = excluded.updated_at
+"""
+
+
+@dataclass
+class Batch:
+    """Messages turned into COPY lines and rejected rows, with the next offset of each partition.
+
+    ``tail`` ends every line with the constant columns (schema version, topic, load run).
+    """
+
+    tail: str = "\n"
+    ids: list[str] = field(default_factory=list)  # COPY-escaped event_id of each line
+    lines: list[str] = field(default_factory=list)
+    seen: set[str] = field(default_factory=set)
+    rejects: list[tuple] = field(default_factory=list)
+    next_offsets: dict[int, int] = field(default_factory=dict)
+    read: int = 0
+    duplicates: int = 0  # repeats of an event_id within this batch
+    started: float = field(default_factory=time.monotonic)
+
+
+def _reject(batch: Batch, reason: str, detail: str, value: bytes | None, msg, event_id: str | None = None) -> None:
+    text = None
+    raw = None
+    if value is not None:
+        try:
+            text = value.decode()
+        except UnicodeDecodeError:
+            raw = value
+        else:
+            if "\x00" in text:  # text columns cannot hold NUL: keep the exact bytes instead
+                text, raw = None, value
+    key = msg.key()
+    if key is not None:
+        key = key.decode("utf-8", "replace").replace("\x00", "\ufffd")
+    ts_type, ts_ms = msg.timestamp()
+    batch.rejects.append(
+        (
+            reason,
+            detail,
+            event_id,
+            text,
+            psycopg2.Binary(raw) if raw is not None else None,
+            msg.topic(),
+            msg.partition(),
+            msg.offset(),
+            key,
+            ts_ms if ts_type else None,
+        )
+    )
+
+
+def add_messages(batch: Batch, messages: list) -> list:
+    """Validate and stage ``messages`` into ``batch``; returns the error events among them."""
+    errors = []
+    ids, lines, seen, tail = batch.ids, batch.lines, batch.seen, batch.tail
+    next_offsets = batch.next_offsets
+    raw_decode = JSON_DECODER.raw_decode
+    last_ms, last_ts = None, _NULL
+    for msg in messages:
+        if msg.error() is not None:
+            errors.append(msg)
+            continue
+        partition = msg.partition()
+        offset = msg.offset()
+        next_offsets[partition] = offset + 1
+        value = msg.value()
+        try:
+            text = value.decode()
+            # raw_decode skips the whitespace regexes of decode(); trailing text is checked below.
+            event, end = raw_decode(text)
+            if end != len(text) and text[end:].strip():
+                raise ValueError("extra data after the JSON value")
+        except (AttributeError, UnicodeDecodeError, ValueError) as exc:
+            if value is not None and value[:1].isspace():
+                event = _decode_padded(value)
+                if event is not _INVALID:
+                    text = value.decode()
+            else:
+                event = _INVALID
+            if event is _INVALID:
+                detail = "empty message" if not value else f"not valid UTF-8 JSON ({type(exc).__name__})"
+                _reject(batch, INVALID_JSON, detail, value, msg)
+                continue
+        problem, event_ts = check_event(event)
+        if problem is not None:
+            event_id = event.get("event_id") if type(event) is dict else None
+            _reject(batch, problem[0], problem[1], value, msg, event_id if type(event_id) is str else None)
+            continue
+        if not storable_json_text(text):
+            _reject(batch, INVALID_JSON, "holds a NUL character or an unpaired surrogate", value, msg)
+            continue
+        event_id = escape(event["event_id"])
+        if event_id in seen:
+            batch.duplicates += 1
+            continue
+        seen.add(event_id)
+        ts_type, ts_ms = msg.timestamp()
+        if ts_ms != last_ms:
+            last_ms = ts_ms
+            last_ts = datetime.fromtimestamp(ts_ms / 1000, timezone.utc).isoformat() if ts_type else _NULL
+        ids.append(event_id)
+        lines.append(
+            f"{event_id}\t{escape(event['appointment_id'])}\t{event['event_type']}\t{event_ts}\t{escape(text)}\t"
+            f"{partition}\t{offset}\t{last_ts}{tail}"
+        )
+    batch.read += len(messages) - len(errors)
+    return errors
+
+
+_INVALID = object()
+
+
+def _decode_padded(value: bytes) -> object:
+    """The slow path for a message with leading whitespace, which raw_decode does not skip."""
+    try:
+        return JSON_DECODER.decode(value.decode())
+    except (UnicodeDecodeError, ValueError):
+        return _INVALID
+
+
+class EventWriter:
+    """Owns the consumer's Postgres connection: stored offsets, and one transaction per batch."""
+
+    def __init__(self, settings: Settings, run: LoadRun, group: str, topic: str, backoff: Backoff):
+        self.settings, self.run, self.group, self.topic = settings, run, group, topic
+        self.backoff = backoff
+        self.topic_id: str | None = None
+        self._lookup_batches = 0
+        self._conn = None
+        self._lock = threading.Lock()
+
+    def _connection(self):
+        if self._conn is None or self._conn.closed:
+            self._conn = db.connect(self.settings, role=LOADER_ROLE)
+            with self._conn, self._conn.cursor() as cur:
+                cur.execute(_STAGE_DDL)
+        return self._conn
+
+    def _drop_connection(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(psycopg2.Error):
+                self._conn.close()
+        self._conn = None
+
+    def retrying(self, what: str, work):
+        """Run ``work(conn)`` until it succeeds, reconnecting after transient errors, up to the deadline."""
+        with self._lock:
+            while True:
+                try:
+                    result = work(self._connection())
+                except TRANSIENT_DB_ERRORS as exc:
+                    self._drop_connection()
+                    self.backoff.wait(what, exc)
+                    continue
+                self.backoff.reset()
+                return result
+
+    def open_run(self, details: dict) -> None:
+        self.retrying("opening the load run", lambda conn: self.run.open(conn, details))
+
+    def close_run(self, status: str, error: str | None, details: dict) -> None:
+        self.retrying("closing the load run", lambda conn: self.run.close(conn, status, error, details))
+
+    def stored_offsets(self) -> dict[int, tuple[int, str | None]]:
+        def fetch(conn):
+            with conn, conn.cursor() as cur:
+                cur.execute(
+                    "select partition, next_offset, topic_id from raw.kafka_offsets"
+                    " where consumer_group = %s and topic = %s",
+                    (self.group, self.topic),
+                )
+                return {row[0]: (row[1], row[2]) for row in cur.fetchall()}
+
+        return self.retrying("reading stored offsets", fetch)
+
+    def write(self, batch: Batch) -> RunCounts:
+        def work(conn) -> RunCounts:
+            counts = RunCounts(read=batch.read, duplicates=batch.duplicates)
+            with conn, conn.cursor() as cur:
+                if batch.lines:
+                    counts.loaded, skipped = self._write_events(cur, batch)
+                    counts.duplicates += skipped
+                if batch.rejects:
+                    rows = [(*reject, self.run.run_id) for reject in batch.rejects]
+                    # One statement for all of them, so rowcount is the number actually inserted.
+                    psycopg2.extras.execute_values(
+                        cur, _INSERT_REJECTED, rows, template=_REJECTED_TEMPLATE, page_size=len(rows)
+                    )
+                    counts.rejected = cur.rowcount
+                    # A rejected message seen again (re-read after a crash) is not a new rejection.
+                    counts.duplicates += len(rows) - cur.rowcount
+                psycopg2.extras.execute_values(
+                    cur,
+                    _UPSERT_OFFSETS,
+                    [(self.group, self.topic, p, o, self.topic_id) for p, o in sorted(batch.next_offsets.items())],
+                    template="(%s, %s, %s, %s, %s, now())",
+                )
+                self.run.advance(cur, counts)
+            return counts
+
+        return self.retrying(f"writing a batch of {batch.read} messages", work)
+
+    def _write_events(self, cur, batch: Batch) -> tuple[int, int]:
+        """Insert the batch's events; returns (loaded, duplicates skipped).
+
+        Fast path: COPY straight into raw.appointment_events inside a savepoint. An event_id already in
+        raw (a duplicate delivery from an earlier batch, or a batch read again after a crash) fails it on
+        the key; the batch then takes the general path, COPY into a temporary table and insert ... on
+        conflict do nothing, and the next batches first look their event_ids up and leave the known ones
+        out, until a run of clean batches switches the lookup off again.
+        """
+        ids, lines = batch.ids, batch.lines
+        if self._lookup_batches > 0:
+            self._lookup_batches -= 1
+            copy_rows(cur, "_stage_ids", "event_id", ("\n".join(ids) + "\n").encode())
+            cur.execute(_EXISTING_IDS)
+            existing = {escape(row[0]) for row in cur.fetchall()}
+            if existing:
+                lines = [line for event_id, line in zip(ids, lines, strict=True) if event_id not in existing]
+                self._lookup_batches = LOOKUP_BATCHES
+        data = "".join(lines).encode()
+        cur.execute("savepoint direct_copy")
+        try:
+            copy_rows(cur, "raw.appointment_events", _COLUMNS, data)
+        except psycopg2.errors.UniqueViolation:
+            cur.execute("rollback to savepoint direct_copy")
+            self._lookup_batches = LOOKUP_BATCHES
+            copy_rows(cur, "_stage_events", _COLUMNS, data)
+            cur.execute(_INSERT_STAGED)
+            return cur.rowcount, len(batch.lines) - cur.rowcount
+        cur.execute("release savepoint direct_copy")
+        return len(lines), len(batch.lines) - len(lines)
+
+    def close(self) -> None:
+        self._drop_connection()
+
+
+@dataclass
+class ConsumeOptions:
+    group: str = DEFAULT_GROUP
+    topic: str | None = None
+    drain: bool = False
+    idle_seconds: float = 5.0
+    batch_size: int = 20000
+    batch_ms: int = 1000
+    max_retry_seconds: float = 300.0
+    session_timeout_ms: int = 6000
+
+
+@dataclass
+class ConsumeResult:
+    status: str
+    counts: RunCounts
+    run_id: int | None
+    seconds: float
+    # monotonic time of the last Postgres commit, so a benchmark can leave out the drain's idle wait
+    last_commit_at: float | None = None
+    first_message_at: float | None = None
+    error: str | None = None
+    offsets: dict[int, int] = field(default_factory=dict)
+
+
+class EventConsumer:
+    def __init__(self, settings: Settings, options: ConsumeOptions):
+        self.settings = settings
+        self.options = options
+        self.topic = options.topic or settings.kafka_topic
+        self.run = LoadRun(LOADER_NAME)
+        self.backoff = Backoff(options.max_retry_seconds)
+        self.writer = EventWriter(settings, self.run, options.group, self.topic, self.backoff)
+        self.admin = admin_client(settings)
+        self.stop_requested = False
+        self.counts = RunCounts()
+        self.offsets: dict[int, int] = {}
+        self.assigned: set[int] = set()
+        self.last_commit_at: float | None = None
+        self.first_message_at: float | None = None
+        self._pending: Batch | None = None
+        self._inbox: queue.Queue = queue.Queue(maxsize=2)
+        self._outbox: queue.Queue = queue.Queue()
+        self._in_flight = 0
+        self._thread: threading.Thread | None = None
+        self._consumer: Consumer | None = None
+        self._progress: Progress | None = None
+        self._last_broker_error = 0.0
+        self._last_error_log = 0.0
+        self._failed = False
+
+    # ------------------------------------------------------------------ writer thread
+
+    def _writer_loop(self) -> None:
+        while True:
+            batch = self._inbox.get()
+            if batch is None:
+                return
+            try:
+                counts = self.writer.write(batch)
+            except BaseException as exc:  # noqa: BLE001 - handed to the main thread, which stops the run
+                self._outbox.put((batch, exc))
+                return
+            self._outbox.put((batch, counts))
+
+    def _submit(self, batch: Batch) -> None:
+        while True:
+            self._collect(block=False)
+            if not self._thread.is_alive():
+                raise RuntimeError("the writer thread stopped unexpectedly")
+            try:
+                self._inbox.put(batch, timeout=0.5)
+            except queue.Full:
+                continue
+            self._in_flight += 1
+            return
+
+    def _collect(self, block: bool) -> None:
+        """Take finished batches from the writer: count them, then commit their offsets to Kafka."""
+        while self._in_flight:
+            try:
+                batch, outcome = self._outbox.get(timeout=0.5) if block else self._outbox.get_nowait()
+            except queue.Empty:
+                if not block:
+                    return
+                if self._thread is not None and not self._thread.is_alive() and self._outbox.empty():
+                    raise RuntimeError("the writer thread stopped unexpectedly") from None
+                continue
+            self._in_flight -= 1
+            if isinstance(outcome, BaseException):
+                self._failed = True
+                raise outcome
+            self.last_commit_at = time.monotonic()
+            self.counts.add(outcome)
+            self.offsets.update(batch.next_offsets)
+            if self._progress:
+                self._progress.update(batch.read)
+            self._commit_to_kafka(batch.next_offsets)
+
+    def _commit_to_kafka(self, next_offsets: dict[int, int]) -> None:
+        # Only partitions we still own: after a rebalance another member commits its own.
+        parts = [TopicPartition(self.topic, p, o) for p, o in next_offsets.items() if p in self.assigned]
+        if parts and self._consumer is not None:
+            try:
+                self._consumer.commit(offsets=parts, asynchronous=True)
+            except Exception as exc:  # noqa: BLE001 - Postgres holds the truth; Kafka's copy is for lag tools
+                log.debug("offset commit to Kafka skipped: %s", exc)
+
+    def _flush(self) -> None:
+        """Hand the batch in hand to the writer and wait until every batch is in Postgres."""
+        if self._pending is not None and self._pending.read:
+            self._submit(self._pending)
+        self._pending = None
+        self._collect(block=True)
+
+    # ------------------------------------------------------------------ rebalancing
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        current_id = topic_id(self.admin, self.topic)
+        self.writer.topic_id = current_id
+        stored = self.writer.stored_offsets()
+        for tp in partitions:
+            found = stored.get(tp.partition)
+            if found is None:
+                tp.offset = OFFSET_BEGINNING
+            elif found[1] and current_id and found[1] != current_id:
+                log.warning(
+                    "topic %s was recreated (topic id changed): the stored offset %d of partition %d belongs to "
+                    "the old topic, so the partition is read from its earliest offset (event_id dedupes)",
+                    self.topic,
+                    found[0],
+                    tp.partition,
+                )
+                tp.offset = OFFSET_BEGINNING
+            else:
+                tp.offset = found[0]
+        consumer.assign(partitions)
+        self.assigned = {tp.partition for tp in partitions}
+        log.info(
+            "assigned %s", ", ".join(f"partition {tp.partition} from {_offset_name(tp.offset)}" for tp in partitions)
+        )
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # Finish what we hold for these partitions before another member may take them over. After a
+        # failure nothing more is written: the batch in hand is read again by whoever owns it next.
+        if not self._failed:
+            self._flush()
+        self.assigned -= {tp.partition for tp in partitions}
+        consumer.unassign()
+        if partitions:
+            log.info("revoked partitions %s", ", ".join(str(tp.partition) for tp in partitions))
+
+    # ------------------------------------------------------------------ main loop
+
+    def _handle_errors(self, errors: list) -> None:
+        for msg in errors:
+            err = msg.error()
+            code = err.code()
+            if code == KafkaError._PARTITION_EOF:
+                continue
+            if code == KafkaError._AUTO_OFFSET_RESET or code == KafkaError.OFFSET_OUT_OF_RANGE:
+                log.warning(
+                    "partition %s: the stored offset is out of range (%s); reading from the earliest offset, "
+                    "event_id dedupes",
+                    msg.partition(),
+                    err.str(),
+                )
+                if msg.partition() is not None and msg.partition() >= 0:
+                    self._consumer.seek(TopicPartition(self.topic, msg.partition(), OFFSET_BEGINNING))
+                continue
+            if err.fatal():
+                raise RuntimeError(f"fatal Kafka error: {err.str()}")
+            # Transport errors, a missing topic, a restarting broker: librdkafka retries by itself.
+            self._last_broker_error = time.monotonic()
+            if time.monotonic() - self._last_error_log > 10:
+                self._last_error_log = time.monotonic()
+                log.warning("Kafka: %s (retrying)", err.str())
+
+    def _consumer_config(self) -> dict[str, object]:
+        return client_config(
+            self.settings,
+            **{
+                "group.id": self.options.group,
+                "enable.auto.commit": False,
+                "enable.auto.offset.store": False,
+                # Out-of-range offsets become an error event we handle (log, then earliest).
+                "auto.offset.reset": "error",
+                "session.timeout.ms": self.options.session_timeout_ms,
+                "heartbeat.interval.ms": max(500, self.options.session_timeout_ms // 3),
+                # Notice a topic created again after a broker restart within seconds.
+                "topic.metadata.refresh.interval.ms": 5000,
+                "on_commit": _log_commit,
+            },
+        )
+
+    def request_stop(self, *_args) -> None:
+        if not self.stop_requested:
+            log.info("stop requested: finishing the batch in hand")
+        self.stop_requested = True
+
+    def run_loop(self) -> ConsumeResult:
+        started = time.monotonic()
+        opts = self.options
+        details = {"group": opts.group, "topic": self.topic, "mode": "drain" if opts.drain else "follow"}
+        self.writer.open_run(details)
+        self._tail = f"\t1\t{escape(self.topic)}\t{self.run.run_id}\n"
+        status, error = "succeeded", None
+        self._thread = threading.Thread(target=self._writer_loop, name="raw-writer", daemon=True)
+        self._thread.start()
+        try:
+            if opts.drain and not self._topic_ready():
+                log.info("topic %s does not exist: nothing to drain", self.topic)
+            else:
+                self._poll_until_done()
+            if self.stop_requested and opts.drain:
+                status = "interrupted"
+        except (RetryDeadlineExceeded, RuntimeError) as exc:
+            self._failed = True
+            status, error = "failed", str(exc)
+            log.error("%s", error)
+        finally:
+            if self._consumer is not None:
+                self._consumer.close()
+            self._inbox.put(None)
+            self._thread.join(timeout=30)
+            if self._progress:
+                self._progress.close()
+        seconds = time.monotonic() - started
+        try:
+            self.writer.close_run(status, error, {**details, "next_offsets": _str_keys(self.offsets)})
+        except RetryDeadlineExceeded as exc:
+            log.error("could not record the end of run %s: %s", self.run.run_id, exc)
+        self.writer.close()
+        return ConsumeResult(
+            status,
+            self.counts,
+            self.run.run_id,
+            seconds,
+            self.last_commit_at,
+            self.first_message_at,
+            error,
+            self.offsets,
+        )
+
+    def _topic_ready(self) -> bool:
+        while True:
+            try:
+                return topic_exists(self.admin, self.topic)
+            except Exception as exc:  # noqa: BLE001 - the broker is not there yet
+                self.backoff.wait(f"reaching the broker {self.settings.kafka_bootstrap_servers}", exc)
+
+    def _poll_until_done(self) -> None:
+        opts = self.options
+        self._consumer = Consumer(self._consumer_config())
+        self._consumer.subscribe(
+            [self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_revoke
+        )
+        self._progress = Progress("consume", "events")
+        batch_s = opts.batch_ms / 1000
+        last_message = time.monotonic()
+        waiting_since = time.monotonic()
+        while not self.stop_requested:
+            room = opts.batch_size - (self._pending.read if self._pending else 0)
+            messages = self._consumer.consume(num_messages=max(1, room), timeout=0.2)
+            now = time.monotonic()
+            if messages:
+                if self.first_message_at is None:
+                    self.first_message_at = now
+                if self._pending is None:
+                    self._pending = Batch(tail=self._tail)
+                errors = add_messages(self._pending, messages)
+                if errors:
+                    self._handle_errors(errors)
+                if len(errors) < len(messages):
+                    last_message = now
+            pending = self._pending
+            if (
+                pending is not None
+                and pending.read
+                and (pending.read >= opts.batch_size or now - pending.started >= batch_s)
+            ):
+                self._submit(pending)
+                self._pending = None
+            self._collect(block=False)
+            if opts.drain:
+                if not self.assigned:
+                    # No partitions yet (group joining, broker away): that is not "idle".
+                    last_message = now
+                    if now - waiting_since > opts.max_retry_seconds:
+                        raise RuntimeError(
+                            f"no partitions of {self.topic} were assigned within {opts.max_retry_seconds:.0f}s"
+                        )
+                    continue
+                waiting_since = now
+                # A broker error restarts the idle clock: an unreachable broker is not an empty topic.
+                last_message = max(last_message, self._last_broker_error)
+                if now - last_message >= opts.idle_seconds:
+                    log.info("nothing new for %.1fs: drained", opts.idle_seconds)
+                    break
+        self._flush()
+
+
+def _log_commit(err, partitions) -> None:
+    if err is not None:
+        log.debug("offset commit to Kafka failed: %s", err)
+
+
+def _offset_name(offset: int) -> str:
+    return "earliest" if offset == OFFSET_BEGINNING else f"offset {offset}"
+
+
+def _str_keys(offsets: dict[int, int]) -> dict[str, int]:
+    return {str(p): o for p, o in sorted(offsets.items())}
+
+
+def parse_args(argv: list[str] | None) -> ConsumeOptions:
+    parser = argparse.ArgumentParser(prog="python -m loaders consume", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--drain", action="store_true", help="exit once nothing new arrives for --idle-seconds")
+    parser.add_argument("--idle-seconds", type=float, default=5.0, help="drain mode: idle time that ends the run")
+    parser.add_argument("--group", default=DEFAULT_GROUP, help=f"consumer group id (default {DEFAULT_GROUP})")
+    parser.add_argument("--topic", help="topic (default TELEMED_TOPIC or telemed.appointment-events)")
+    parser.add_argument("--batch-size", type=int, default=20000, help="messages per transaction, at most")
+    parser.add_argument("--batch-ms", type=int, default=1000, help="milliseconds a batch may wait to fill")
+    parser.add_argument(
+        "--max-retry-seconds",
+        type=float,
+        default=300.0,
+        help="give up when Postgres or the broker stay unreachable this long (default 300)",
+    )
+    parser.add_argument("--session-timeout-ms", type=int, default=6000, help="consumer group session timeout")
+    args = parser.parse_args(argv)
+    return ConsumeOptions(
+        group=args.group,
+        topic=args.topic,
+        drain=args.drain,
+        idle_seconds=args.idle_seconds,
+        batch_size=args.batch_size,
+        batch_ms=args.batch_ms,
+        max_retry_seconds=args.max_retry_seconds,
+        session_timeout_ms=args.session_timeout_ms,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    options = parse_args(argv)
+    settings = Settings.from_env()
+    consumer = EventConsumer(settings, options)
+    previous = {sig: signal.signal(sig, consumer.request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        result = consumer.run_loop()
+    except RetryDeadlineExceeded as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    c = result.counts
+    print(
+        f"consume {result.status}: read {c.read}, loaded {c.loaded}, rejected {c.rejected}, "
+        f"duplicates skipped {c.duplicates} in {result.seconds:.1f}s (run {result.run_id}, topic {consumer.topic}, "
+        f"group {options.group})"
+    )
+    if result.error:
+        print(f"error: {result.error}", file=sys.stderr)
+    return 0 if result.status in ("succeeded", "interrupted") else 1

@@ -1,0 +1,66 @@
+"""One ``raw.load_runs`` row per loader run.
+
+The row is opened as ``running`` when the run starts, its counters are advanced inside each batch's
+own transaction (so they stay exact even when the process is killed), and it is closed with a status,
+an error and details (offsets, files) at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+from dataclasses import dataclass, field
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunCounts:
+    read: int = 0
+    loaded: int = 0
+    rejected: int = 0
+    duplicates: int = 0
+
+    def add(self, other: RunCounts) -> None:
+        self.read += other.read
+        self.loaded += other.loaded
+        self.rejected += other.rejected
+        self.duplicates += other.duplicates
+
+
+@dataclass
+class LoadRun:
+    loader: str
+    run_id: int | None = None
+    counts: RunCounts = field(default_factory=RunCounts)
+
+    def open(self, conn, details: dict | None = None) -> int:
+        base = {"pid": os.getpid(), "host": socket.gethostname()}
+        with conn, conn.cursor() as cur:
+            cur.execute(
+                "insert into raw.load_runs (loader, details) values (%s, %s) returning run_id",
+                (self.loader, json.dumps({**base, **(details or {})})),
+            )
+            self.run_id = cur.fetchone()[0]
+        log.info("%s run %s started", self.loader, self.run_id)
+        return self.run_id
+
+    def advance(self, cur, batch: RunCounts) -> None:
+        """Add a batch's counts; call inside the batch's transaction."""
+        cur.execute(
+            "update raw.load_runs set rows_read = rows_read + %s, rows_loaded = rows_loaded + %s,"
+            " rows_rejected = rows_rejected + %s, duplicates_skipped = duplicates_skipped + %s"
+            " where run_id = %s",
+            (batch.read, batch.loaded, batch.rejected, batch.duplicates, self.run_id),
+        )
+
+    def close(self, conn, status: str, error: str | None = None, details: dict | None = None) -> None:
+        with conn, conn.cursor() as cur:
+            cur.execute(
+                "update raw.load_runs set finished_at = now(), status = %s, error = %s,"
+                " details = details || %s::jsonb where run_id = %s",
+                (status, error, json.dumps(details or {}), self.run_id),
+            )
+        log.info("%s run %s %s", self.loader, self.run_id, status)

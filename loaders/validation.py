@@ -1,0 +1,239 @@
+"""Schema checks for appointment events and feedback forms (loaders/CONTRACTS.md).
+
+Written for the hot path: plain dict and set lookups, no schema library, one pass over a small table of
+field rules per event type. A check returns ``None`` for a valid record or ``(reason, detail)`` with a
+reason code from the contract; the first failing rule wins, in the order of the contract's tables.
+Details name the field and the problem, never the value (it may be patient data).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime
+
+# Reason codes, shared with the generator's manifest.
+INVALID_JSON = "invalid_json"
+NOT_JSON = "not_json"
+NOT_AN_OBJECT = "not_an_object"
+MISSING_FIELD = "missing_field"
+INVALID_TYPE = "invalid_type"
+INVALID_TIMESTAMP = "invalid_timestamp"
+UNKNOWN_ENUM = "unknown_enum"
+OUT_OF_RANGE = "out_of_range"
+UNSUPPORTED_SCHEMA_VERSION = "unsupported_schema_version"
+
+SCHEMA_VERSION = 1
+
+EVENT_TYPES = frozenset(("scheduled", "rescheduled", "started", "technical_issue", "completed", "cancelled", "no_show"))
+APPOINTMENT_TYPES = frozenset(
+    ("initial_consultation", "follow_up", "urgent_care", "mental_health", "prescription_refill")
+)
+DEVICE_TYPES = frozenset(("Mobile Phone", "Tablet", "Desktop", "Laptop"))
+TECHNICAL_ISSUE_TYPES = frozenset(("audio", "video", "connection_drop", "login", "screen_share"))
+CANCELLED_BY = frozenset(("patient", "provider", "clinic"))
+
+Problem = tuple[str, str]
+
+# Rule kinds. Each rule is (field, kind, required, argument).
+_STR, _TS, _ENUM, _NUM, _INT, _BOOL = range(6)
+
+_EVENT_RULES: dict[str, tuple[tuple[str, int, bool, object], ...]] = {
+    "scheduled": (
+        ("patient_id", _STR, True, None),
+        ("provider_id", _STR, True, None),
+        ("appointment_type", _ENUM, True, APPOINTMENT_TYPES),
+        ("scheduled_for", _TS, True, None),
+        ("rescheduled_from_appointment_id", _STR, False, None),
+    ),
+    "rescheduled": (
+        ("rescheduled_to_appointment_id", _STR, True, None),
+        ("new_scheduled_for", _TS, True, None),
+        ("reason", _STR, False, None),
+    ),
+    # Ranges are (low, low_inclusive, high): high is always inclusive.
+    "started": (
+        ("device_type", _ENUM, True, DEVICE_TYPES),
+        ("wait_time_minutes", _NUM, True, (0, True, 240)),
+    ),
+    "technical_issue": (("technical_issue_type", _ENUM, True, TECHNICAL_ISSUE_TYPES),),
+    "completed": (
+        ("duration_minutes", _NUM, True, (0, False, 240)),
+        ("connection_quality", _INT, True, (1, True, 5)),
+    ),
+    "cancelled": (
+        ("cancelled_by", _ENUM, False, CANCELLED_BY),
+        ("reason", _STR, False, None),
+    ),
+    "no_show": (),
+}
+
+_RATING = (1, True, 5)
+_FORM_RULES: tuple[tuple[str, int, bool, object], ...] = (
+    ("feedback_id", _STR, True, None),
+    ("appointment_id", _STR, True, None),
+    ("submitted_at", _TS, True, None),
+    ("provider_rating", _INT, True, _RATING),
+    ("ease_of_use_rating", _INT, True, _RATING),
+    ("audio_quality_rating", _INT, True, _RATING),
+    ("video_quality_rating", _INT, True, _RATING),
+    ("overall_satisfaction", _INT, True, _RATING),
+    ("would_recommend", _BOOL, True, None),
+    ("comments", _STR, False, None),
+)
+
+
+def _reject_constant(name: str) -> None:
+    # NaN and Infinity are not JSON, and Postgres jsonb refuses them: treat them as malformed input.
+    raise ValueError(f"{name} is not valid JSON")
+
+
+# One decoder for every message: json.loads with keyword arguments would build a new one each call.
+JSON_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+
+
+# The common spelling, which Postgres reads as is; anything else valid is normalised with isoformat().
+_PLAIN_TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d(?::\d\d(?:\.\d{1,6})?)?(?:Z|[+-]\d\d:\d\d)\Z")
+
+
+def timestamp_for_postgres(value: str, parsed: datetime) -> str:
+    """The text to hand Postgres for a validated timestamp."""
+    return value if _PLAIN_TIMESTAMP.match(value) else parsed.isoformat()
+
+
+def parse_timestamp(value: object) -> datetime | None:
+    """An aware datetime for an ISO 8601 string with a UTC offset, else None."""
+    if type(value) is not str or len(value) < 13 or value[10] not in "Tt ":
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else None
+
+
+def _check_rules(record: dict, rules: tuple[tuple[str, int, bool, object], ...]) -> Problem | None:
+    for name, kind, required, arg in rules:
+        value = record.get(name)
+        if value is None:
+            if required:
+                return MISSING_FIELD, f"{name} is missing or null"
+            continue
+        vtype = type(value)
+        if kind == _STR:
+            if vtype is not str:
+                return INVALID_TYPE, f"{name} must be a string"
+        elif kind == _ENUM:
+            if vtype is not str:
+                return INVALID_TYPE, f"{name} must be a string"
+            if value not in arg:
+                return UNKNOWN_ENUM, f"{name} is not one of the contract's values"
+        elif kind == _TS:
+            if vtype is not str:
+                return INVALID_TYPE, f"{name} must be a string"
+            if parse_timestamp(value) is None:
+                return INVALID_TIMESTAMP, f"{name} is not ISO 8601 with a UTC offset"
+        elif kind == _BOOL:
+            if vtype is not bool:
+                return INVALID_TYPE, f"{name} must be a boolean"
+        else:
+            # bool is a subclass of int, so compare exact types: true is not a number here.
+            if vtype is not int and (kind == _INT or vtype is not float):
+                return INVALID_TYPE, f"{name} must be {'an integer' if kind == _INT else 'a number'}"
+            low, low_inclusive, high = arg
+            if not (value >= low if low_inclusive else value > low) or not value <= high:
+                return OUT_OF_RANGE, f"{name} is outside {'[' if low_inclusive else '('}{low}, {high}]"
+    return None
+
+
+def _check_header(record: dict) -> Problem | None:
+    version = record.get("schema_version")
+    if version is None:
+        return MISSING_FIELD, "schema_version is missing or null"
+    if type(version) is not int:
+        return INVALID_TYPE, "schema_version must be an integer"
+    if version != SCHEMA_VERSION:
+        return UNSUPPORTED_SCHEMA_VERSION, f"schema_version {version} is not supported"
+    return None
+
+
+def check_event(event: object) -> tuple[Problem | None, str | None]:
+    """Validate one decoded event; returns (problem, event_ts) with event_ts, as text for Postgres, when valid."""
+    if type(event) is not dict:
+        return (NOT_AN_OBJECT, "the message is JSON but not an object"), None
+    problem = _check_header(event)
+    if problem:
+        return problem, None
+    event_id = event.get("event_id")
+    if event_id is None:
+        return (MISSING_FIELD, "event_id is missing or null"), None
+    if type(event_id) is not str or not event_id:
+        return (INVALID_TYPE, "event_id must be a non-empty string"), None
+    event_type = event.get("event_type")
+    if event_type is None:
+        return (MISSING_FIELD, "event_type is missing or null"), None
+    if type(event_type) is not str:
+        return (INVALID_TYPE, "event_type must be a string"), None
+    if event_type not in EVENT_TYPES:
+        return (UNKNOWN_ENUM, "event_type is not one of the contract's values"), None
+    event_ts = event.get("event_ts")
+    if event_ts is None:
+        return (MISSING_FIELD, "event_ts is missing or null"), None
+    if type(event_ts) is not str:
+        return (INVALID_TYPE, "event_ts must be a string"), None
+    parsed = parse_timestamp(event_ts)
+    if parsed is None:
+        return (INVALID_TIMESTAMP, "event_ts is not ISO 8601 with a UTC offset"), None
+    appointment_id = event.get("appointment_id")
+    if appointment_id is None:
+        return (MISSING_FIELD, "appointment_id is missing or null"), None
+    if type(appointment_id) is not str or not appointment_id:
+        return (INVALID_TYPE, "appointment_id must be a non-empty string"), None
+    problem = _check_rules(event, _EVENT_RULES[event_type])
+    return (problem, None) if problem else (None, timestamp_for_postgres(event_ts, parsed))
+
+
+def check_form(form: object) -> tuple[Problem | None, str | None]:
+    """Validate one decoded feedback form; returns (problem, submitted_at) with submitted_at, as text for
+    Postgres, when valid."""
+    if type(form) is not dict:
+        return (NOT_AN_OBJECT, "the form is JSON but not an object"), None
+    problem = _check_header(form) or _check_rules(form, _FORM_RULES)
+    if problem:
+        return problem, None
+    if not form["feedback_id"] or not form["appointment_id"]:
+        return (INVALID_TYPE, "feedback_id and appointment_id must be non-empty strings"), None
+    submitted_at = form["submitted_at"]
+    return None, timestamp_for_postgres(submitted_at, parse_timestamp(submitted_at))
+
+
+def storable_json_text(text: str) -> bool:
+    """False when Postgres jsonb or text cannot hold this JSON text.
+
+    jsonb rejects a NUL character (escaped as \\u0000) and unpaired UTF-16 surrogates; text rejects NUL.
+    Cheap for the common case: only a text with a \\u escape or a NUL character is decoded again.
+    """
+    if "\x00" in text:
+        return False
+    if "\\u" not in text:
+        return True
+    try:
+        return _storable(JSON_DECODER.decode(text))
+    except ValueError:
+        return False
+
+
+def _storable(value: object) -> bool:
+    if type(value) is str:
+        if "\x00" in value:
+            return False
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            return False
+        return True
+    if type(value) is dict:
+        return all(_storable(key) and _storable(item) for key, item in value.items())
+    if type(value) is list:
+        return all(_storable(item) for item in value)
+    return True
