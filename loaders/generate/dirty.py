@@ -177,7 +177,7 @@ class Dirt:
             pattern, content = rng.choice(NOT_JSON_FILES)
             return pattern.format(n=bad["feedback_id"][4:]), content
         if kind == "truncated_file":
-            text = json.dumps(bad, indent=2)
+            text = dumps(bad)
             return name, text[: rng.randint(5, len(text) - 3)].encode()
         if kind == "not_an_object":
             return name, (dumps([f"provider_rating={bad['provider_rating']}"]) + "\n").encode()
@@ -202,7 +202,7 @@ class Dirt:
             bad["schema_version"] = 2
         else:
             raise ValueError(f"unknown form kind {kind}")
-        return name, (json.dumps(bad, indent=2) + "\n").encode()
+        return name, (dumps(bad) + "\n").encode()
 
 
 def _retype(payload: dict, event_type: str) -> dict:

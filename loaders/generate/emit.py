@@ -10,7 +10,6 @@ temporary name and renamed so a loader scanning the folder never reads half a fi
 
 from __future__ import annotations
 
-import json
 import os
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -23,9 +22,9 @@ TERMINAL = ("completed", "cancelled", "no_show", "rescheduled")
 STATUS_ORDER = ("completed", "cancelled", "rescheduled", "no_show", "in_progress", "scheduled")
 
 
-def pretty(form: dict) -> bytes:
-    """A form file as a patient portal writes it: indented JSON, UTF-8, final newline."""
-    return (json.dumps(form, indent=2) + "\n").encode()
+def form_bytes(form: dict) -> bytes:
+    """A form file as the patient portal writes it: one JSON object, UTF-8, final newline."""
+    return (dumps(form) + "\n").encode()
 
 
 class Truth:
@@ -101,8 +100,8 @@ class Emitter:
         self.clock = clock
         self.dirt = dirt
         self.truth = Truth()
-        self._files: dict[str, object] = {}
-        self._made_dirs: set[Path] = set()
+        self._files: dict[int, object] = {}
+        self._made_dirs: set[str] = set()
         if events_dir is not None:
             events_dir.mkdir(parents=True, exist_ok=True)
             # The folder is ours: drop files of an earlier run so a replay sees only this one.
@@ -113,7 +112,28 @@ class Emitter:
             self._tmp.mkdir(parents=True, exist_ok=True)
 
     # events ---------------------------------------------------------------------------------------
-    def _render(self, appt: Appointment, event: Event, offset: int) -> tuple[dict, str]:
+    def _render(self, appt: Appointment, event: Event, offset: int) -> str:
+        """The event's JSON line, byte for byte what ``dumps`` gives for its payload, built directly.
+
+        Every string value comes from the generator's own ids, enums and ASCII pools (no quote,
+        backslash or control character), so no escaping is needed; a test re-encodes every line.
+        """
+        iso = self.clock.iso
+        parts = [
+            f'{{"schema_version":1,"event_id":"{event.event_id}","event_type":"{event.event_type}",'
+            f'"event_ts":"{iso(event.ts, offset)}","appointment_id":"{appt.appointment_id}"'
+        ]
+        for key, value in event.fields.items():
+            if key in TIMESTAMP_FIELDS:
+                parts.append(f',"{key}":"{iso(value, offset)}"')
+            elif value.__class__ is str:
+                parts.append(f',"{key}":"{value}"')
+            else:
+                parts.append(f',"{key}":{value!r}')
+        parts.append("}")
+        return "".join(parts)
+
+    def _payload(self, appt: Appointment, event: Event, offset: int) -> dict:
         iso = self.clock.iso
         payload = {
             "schema_version": 1,
@@ -124,48 +144,52 @@ class Emitter:
         }
         for key, value in event.fields.items():
             payload[key] = iso(value, offset) if key in TIMESTAMP_FIELDS else value
-        return payload, dumps(payload)
+        return payload
 
     def _write_line(self, arrival: int, line: str) -> None:
-        day = self.clock.utc_date(arrival)
+        day = arrival // 86400
         handle = self._files.get(day)
         if handle is None:
-            handle = open(self.events_dir / f"{day}.jsonl", "w", encoding="utf-8", newline="\n")  # noqa: SIM115
+            name = f"{self.clock.utc_date(arrival)}.jsonl"
+            handle = open(self.events_dir / name, "w", encoding="utf-8", newline="\n")  # noqa: SIM115
             self._files[day] = handle
         handle.write(line)
-        handle.write("\n")
 
     def add(self, appt: Appointment) -> None:
         as_of = self.as_of
         truth = self.truth
         dirt = self.dirt
         events = appt.events
-        kinds = [dirt.event_kind() for _ in events] if dirt else [None] * len(events)
-        if dirt and len(events) >= 3 and dirt.out_of_order():
-            # Hold back a middle event (started or a technical issue) until after the next one arrived.
-            i = 1 + dirt.rng.randrange(len(events) - 2)
-            events[i].arrival = events[i + 1].arrival + dirt.rng.randint(5, 6 * 3600)
-        # (arrival, order, line, kind): kind None = a valid first delivery
-        messages = []
-        for i, (event, kind) in enumerate(zip(events, kinds, strict=True)):
-            offset = dirt.offset() if kind == "utc_offset" else 0
-            payload, line = self._render(appt, event, offset)
-            messages.append((event.arrival, i, line, None))
-            if kind is None or kind == "utc_offset":
-                if kind:
-                    truth.non_utc += event.arrival <= as_of
-                continue
-            arrival = event.arrival + dirt.rng.randint(1, 7200 if kind == "duplicate" else 600)
-            extra = line if kind == "duplicate" else dirt.bad_event(kind, payload)
-            messages.append((arrival, 100 + i, extra, kind))
-        messages.sort()
-        write = self.events_dir is not None
+        render = self._render
+        if dirt is None:
+            messages = [(event.arrival, i, render(appt, event, 0), None) for i, event in enumerate(events)]
+        else:
+            kinds = [dirt.event_kind() for _ in events]
+            if len(events) >= 3 and dirt.out_of_order():
+                # Hold back a middle event (started or a technical issue) until after the next one arrived.
+                i = 1 + dirt.rng.randrange(len(events) - 2)
+                events[i].arrival = events[i + 1].arrival + dirt.rng.randint(5, 6 * 3600)
+            # (arrival, order, line, kind): kind None = a valid first delivery
+            messages = []
+            for i, (event, kind) in enumerate(zip(events, kinds, strict=True)):
+                offset = dirt.offset() if kind == "utc_offset" else 0
+                line = render(appt, event, offset)
+                messages.append((event.arrival, i, line, None))
+                if kind is None or kind == "utc_offset":
+                    if kind:
+                        truth.non_utc += event.arrival <= as_of
+                    continue
+                arrival = event.arrival + dirt.rng.randint(1, 7200 if kind == "duplicate" else 600)
+                extra = line if kind == "duplicate" else dirt.bad_event(kind, self._payload(appt, event, offset))
+                messages.append((arrival, 100 + i, extra, kind))
+            messages.sort()
+        write = self._write_line if self.events_dir is not None else None
         for arrival, _, line, kind in messages:
             if arrival > as_of:
                 continue
             truth.messages += 1
             if write:
-                self._write_line(arrival, line)
+                write(arrival, line + "\n")
             if kind is None:
                 truth.valid += 1
             elif kind == "duplicate":
@@ -183,11 +207,19 @@ class Emitter:
             if appt.form is not None:
                 self._add_form(appt, known=False)
             return
-        for event in arrived:
-            if event.arrival - event.ts > 3600:
-                truth.late += 1
-            if any(o.ts > event.ts and o.arrival < event.arrival for o in arrived):
-                truth.out_of_order += 1
+        # Out of order: delivered after an event of the same appointment that happened later.
+        latest = None
+        for _, i, _, kind in messages:
+            if kind is None:
+                event = events[i]
+                if event.arrival > as_of:
+                    break
+                if event.arrival - event.ts > 3600:
+                    truth.late += 1
+                if latest is not None and latest > event.ts:
+                    truth.out_of_order += 1
+                elif latest is None or event.ts > latest:
+                    latest = event.ts
         types = {e.event_type for e in arrived}
         terminal = next((t for t in TERMINAL if t in types), None)
         started = "started" in types
@@ -208,13 +240,22 @@ class Emitter:
         if self.landing_dir is None:
             return
         day = self.clock.utc_date(arrival)
-        folder = self.landing_dir / day[:4] / day[5:7] / day[8:10]
+        folder = os.path.join(self.landing_dir, day[:4], day[5:7], day[8:10])
         if folder not in self._made_dirs:
-            folder.mkdir(parents=True, exist_ok=True)
+            os.makedirs(folder, exist_ok=True)
             self._made_dirs.add(folder)
-        target = folder / name
-        tmp = self._tmp / name
-        tmp.write_bytes(content)
+        target = os.path.join(folder, name)
+        try:
+            # A re-run (e.g. a later --as-of) leaves identical files untouched, mtime included.
+            if os.path.getsize(target) == len(content):
+                with open(target, "rb") as existing:
+                    if existing.read() == content:
+                        return
+        except FileNotFoundError:
+            pass
+        tmp = os.path.join(self._tmp, name)
+        with open(tmp, "wb") as out:
+            out.write(content)
         os.replace(tmp, target)
 
     def _add_form(self, appt: Appointment, *, known: bool) -> None:
@@ -232,7 +273,7 @@ class Emitter:
         # The dirty draw happens whether or not the form has arrived: the world must not depend on as-of.
         kind = self.dirt.form_kind() if self.dirt else None
         if form.arrival <= self.as_of and known:
-            self._write_file(form.arrival, f"feedback-{form.feedback_id}.json", pretty(body))
+            self._write_file(form.arrival, f"feedback-{form.feedback_id}.json", form_bytes(body))
             truth.forms_valid += 1
             totals = truth.rating_sum[appt.version.specialty]
             totals[0] += body["provider_rating"]

@@ -317,6 +317,14 @@ def test_manifest_counts_match_the_files(small):
     assert manifest["rejected"]["feedback_files"] == dict(landing["rejected_files"])
 
 
+def test_valid_lines_are_canonical_compact_json(small):
+    for path in (small["tmp"] / "out" / "events").glob("*.jsonl"):
+        for line in path.read_text().splitlines():
+            reason, obj = classify_event(line)
+            if reason is None:
+                assert line == json.dumps(obj, separators=(",", ":"))
+
+
 def test_every_dirty_kind_is_present_and_counted(small):
     manifest = small["manifest"]
     event_reasons = {
@@ -554,11 +562,11 @@ def _peak_rss_kib(scale: int, tmp: Path) -> int:
 
 
 def test_memory_does_not_grow_with_scale(tmp_path):
-    small_peak = _peak_rss_kib(2_000, tmp_path / "a")
-    large_peak = _peak_rss_kib(20_000, tmp_path / "b")
-    # Ten times the appointments: holding them would add tens of MB; streaming adds a few (patients'
-    # rows are streamed too, the rest is bounded by days, devices and specialties).
-    assert large_peak < small_peak + 12 * 1024, (small_peak, large_peak)
+    small_peak = _peak_rss_kib(1_000, tmp_path / "a")
+    large_peak = _peak_rss_kib(10_000, tmp_path / "b")
+    # Ten times the appointments: holding them (with their events) would add about 20 MB; streaming adds
+    # under 1 MB here (measured: 29.3 MB at 1k, 30.0 MB at 10k, 31.7 MB at 100k).
+    assert large_peak < small_peak + 6 * 1024, (small_peak, large_peak)
 
 
 def test_help_documents_every_option(capsys):
