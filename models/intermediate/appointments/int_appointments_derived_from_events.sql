@@ -38,17 +38,17 @@ event_types as (
 ),
 
 {% if is_incremental() %}
-touched_appointments as (
+    touched_appointments as (
 
-    select distinct events.appointment_id
-    from events
-    where
-        events.loaded_at >= (
-            select {{ dbt.dateadd('day', -var('lookback_days'), 'max(this_model.last_loaded_at)') }}
-            from {{ this }} as this_model
-        )
+        select distinct events.appointment_id
+        from events
+        where
+            events.loaded_at >= (
+                select {{ dbt.dateadd('day', -var('lookback_days'), 'max(this_model.last_loaded_at)') }}
+                from {{ this }} as this_model
+            )
 
-),
+    ),
 {% endif %}
 
 appointment_events as (
@@ -61,7 +61,7 @@ appointment_events as (
     left join event_types
         on events.event_type = event_types.event_type
     {% if is_incremental() -%}
-    where events.appointment_id in (select touched_appointments.appointment_id from touched_appointments)
+        where events.appointment_id in (select touched_appointments.appointment_id from touched_appointments)
     {%- endif %}
 
 ),

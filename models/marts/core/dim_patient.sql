@@ -40,9 +40,11 @@ ages as (
         -- Completed years: whole-year difference, minus one before the birthday in the as-of year.
         cast(floor((
             ({{ run_date_part('year') }} * 10000 + {{ run_date_part('month') }} * 100 + {{ run_date_part('day') }})
-            - ({{ extract_date_part('year', 'date_of_birth') }} * 10000
+            - (
+                {{ extract_date_part('year', 'date_of_birth') }} * 10000
                 + {{ extract_date_part('month', 'date_of_birth') }} * 100
-                + {{ extract_date_part('day', 'date_of_birth') }})
+                + {{ extract_date_part('day', 'date_of_birth') }}
+            )
         ) / 10000) as integer) as exact_age
     from latest_versions
     where version_rank = 1

@@ -7,7 +7,8 @@ digits as (
 
     select 0 as digit
     {% for digit in range(1, 10) -%}
-        union all select {{ digit }}
+        union all
+        select {{ digit }}
     {% endfor %}
 
 ),

@@ -57,34 +57,34 @@ devices as (
 ),
 
 {% if is_incremental() %}
-watermark as (
+    watermark as (
 
-    select {{ dbt.dateadd('day', -var('lookback_days'), 'max(this_model.last_loaded_at)') }} as loaded_after
-    from {{ this }} as this_model
+        select {{ dbt.dateadd('day', -var('lookback_days'), 'max(this_model.last_loaded_at)') }} as loaded_after
+        from {{ this }} as this_model
 
-),
+    ),
 
-changed_providers as (
+    changed_providers as (
 
-    select distinct provider_versions.provider_id
-    from provider_versions
-    where provider_versions.loaded_at >= (select watermark.loaded_after from watermark)
+        select distinct provider_versions.provider_id
+        from provider_versions
+        where provider_versions.loaded_at >= (select watermark.loaded_after from watermark)
 
-),
+    ),
 
-changed_chains as (
+    changed_chains as (
 
     -- Links never disappear (events are never deleted), so only chains present now can differ.
-    select reschedule_chains.appointment_id
-    from reschedule_chains
-    left join {{ this }} as this_model
-        on reschedule_chains.appointment_id = this_model.appointment_id
-    where
-        this_model.appointment_id is null
-        or this_model.reschedule_count <> reschedule_chains.reschedule_count
-        or this_model.original_appointment_id <> reschedule_chains.original_appointment_id
+        select reschedule_chains.appointment_id
+        from reschedule_chains
+        left join {{ this }} as this_model
+            on reschedule_chains.appointment_id = this_model.appointment_id
+        where
+            this_model.appointment_id is null
+            or this_model.reschedule_count <> reschedule_chains.reschedule_count
+            or this_model.original_appointment_id <> reschedule_chains.original_appointment_id
 
-),
+    ),
 {% endif %}
 
 appointments_in_scope as (
@@ -94,10 +94,10 @@ appointments_in_scope as (
         coalesce(appointments.scheduled_at, appointments.first_event_at) as appointment_at
     from appointments
     {% if is_incremental() -%}
-    where
-        appointments.last_loaded_at >= (select watermark.loaded_after from watermark)
-        or appointments.provider_id in (select changed_providers.provider_id from changed_providers)
-        or appointments.appointment_id in (select changed_chains.appointment_id from changed_chains)
+        where
+            appointments.last_loaded_at >= (select watermark.loaded_after from watermark)
+            or appointments.provider_id in (select changed_providers.provider_id from changed_providers)
+            or appointments.appointment_id in (select changed_chains.appointment_id from changed_chains)
     {%- endif %}
 
 ),

@@ -30,12 +30,12 @@ appointments as (
 ),
 
 {% if is_incremental() %}
-watermark as (
+    watermark as (
 
-    select {{ dbt.dateadd('day', -var('lookback_days'), 'max(this_model.last_loaded_at)') }} as loaded_after
-    from {{ this }} as this_model
+        select {{ dbt.dateadd('day', -var('lookback_days'), 'max(this_model.last_loaded_at)') }} as loaded_after
+        from {{ this }} as this_model
 
-),
+    ),
 {% endif %}
 
 feedback_in_scope as (
@@ -49,18 +49,18 @@ feedback_in_scope as (
     inner join appointments
         on feedback.appointment_id = appointments.appointment_id
     {% if is_incremental() -%}
-    left join {{ this }} as this_model
-        on feedback.feedback_id = this_model.feedback_id
+        left join {{ this }} as this_model
+            on feedback.feedback_id = this_model.feedback_id
     {%- endif %}
     where
         feedback.is_known_appointment
         {% if is_incremental() -%}
-        and (
-            this_model.feedback_id is null
-            or feedback.loaded_at >= (select watermark.loaded_after from watermark)
-            or appointments.last_loaded_at >= (select watermark.loaded_after from watermark)
-            or this_model.provider_key <> appointments.provider_key
-        )
+            and (
+                this_model.feedback_id is null
+                or feedback.loaded_at >= (select watermark.loaded_after from watermark)
+                or appointments.last_loaded_at >= (select watermark.loaded_after from watermark)
+                or this_model.provider_key <> appointments.provider_key
+            )
         {%- endif %}
 
 ),

@@ -1,0 +1,228 @@
+"""dbt at scale: a full build of the whole project, then an incremental one after 1% new data.
+
+Raw rows are synthesised in SQL (deterministic, no broker or files needed), shaped like the loaders'
+output: each appointment has its scheduled event, most start, some hit technical issues, and every one
+ends completed, cancelled, rescheduled or no_show; a share of completed visits gets a feedback form.
+The incremental step lands 1% more appointments (later _loaded_at) plus late terminal events for 0.1%
+of the open ones, as a real day of loading would.
+
+Scale: ``TELEMED_BENCH_DBT_APPOINTMENTS`` (default 1,000,000), e.g. 20000 for a quick check.
+Figures: ``dbt run`` (models only) full and incremental, the ratio of the two (target <= 0.15), and the
+same for ``dbt build`` (models and every test, tests being full scans by nature).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from benchmarks.harness import BenchContext, Result, timed
+from loaders import db
+from loaders.envcmd import child_env
+from loaders.settings import LOADER_ROLE, Settings
+
+log = logging.getLogger(__name__)
+
+DEFAULT_APPOINTMENTS = 1_000_000
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+
+# One statement per raw table, parameterised by the appointment id range and the load time.
+# hashtext() gives deterministic pseudo-random draws per appointment; shares roughly follow the design's
+# Key Insights (75% completed, 10% cancelled, 10% rescheduled, 5% no-show).
+APPOINTMENT_EVENTS_SQL = """
+with appointments as (
+    select
+        n,
+        'APT-' || lpad(n::text, 9, '0') as appointment_id,
+        abs(hashtext('status' || n)) %% 100 as status_draw,
+        abs(hashtext('device' || n)) %% 4 as device_draw,
+        abs(hashtext('issue' || n)) %% 100 as issue_draw,
+        timestamp '2026-01-01' + (n %% %(days)s) * interval '1 day'
+            + (abs(hashtext('minute' || n)) %% 600 + 480) * interval '1 minute' as scheduled_for
+    from generate_series(%(first)s, %(last)s) as n
+),
+events as (
+    select appointment_id, n, 'scheduled' as event_type, scheduled_for - interval '7 days' as event_ts,
+        jsonb_build_object(
+            'patient_id', 'PAT-' || lpad((abs(hashtext('patient' || n)) %% %(patients)s)::text, 7, '0'),
+            'provider_id', 'PRV-' || lpad((abs(hashtext('provider' || n)) %% %(providers)s)::text, 4, '0'),
+            'appointment_type', (array['initial_consultation', 'follow_up', 'urgent_care', 'mental_health',
+                                       'prescription_refill'])[1 + n %% 5],
+            'scheduled_for', to_char(scheduled_for, 'YYYY-MM-DD"T"HH24:MI:SS"Z"')) as payload
+    from appointments
+    union all
+    select appointment_id, n, 'started', scheduled_for + interval '5 minutes',
+        jsonb_build_object('device_type', (array['Mobile Phone', 'Tablet', 'Desktop', 'Laptop'])[1 + device_draw],
+                           'wait_time_minutes', 1 + (abs(hashtext('wait' || n)) %% 300) / 10.0)
+    from appointments where status_draw < 80
+    union all
+    select appointment_id, n, 'technical_issue', scheduled_for + interval '10 minutes',
+        jsonb_build_object('technical_issue_type', (array['audio', 'video', 'connection_drop', 'login'])[1 + n %% 4])
+    from appointments where status_draw < 80 and issue_draw < 17
+    union all
+    select appointment_id, n,
+        case when status_draw < 75 then 'completed' when status_draw < 80 then 'no_show'
+             when status_draw < 90 then 'cancelled' else 'rescheduled' end,
+        scheduled_for + interval '40 minutes',
+        case when status_draw < 75 then jsonb_build_object('duration_minutes', 10 + n %% 40,
+                                                           'connection_quality', 1 + issue_draw %% 5)
+             when status_draw < 80 then '{}'::jsonb
+             when status_draw < 90 then jsonb_build_object('cancelled_by', 'patient')
+             else jsonb_build_object('rescheduled_to_appointment_id', 'APT-X' || n,
+                                     'new_scheduled_for', '2026-12-01T10:00:00Z') end
+    from appointments where abs(hashtext('open' || n)) %% 1000 > 0
+)
+insert into raw.appointment_events
+    (event_id, appointment_id, event_type, event_ts, schema_version, payload, kafka_topic, kafka_partition,
+     kafka_offset, _loaded_at)
+select
+    md5(appointment_id || event_type), appointment_id, event_type, event_ts, 1,
+    payload || jsonb_build_object('event_type', event_type, 'appointment_id', appointment_id),
+    'bench', n %% 3, n, %(loaded_at)s
+from events
+"""
+
+# Late terminal events for appointments left open by the first load (the 0.1% skipped above).
+LATE_TERMINALS_SQL = """
+insert into raw.appointment_events
+    (event_id, appointment_id, event_type, event_ts, schema_version, payload, kafka_topic, kafka_partition,
+     kafka_offset, _loaded_at)
+select
+    md5(n::text || 'late'), 'APT-' || lpad(n::text, 9, '0'), 'no_show',
+    timestamp '2026-01-01' + (n %% %(days)s) * interval '1 day' + interval '20 hours', 1, '{}'::jsonb,
+    'bench', n %% 3, n, %(loaded_at)s
+from generate_series(%(first)s, %(last)s) as n
+where abs(hashtext('open' || n)) %% 1000 = 0
+on conflict (event_id) do nothing
+"""
+
+FEEDBACK_SQL = """
+insert into raw.patient_feedback
+    (feedback_id, appointment_id, submitted_at, schema_version, payload, source_path, source_sha256, form_index,
+     _loaded_at)
+select
+    'FBK-' || lpad(n::text, 9, '0'), 'APT-' || lpad(n::text, 9, '0'),
+    timestamp '2026-01-01' + (n %% %(days)s) * interval '1 day' + interval '22 hours', 1,
+    jsonb_build_object('provider_rating', 1 + n %% 5, 'ease_of_use_rating', 1 + (n / 3) %% 5,
+                       'audio_quality_rating', 1 + (n / 5) %% 5, 'video_quality_rating', 1 + (n / 7) %% 5,
+                       'overall_satisfaction', 1 + (n / 11) %% 5, 'would_recommend', n %% 3 > 0,
+                       'comments', null),
+    'bench/feedback.json', 'bench', n, %(loaded_at)s
+from generate_series(%(first)s, %(last)s) as n
+where abs(hashtext('status' || n)) %% 100 < 75 and n %% 3 = 0
+"""
+
+REFERENCE_SQL = """
+insert into raw.providers
+    (provider_id, first_name, last_name, specialty, state, years_experience, hourly_rate, available_hours, active,
+     updated_at, payload, _loaded_at)
+select
+    'PRV-' || lpad(p::text, 4, '0'), 'First' || p, 'Last' || p,
+    (array['Family Medicine', 'Internal Medicine', 'Pediatrics', 'Psychiatry', 'Cardiology',
+           'Dermatology'])[1 + p %% 6],
+    'CA', 5 + p %% 30, 100 + p %% 200, 20 + p %% 20, true, timestamp '2025-06-01' + v * interval '120 days',
+    '{}'::jsonb,
+    %(loaded_at)s
+from generate_series(0, %(providers)s - 1) as p
+cross join generate_series(0, 1) as v;
+insert into raw.patients
+    (patient_id, first_name, last_name, email, phone, address, date_of_birth, gender, has_insurance,
+     registration_date, state, updated_at, payload, _loaded_at)
+select
+    'PAT-' || lpad(p::text, 7, '0'), 'F', 'L', 'e@x', '0', 'a', date '1940-01-01' + (p %% 25000),
+    (array['female', 'male', 'other'])[1 + p %% 3], p %% 4 > 0, date '2024-01-01', 'NY', timestamp '2025-01-01',
+    '{}'::jsonb, %(loaded_at)s
+from generate_series(0, %(patients)s - 1) as p;
+"""
+
+
+def synthesise(settings: Settings, first: int, last: int, loaded_at: str, *, patients: int, reference: bool) -> None:
+    """Land appointments first..last (events and feedback) loaded at `loaded_at`; with reference, the
+    providers and patients too, else the late terminal events of the open appointments before `first`."""
+    params = {"first": first, "last": last, "loaded_at": loaded_at, "days": 300, "providers": 200, "patients": patients}
+    conn = db.connect(settings, role=LOADER_ROLE)
+    try:
+        with conn, conn.cursor() as cur:
+            if reference:
+                cur.execute(REFERENCE_SQL, params)
+            cur.execute(APPOINTMENT_EVENTS_SQL, params)
+            cur.execute(FEEDBACK_SQL, params)
+            if not reference:
+                # Late terminal events of the first batch's open appointments arrive with this batch.
+                cur.execute(LATE_TERMINALS_SQL, {**params, "first": 1, "last": first - 1})
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute("vacuum analyze raw.appointment_events")
+            cur.execute("vacuum analyze raw.patient_feedback")
+    finally:
+        conn.close()
+
+
+def dbt(settings: Settings, *args: str, work_dir: Path) -> None:
+    env = {
+        **os.environ,
+        **child_env(settings),
+        "DBT_TARGET_PATH": str(work_dir / "dbt-target"),
+        "DBT_LOG_PATH": str(work_dir / "dbt-logs"),
+    }
+    command = [str(Path(sys.executable).parent / "dbt"), *args, "--project-dir", str(PROJECT_DIR)]
+    command += ["--profiles-dir", str(PROJECT_DIR)]
+    completed = subprocess.run(command, env=env, cwd=PROJECT_DIR, capture_output=True, text=True)
+    if completed.returncode != 0:
+        raise RuntimeError(f"dbt {' '.join(args)} failed:\n{completed.stdout[-4000:]}")
+
+
+def run(ctx: BenchContext) -> list[Result]:
+    appointments = int(os.environ.get("TELEMED_BENCH_DBT_APPOINTMENTS", DEFAULT_APPOINTMENTS))
+    new = max(1, appointments // 100)
+    patients = max(1000, appointments // 10)
+    results = []
+    with ctx.database("dbt") as settings:
+        synthesise(settings, 1, appointments, "2026-11-01 00:00:00+00", patients=patients, reference=True)
+        dbt(settings, "seed", work_dir=ctx.work_dir)
+        with timed() as full_run:
+            dbt(settings, "run", "--full-refresh", work_dir=ctx.work_dir)
+        with timed() as full_build:
+            dbt(settings, "build", "--full-refresh", "--exclude", "resource_type:seed", work_dir=ctx.work_dir)
+        synthesise(
+            settings, appointments + 1, appointments + new, "2026-11-02 00:00:00+00", patients=patients, reference=False
+        )
+        with timed() as incremental_run:
+            dbt(settings, "run", work_dir=ctx.work_dir)
+        synthesise(
+            settings,
+            appointments + new + 1,
+            appointments + 2 * new,
+            "2026-11-03 00:00:00+00",
+            patients=patients,
+            reference=False,
+        )
+        with timed() as incremental_build:
+            dbt(settings, "build", "--exclude", "resource_type:seed", work_dir=ctx.work_dir)
+    note = f"{appointments} appointments"
+    results.append(Result("dbt_run_full", appointments, full_run[0], reference=None, note=note))
+    results.append(
+        Result(
+            "dbt_run_incremental_1pct",
+            new,
+            incremental_run[0],
+            reference="dbt_run_full",
+            compare_by="seconds",
+            note="target ratio <= 0.15",
+        )
+    )
+    results.append(Result("dbt_build_full", appointments, full_build[0], reference=None, note=note + ", with tests"))
+    results.append(
+        Result(
+            "dbt_build_incremental_1pct",
+            new,
+            incremental_build[0],
+            reference="dbt_build_full",
+            compare_by="seconds",
+            note="with tests (full scans)",
+        )
+    )
+    return results

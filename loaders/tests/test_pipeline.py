@@ -1,0 +1,155 @@
+"""End to end on generated data: generate -> Kafka + files + clinic DB -> loaders -> dbt build -> marts.
+
+The marts must reconcile exactly with the generator's manifest (appointments by final status, by device
+and by day; valid feedback of known appointments). The world is first emitted as of two days before the
+end of its period, loaded and built; then the rest arrives (late events, late feedback), is loaded and
+built incrementally, and the marts must be identical, row for row, to a full refresh of the same raw data.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from collections import Counter
+from pathlib import Path
+
+import psycopg2.extras
+import pytest
+
+from loaders import db
+from loaders.envcmd import child_env
+from loaders.settings import PROJECT_ROOT, Settings
+
+DBT = Path(sys.executable).parent / "dbt"
+SCALE = 3000
+END_DATE = "2026-10-31"
+FIRST_AS_OF = "2026-10-30T00:00:00Z"
+
+
+# --- helpers shared with test_pipeline_lifecycle ---------------------------------------------------
+def run_env(settings: Settings, work: Path | None = None) -> dict[str, str]:
+    env = {**os.environ, **child_env(settings), "PGDATABASE": settings.pg_database}
+    if work is not None:
+        # A target and log dir per test module: parallel dbt runs never share artifacts.
+        env.update(DBT_TARGET_PATH=str(work / "target"), DBT_LOG_PATH=str(work / "logs"))
+    return env
+
+
+def dbt(settings: Settings, work: Path, *args: str) -> str:
+    """Run dbt through `python -m loaders env` on the test database; fail with dbt's output."""
+    command = [sys.executable, "-m", "loaders", "env", "--", str(DBT), *args]
+    completed = subprocess.run(command, cwd=PROJECT_ROOT, env=run_env(settings, work), capture_output=True, text=True)
+    assert completed.returncode == 0, (
+        f"dbt {' '.join(args)} failed:\n{completed.stdout[-6000:]}{completed.stderr[-2000:]}"
+    )
+    return completed.stdout
+
+
+def loaders_cli(settings: Settings, *args: str) -> None:
+    command = [sys.executable, "-m", "loaders", *args]
+    completed = subprocess.run(command, cwd=PROJECT_ROOT, env=run_env(settings), capture_output=True, text=True)
+    assert completed.returncode == 0, (
+        f"loaders {' '.join(args)} failed:\n{completed.stdout[-3000:]}{completed.stderr[-3000:]}"
+    )
+
+
+def query(settings: Settings, sql: str, params=None) -> list[dict]:
+    conn = db.connect(settings)
+    try:
+        with conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
+            cur.execute(sql, params)
+            return [dict(row) for row in cur.fetchall()]
+    finally:
+        conn.close()
+
+
+def mart_fingerprints(settings: Settings) -> dict[str, tuple[int, str]]:
+    """Row count and an order-independent hash of every row of every table in marts."""
+    tables = [
+        row["table_name"]
+        for row in query(
+            settings,
+            "select table_name from information_schema.tables where table_schema = 'marts'"
+            " and table_type = 'BASE TABLE' order by 1",
+        )
+    ]
+    fingerprints = {}
+    for table in tables:
+        row = query(
+            settings,
+            f"select count(*) as n, md5(coalesce(string_agg(md5(t::text), ',' order by md5(t::text)), '')) as h"
+            f' from marts."{table}" as t',
+        )[0]
+        fingerprints[table] = (row["n"], row["h"])
+    return fingerprints
+
+
+# --- the end-to-end test ---------------------------------------------------------------------------
+def generate_and_load(settings: Settings, out: Path, landing: Path, topic: str, *as_of: str) -> dict:
+    loaders_cli(
+        settings,
+        "generate",
+        "--scale",
+        str(SCALE),
+        "--seed",
+        "7",
+        "--end-date",
+        END_DATE,
+        "--out",
+        str(out),
+        "--landing",
+        str(landing),
+        *(("--as-of", *as_of) if as_of else ()),
+    )
+    loaders_cli(settings, "reference")
+    loaders_cli(settings, "produce", "--from-jsonl", str(out / "events"), "--topic", topic)
+    loaders_cli(settings, "consume", "--drain", "--topic", topic, "--group", f"{topic}-loader")
+    loaders_cli(settings, "feedback", "--landing", str(landing))
+    return json.loads((out / "manifest.json").read_text())
+
+
+def assert_marts_reconcile(settings: Settings, manifest: dict) -> None:
+    facts = query(settings, "select status, device_type, is_started, date_id from marts.fact_appointment")
+    appointments = manifest["appointments"]
+    assert len(facts) == appointments["total"]
+    assert Counter(f["status"] for f in facts) == Counter(appointments["by_final_status"])
+    assert Counter(f["device_type"] for f in facts if f["is_started"]) == Counter(appointments["by_device"])
+    by_day = Counter(
+        f"{f['date_id'] // 10000:04d}-{f['date_id'] // 100 % 100:02d}-{f['date_id'] % 100:02d}" for f in facts
+    )
+    assert by_day == Counter(appointments["by_day"])
+    feedback = manifest["feedback"]
+    forms = query(settings, "select count(*) as n from marts.fact_feedback")[0]["n"]
+    assert forms == feedback["forms_valid"] - feedback["forms_unknown_appointment"]
+    kpis = query(settings, "select sum(appointments) as a, sum(feedback_forms) as f from marts.ops_daily_kpis")[0]
+    assert (kpis["a"], kpis["f"]) == (appointments["total"], forms)
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("pipeline")
+
+
+def test_generated_data_reconciles_and_incremental_equals_full_refresh(settings, work, kafka_topic):
+    out, landing = work / "generated", work / "landing"
+    topic = kafka_topic or f"test.pipeline.{uuid.uuid4().hex[:8]}"
+
+    first = generate_and_load(settings, out, landing, topic, FIRST_AS_OF)
+    dbt(settings, work, "build", "--full-refresh")
+    assert_marts_reconcile(settings, first)
+
+    # The rest of the world arrives: late events, late feedback, new appointments.
+    final = generate_and_load(settings, out, landing, topic)
+    assert final["appointments"] != first["appointments"], "the second load must bring new or changed appointments"
+    dbt(settings, work, "build")
+    assert_marts_reconcile(settings, final)
+    incremental = mart_fingerprints(settings)
+
+    dbt(settings, work, "build", "--full-refresh")
+    assert mart_fingerprints(settings) == incremental
+
+    freshness = dbt(settings, work, "source", "freshness")
+    assert "ERROR STALE" not in freshness
