@@ -63,10 +63,12 @@ RATING_FIELDS = (
     "video_quality_rating",
     "overall_satisfaction",
 )
+# Stray files people drop into the landing folder. Each carries its number, so no two share a sha256
+# (the feedback loader skips a file whose sha256 it has seen: identical strays would hide each other).
 NOT_JSON_FILES = (
-    ("scan-{n}.pdf", b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj << /Type /Catalog >> endobj\ntrailer << >>\n%%EOF\n"),
-    ("notes-{n}.txt", b"Front desk: patient called to say the form did not submit, will retry tomorrow.\n"),
-    ("export-{n}.csv", b"feedback_id,rating\n,5\n"),
+    ("scan-{n}.pdf", b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj << /Type /Catalog /Scan ({n}) >> endobj\n%%EOF\n"),
+    ("notes-{n}.txt", b"Front desk, ticket {n}: patient called to say the form did not submit.\n"),
+    ("export-{n}.csv", b"feedback_id,rating\n{n},5\n"),
 )
 
 
@@ -175,12 +177,14 @@ class Dirt:
         name = f"feedback-{bad['feedback_id']}.json"
         if kind == "not_json_file":
             pattern, content = rng.choice(NOT_JSON_FILES)
-            return pattern.format(n=bad["feedback_id"][4:]), content
+            number = bad["feedback_id"][4:]
+            return pattern.format(n=number), content.replace(b"{n}", number.encode())
         if kind == "truncated_file":
+            # Cut after the feedback_id, so every truncated file is unique, and before the end.
             text = dumps(bad)
-            return name, text[: rng.randint(5, len(text) - 3)].encode()
+            return name, text[: rng.randint(text.index('"appointment_id"'), len(text) - 3)].encode()
         if kind == "not_an_object":
-            return name, (dumps([f"provider_rating={bad['provider_rating']}"]) + "\n").encode()
+            return name, (dumps([f"{bad['feedback_id']} provider_rating={bad['provider_rating']}"]) + "\n").encode()
         if kind == "unknown_appointment":
             bad["appointment_id"] = f"APT-9{rng.randint(0, 99_999_999):08d}"
         elif kind == "out_of_range":

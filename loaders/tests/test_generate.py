@@ -308,6 +308,9 @@ def test_manifest_counts_match_the_files(small):
     assert manifest["appointments"]["total"] == len(events["by_appointment"])
 
     landing = read_landing(small["tmp"] / "landing", set(events["by_appointment"]))
+    # The feedback loader skips a file whose sha256 it has seen: every file must be unique to count.
+    digests = tree_digest(small["tmp"] / "landing")
+    assert len(set(digests.values())) == len(digests)
     feedback = manifest["feedback"]
     assert feedback["files"] == landing["files"]
     assert feedback["forms_valid"] == len(landing["forms"])
