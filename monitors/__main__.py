@@ -1,7 +1,7 @@
 """``python -m monitors``: dbt source freshness and the monitor tests as monitors.
 
-One run: read the timings of the last dbt build, run ``dbt source freshness`` and ``dbt build`` of the
-monitor models plus every data test, evaluate the observed values against thresholds.yml, store one row
+One run: read the timings of the last dbt build, run ``dbt source freshness``, then ``dbt build`` of the
+monitor models together with every data test, evaluate the observed values against thresholds.yml, store one row
 per check in monitoring.monitor_results, alert each configured channel about what changed, and render
 the monitoring dashboard. Exit status 1 when any check is at error level (for schedulers), else 0.
 """
@@ -47,9 +47,12 @@ def observation_results(conn, thresholds: checks.Thresholds) -> list[checks.Chec
     observed: dict[str, tuple[float | None, dict]] = {}
     try:
         with conn.cursor() as cur:
-            cur.execute("select check_name, observed_value, details from monitoring.monitor_observations")
-            for name, value, details in cur.fetchall():
-                observed[name] = (None if value is None else float(value), details or {})
+            cur.execute(
+                "select check_name, observed_value, window_start, window_end from monitoring.monitor_observations"
+            )
+            for name, value, window_start, window_end in cur.fetchall():
+                window = {"window_start": str(window_start), "window_end": str(window_end)}
+                observed[name] = (None if value is None else float(value), window)
         conn.commit()
     except psycopg2.errors.UndefinedTable:
         conn.rollback()
@@ -121,15 +124,30 @@ def main(argv: list[str] | None = None) -> int:
         shutil.copyfile(target / "run_results.json", build_results)
 
     if not args.skip_dbt:
-        freshness_vars = json.dumps(
+        # One target path and the same vars for every call, so dbt parses the project once.
+        dbt_vars = json.dumps(
             {
                 "freshness_warn_after_hours": thresholds.freshness_warn_hours,
                 "freshness_error_after_hours": thresholds.freshness_error_hours,
+                "monitor_window_days": thresholds.window_days,
             }
         )
-        run_dbt(settings, ["source", "freshness", "--vars", freshness_vars], monitor_target / "freshness")
-        run_dbt(settings, ["build", "--select", "tag:monitor", "--exclude-resource-type", "unit_test"], monitor_target)
-        run_dbt(settings, ["test", "--exclude-resource-type", "unit_test"], monitor_target / "tests")
+        steps = [
+            (["source", "freshness"], "sources.json", "freshness"),
+            # The monitor models and every data test, in one invocation (tests after what they test).
+            (
+                ["build", "--select", "tag:monitor", "resource_type:test", "--exclude-resource-type", "unit_test"],
+                "run_results.json",
+                "tests",
+            ),
+        ]
+        for dbt_args, artifact, keep_as in steps:
+            run_dbt(settings, [*dbt_args, "--vars", dbt_vars], monitor_target)
+            (monitor_target / keep_as).mkdir(parents=True, exist_ok=True)
+            produced = monitor_target / artifact
+            if produced.exists():
+                shutil.move(produced, monitor_target / keep_as / artifact)
+                shutil.copyfile(monitor_target / "manifest.json", monitor_target / keep_as / "manifest.json")
 
     conn = db.connect(settings, role=DBT_ROLE)
     try:
