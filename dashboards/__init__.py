@@ -1,0 +1,1 @@
+"""Dashboards as code: YAML definitions rendered to offline HTML and provisioned to Metabase."""

@@ -1,0 +1,116 @@
+"""A card's SQL in its two forms: Metabase's native query with optional filter clauses, and the plain
+query whose rows the HTML page embeds and filters itself.
+
+Metabase form: the card's SQL becomes a subquery; each dashboard filter is an optional clause
+(``[[and card.date >= {{date_from}}]]``) on the column the card names, then the rollup, sort and limit.
+Metabase drops an optional clause whose variable has no value, so an unfiltered dashboard runs the plain
+query. ``bind`` does the same substitution for psycopg2, so tests run exactly what Metabase would.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import uuid
+from dataclasses import dataclass
+
+from dashboards.definitions import Card
+
+# dashboard filter -> the native-query variables it sets (Metabase template tags), with their type.
+FILTER_TAGS: dict[str, tuple[tuple[str, str, str], ...]] = {
+    "date_range": (("date_from", "From", "date"), ("date_to", "To", "date")),
+    "specialty": (("specialty", "Specialty", "text"),),
+    "device": (("device", "Device", "text"),),
+}
+_TAG = re.compile(r"\{\{\s*([a-z_][a-z0-9_]*)\s*\}\}")
+_OPTIONAL = re.compile(r"\[\[(.*?)\]\]", re.DOTALL)
+
+
+def stable_id(*parts: str) -> str:
+    """A deterministic UUID: template-tag ids must not change between runs, or every rerun is an update."""
+    return str(uuid.UUID(hashlib.sha256("/".join(parts).encode()).hexdigest()[:32]))
+
+
+def _indent(sql: str, by: str = "    ") -> str:
+    return "\n".join(by + line if line.strip() else line for line in sql.splitlines())
+
+
+def _clauses(card: Card) -> list[str]:
+    clauses = []
+    for name, column in card.filters.items():
+        if name == "date_range":
+            clauses.append(f"[[and cast(card.{column} as date) >= {{{{date_from}}}}]]")
+            clauses.append(f"[[and cast(card.{column} as date) <= {{{{date_to}}}}]]")
+        else:
+            clauses.append(f"[[and card.{column} = {{{{{FILTER_TAGS[name][0][0]}}}}}]]")
+    return clauses
+
+
+def metabase_sql(card: Card) -> str:
+    viz = card.visualization
+    if card.rollup:
+        sums = [f"sum(card.{column}) as {column}" for column in viz.y]
+        select = ", ".join([f"card.{viz.x}", *sums] if viz.x else sums)
+    else:
+        select = "*"
+    lines = [f"select {select}", "from (", _indent(card.sql), ") as card"]
+    clauses = _clauses(card)
+    if clauses:
+        lines.append("where true")
+        lines += [f"    {clause}" for clause in clauses]
+    if card.rollup and viz.x:
+        lines.append(f"group by card.{viz.x}")
+    if card.sort:
+        lines.append("order by " + ", ".join(f"{s.column}{' desc' if s.descending else ''}" for s in card.sort))
+    elif card.rollup and viz.x:
+        lines.append(f"order by card.{viz.x}")
+    if card.limit:
+        lines.append(f"limit {card.limit}")
+    return "\n".join(lines)
+
+
+def template_tags(card: Card) -> dict[str, dict]:
+    """Metabase's ``template-tags`` for the card's native query (legacy and MBQL 5 use the same shape)."""
+    tags = {}
+    for name in card.filters:
+        for tag, label, kind in FILTER_TAGS[name]:
+            tags[tag] = {
+                "id": stable_id("telemed", card.title, tag),
+                "name": tag,
+                "display-name": label,
+                "type": kind,
+                "required": False,
+            }
+    return tags
+
+
+def plain_sql(card: Card) -> str:
+    """What the HTML page embeds: every row of the card's SQL, before filters and rollup."""
+    return card.sql
+
+
+@dataclass(frozen=True)
+class Bound:
+    sql: str
+    params: tuple
+
+
+def bind(native: str, values: dict[str, object]) -> Bound:
+    """Metabase's substitution for psycopg2: an optional clause stays only when all its variables have a
+    value; every variable becomes a bound parameter."""
+
+    def keep_or_drop(match: re.Match) -> str:
+        inner = match.group(1)
+        return inner if all(values.get(tag) not in (None, "") for tag in _TAG.findall(inner)) else ""
+
+    without_optional = _OPTIONAL.sub(keep_or_drop, native).replace("%", "%%")
+    params: list[object] = []
+
+    def placeholder(match: re.Match) -> str:
+        tag = match.group(1)
+        if values.get(tag) in (None, ""):
+            raise ValueError(f"required variable {tag!r} has no value")
+        params.append(values[tag])
+        return "%s"
+
+    return Bound(_TAG.sub(placeholder, without_optional), tuple(params))

@@ -1,0 +1,71 @@
+"""Fixtures for the dashboard tests: a database with the marts the cards read, as the reporting role sees
+them, and Debian's Chromium.
+
+The marts come from the real pipeline when the dbt project has them (generator, loaders, ``dbt build`` on
+a database of this session's own); until then, from ``marts_fixture.sql``, tables with exactly the
+contract's columns (ARCHITECTURE.md, "Contract: tables") and a few weeks of made-up rows.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from dashboards.tests import marts
+from loaders import db
+from loaders.settings import PROJECT_ROOT, REPORTING_ROLE, Settings
+from loaders.tests.conftest import base_settings, free_port  # noqa: F401  (shared fixtures)
+
+ARTIFACTS = PROJECT_ROOT / ".local" / "artifacts" / "dashboards"
+CHROMIUM = Path(os.environ.get("TELEMED_CHROMIUM", "/usr/bin/chromium"))
+
+
+@pytest.fixture(scope="session")
+def marts_settings(base_settings: Settings):  # noqa: F811
+    """A bootstrapped database of this session's own, with the marts (and a monitors history) in it."""
+    name = f"telemed_dash_{uuid.uuid4().hex[:10]}"
+    isolated = dataclasses.replace(base_settings, pg_database=name)
+    db.bootstrap(isolated)
+    marts.build(isolated)
+    yield isolated
+    db.drop_database(base_settings, name)
+
+
+@pytest.fixture
+def reporting_conn(marts_settings: Settings):
+    conn = db.connect(marts_settings, role=REPORTING_ROLE)
+    yield conn
+    conn.close()
+
+
+@pytest.fixture(scope="session")
+def chromium_path() -> Path:
+    if not CHROMIUM.exists():
+        pytest.fail(
+            f"{CHROMIUM} is missing: the browser tests need Debian's chromium "
+            "(`make test` installs it when it runs as root; otherwise `sudo apt-get install chromium`)"
+        )
+    return CHROMIUM
+
+
+@pytest.fixture(scope="session")
+def artifacts_dir() -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    return ARTIFACTS
+
+
+def run_module(settings: Settings, *args: str, check: bool = True, **kwargs) -> subprocess.CompletedProcess:
+    """``python -m ...`` against the given settings' database (the embedded server of this session)."""
+    env = {**os.environ, "PGDATABASE": settings.pg_database}
+    return subprocess.run([sys.executable, "-m", *args], cwd=PROJECT_ROOT, env=env, check=check, **kwargs)
+
+
+def dbt_executable() -> str:
+    return shutil.which("dbt", path=str(Path(sys.executable).parent)) or "dbt"

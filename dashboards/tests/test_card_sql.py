@@ -1,0 +1,96 @@
+"""Every card's SQL runs on the marts as the reporting role and returns the columns its visualization
+needs, unfiltered and with every filter of its dashboard set, exactly as Metabase would run it."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from dashboards.data import fetch_card
+from dashboards.definitions import load_all
+from dashboards.query import bind, metabase_sql, plain_sql
+from dashboards.tests import marts
+
+CARDS = [(d, c) for d in load_all() for c in d.cards]
+IDS = [f"{d.key}.{c.key}" for d, c in CARDS]
+
+
+def _first_value(conn, card, column):
+    with conn.cursor() as cur:
+        cur.execute(f"select card.{column} from ({plain_sql(card)}) as card where card.{column} is not null limit 1")
+        row = cur.fetchone()
+    conn.commit()
+    return row[0] if row else None
+
+
+def _date_window(conn, card, column) -> tuple[dt.date, dt.date]:
+    with conn.cursor() as cur:
+        cur.execute(
+            f"select min(cast(card.{column} as date)), max(cast(card.{column} as date)) from ({card.sql}) as card"
+        )
+        low, high = cur.fetchone()
+    conn.commit()
+    return low + (high - low) / 3, high
+
+
+@pytest.mark.parametrize(("dashboard", "card"), CARDS, ids=IDS)
+def test_card_sql_returns_what_its_visualization_needs(reporting_conn, dashboard, card):
+    data = fetch_card(reporting_conn, card)
+    assert data.state == "ok", data.message
+    assert set(card.required_columns) <= set(data.columns)
+    assert data.rows, f"{card.title}: no rows on the marts"
+
+    with reporting_conn.cursor() as cur:
+        unfiltered = bind(metabase_sql(card), {})
+        cur.execute(unfiltered.sql, unfiltered.params)
+        columns = [d.name for d in cur.description]
+        rows = cur.fetchall()
+    reporting_conn.commit()
+    assert columns[: len(card.result_columns)] == card.result_columns or set(card.result_columns) <= set(columns)
+    assert rows
+    if card.limit:
+        assert len(rows) <= card.limit
+
+
+@pytest.mark.parametrize(
+    ("dashboard", "card"),
+    [(d, c) for d, c in CARDS if c.filters],
+    ids=[i for i, (_, c) in zip(IDS, CARDS, strict=True) if c.filters],
+)
+def test_card_sql_with_every_filter_set(reporting_conn, dashboard, card):
+    values: dict[str, object] = {}
+    for name, column in card.filters.items():
+        if name == "date_range":
+            values["date_from"], values["date_to"] = _date_window(reporting_conn, card, column)
+        else:
+            values[name] = _first_value(reporting_conn, card, column)
+    bound = bind(metabase_sql(card), values)
+    assert len(bound.params) == sum(2 if n == "date_range" else 1 for n in card.filters)
+    with reporting_conn.cursor() as cur:
+        cur.execute(bound.sql, bound.params)
+        rows = cur.fetchall()
+        columns = [d.name for d in cur.description]
+    reporting_conn.commit()
+    assert set(card.result_columns) <= set(columns)
+    assert rows, f"{card.title}: nothing left with {values}"
+
+
+def test_the_reporting_role_cannot_read_raw(reporting_conn):
+    """The dashboards see what Metabase's connection sees: marts (and the monitors' history), not raw."""
+    import psycopg2.errors
+
+    with pytest.raises(psycopg2.errors.InsufficientPrivilege), reporting_conn.cursor() as cur:
+        cur.execute("select 1 from raw.load_runs limit 1")
+    reporting_conn.rollback()
+
+
+def test_a_missing_monitor_history_is_a_notice_not_a_failure(marts_settings, reporting_conn):
+    card = next(c for d in load_all() for c in d.cards if c.key == "current_checks")
+    marts.drop_monitor_history(marts_settings)
+    try:
+        data = fetch_card(reporting_conn, card)
+    finally:
+        marts._monitor_history(marts_settings)
+    assert data.state == "missing"
+    assert data.message.startswith("No monitor runs yet")
