@@ -16,6 +16,7 @@ import time
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
+from loaders import db
 from loaders.generate import reference
 from loaders.generate.dirty import Dirt
 from loaders.generate.emit import Emitter
@@ -31,6 +32,21 @@ DEFAULT_SEED = 42
 DEFAULT_END = date(2026, 10, 31)
 DEFAULT_DAYS = 90
 DEFAULT_DIRTY_RATE = 0.01
+
+
+EPILOG = """\
+outputs:
+  <out>/events/<arrival date>.jsonl   one event message per line, replay in file then line order
+  <landing>/YYYY/MM/DD/*              feedback form files (and a few stray or broken ones)
+  <out>/manifest.json                 ground truth: counts by status, device, day; rejections by reason;
+                                      key insights; canary tokens (see loaders/CONTRACTS.md)
+  clinic_ops.providers, .patients     the clinic's database as of --as-of (unless --no-db)
+
+examples:
+  python -m loaders generate --scale 5000 --no-db
+  python -m loaders generate --as-of 2026-10-15T00:00:00Z    # then again without --as-of: the rest
+  python -m loaders generate --no-dirty --seed 7
+"""
 
 
 def _date(text: str) -> date:
@@ -70,42 +86,54 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m loaders generate",
         description=__doc__,
+        epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
         "--scale",
+        metavar="N",
         type=_positive,
         default=DEFAULT_SCALE,
         help="appointments scheduled in the period (default %(default)s); rebookings of the last days that "
         "fall after the period come on top",
     )
-    parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="random seed (default %(default)s)")
+    parser.add_argument("--seed", metavar="S", type=int, default=DEFAULT_SEED, help="random seed (default %(default)s)")
     parser.add_argument(
         "--out",
+        metavar="DIR",
         type=Path,
         help="output folder for events/*.jsonl and manifest.json (default $TELEMED_STATE_DIR/generated)",
     )
     parser.add_argument(
         "--landing",
+        metavar="DIR",
         type=Path,
         help="feedback landing folder (default TELEMED_LANDING_DIR or $TELEMED_STATE_DIR/landing/feedback)",
     )
     parser.add_argument(
         "--start-date",
+        metavar="DATE",
         type=_date,
-        help=f"first day of the period, UTC (default {DEFAULT_DAYS} days ending on the end date)",
+        help=f"first day of the period, YYYY-MM-DD (default: {DEFAULT_DAYS} days ending on the end date)",
     )
     parser.add_argument(
-        "--end-date", type=_date, help=f"last day of the period, UTC (default {DEFAULT_END.isoformat()})"
+        "--end-date",
+        metavar="DATE",
+        type=_date,
+        help=f"last day of the period, YYYY-MM-DD (default {DEFAULT_END.isoformat()}, or {DEFAULT_DAYS} days "
+        "from --start-date)",
     )
     parser.add_argument(
         "--as-of",
+        metavar="TS",
         type=_timestamp,
-        help="emit only what has arrived by this time, ISO 8601 with offset (default: the end of the period); "
+        help="emit only what has arrived by this time: ISO 8601 with offset, or a date for its 00:00 UTC "
+        "(default: the end of the period); "
         "a later --as-of emits the rest, byte-identical for what was emitted before",
     )
     parser.add_argument(
         "--dirty-rate",
+        metavar="R",
         type=_rate,
         default=DEFAULT_DIRTY_RATE,
         help="share of real events and forms that spawn one dirty extra (default %(default)s)",
@@ -189,8 +217,6 @@ def generate(
             yield current
 
     if settings is not None:
-        from loaders import db
-
         conn = db.connect(settings)
         try:
             reference.write_clinic_tables(conn, provider_rows(), patient_rows())
