@@ -1,0 +1,410 @@
+"""``python -m loaders feedback``: feedback form files from the landing folder into raw.
+
+Every file under the landing folder is considered (a stray non-JSON file is recorded as failed, not
+ignored), except hidden ones, where writers stage files before renaming them into place. Files are
+listed and loaded in batches, so 100k files cost no more memory than one batch; each batch is one
+transaction, so a run killed midway leaves no file half loaded, and the next run goes on:
+
+- a file whose sha256 is in raw.feedback_files was loaded before and is skipped;
+- a file that is not JSON, or not valid JSON, gets a ``failed`` row with the reason; the others load;
+- each form is validated: valid forms go to raw.patient_feedback (a feedback_id already there is skipped
+  and counted as a duplicate), invalid ones to raw.patient_feedback_rejected with the reason.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import logging
+import os
+import re
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg2
+import psycopg2.errors
+import psycopg2.extras
+
+from loaders import db
+from loaders.pgcopy import copy_rows, escape
+from loaders.progress import Progress
+from loaders.retry import TRANSIENT_DB_ERRORS, Backoff, RetryDeadlineExceeded
+from loaders.runs import LoadRun, RunCounts
+from loaders.settings import LOADER_ROLE, Settings
+from loaders.validation import INVALID_JSON, JSON_DECODER, NOT_JSON, check_form, storable_json_text
+
+log = logging.getLogger(__name__)
+
+LOADER_NAME = "feedback"
+# After a duplicate feedback_id shows up, this many batches look their ids up before the COPY.
+LOOKUP_BATCHES = 20
+
+_COLUMNS = (
+    "feedback_id, appointment_id, submitted_at, payload, source_path, source_sha256, form_index,"
+    " schema_version, _load_run_id"
+)
+_STAGE_DDL = f"""
+create temporary table if not exists _stage_feedback on commit delete rows as
+select {_COLUMNS} from raw.patient_feedback with no data;
+create temporary table if not exists _stage_feedback_ids (feedback_id text) on commit delete rows
+"""
+_INSERT_STAGED = f"""
+with inserted as (
+    insert into raw.patient_feedback ({_COLUMNS})
+    select {_COLUMNS} from _stage_feedback
+    on conflict (feedback_id) do nothing
+    returning source_sha256
+)
+select source_sha256, count(*) from inserted group by source_sha256
+"""
+_EXISTING_IDS = (
+    "select feedback_id from raw.patient_feedback where feedback_id = any(array(select feedback_id"
+    " from _stage_feedback_ids))"
+)
+_INSERT_REJECTED = """
+insert into raw.patient_feedback_rejected (
+    reason, error_detail, feedback_id, payload, source_path, source_sha256, form_index, _load_run_id
+) values %s
+on conflict (source_sha256, form_index) do nothing
+"""
+_INSERT_FILES = """
+insert into raw.feedback_files (
+    path, size_bytes, sha256, status, reason, error, forms_read, forms_loaded, forms_rejected, forms_duplicate,
+    _load_run_id
+) values %s
+on conflict (sha256) do nothing
+"""
+_WHITESPACE = re.compile(r"[ \t\n\r]*")
+
+
+@dataclass
+class LandedFile:
+    """One file of a batch and what became of it."""
+
+    path: str  # relative to the landing folder
+    size: int
+    sha256: str
+    status: str = "loaded"
+    reason: str | None = None
+    error: str | None = None
+    read: int = 0
+    valid: int = 0
+    loaded: int = 0
+    rejected: int = 0
+    duplicates: int = 0
+
+
+@dataclass
+class FileBatch:
+    files: list[LandedFile] = field(default_factory=list)
+    ids: list[str] = field(default_factory=list)  # COPY-escaped feedback_id of each line
+    owners: list[LandedFile] = field(default_factory=list)  # the file of each line
+    lines: list[str] = field(default_factory=list)
+    seen: set[str] = field(default_factory=set)
+    rejects: list[tuple] = field(default_factory=list)
+
+
+def list_files(root: Path) -> Iterator[Path]:
+    """Every regular file under ``root``, depth first in name order (stable across runs), lazily.
+
+    Hidden entries (a leading dot) are left out: writers stage files there and rename them into place,
+    so a file being written is never read half way.
+    """
+    stack = [root]
+    while stack:
+        folder = stack.pop()
+        try:
+            entries = sorted(os.scandir(folder), key=lambda entry: entry.name)
+        except FileNotFoundError:
+            continue
+        subfolders = []
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                subfolders.append(Path(entry.path))
+            elif entry.is_file():
+                yield Path(entry.path)
+        stack.extend(reversed(subfolders))
+
+
+def split_forms(text: str) -> list[tuple[object, str]]:
+    """The forms of a file as (decoded value, its exact JSON text); ValueError when the file is not valid JSON.
+
+    A file holds one object or an array of them. For an array each element's own text is cut out of the
+    file with raw_decode positions, so a form's payload is its original text without re-serialising it.
+    """
+    raw_decode = JSON_DECODER.raw_decode
+    ws = _WHITESPACE.match
+    start = ws(text, 0).end()
+    if text.startswith("[", start):
+        forms = []
+        pos = ws(text, start + 1).end()
+        if text.startswith("]", pos):
+            pos += 1
+        else:
+            while True:
+                value, end = raw_decode(text, pos)
+                forms.append((value, text[pos:end]))
+                pos = ws(text, end).end()
+                if text.startswith(",", pos):
+                    pos = ws(text, pos + 1).end()
+                    continue
+                if text.startswith("]", pos):
+                    pos += 1
+                    break
+                raise ValueError(f"expected ',' or ']' at character {pos}")
+    else:
+        value, pos = raw_decode(text, start)
+        forms = [(value, text[start:pos])]
+    if ws(text, pos).end() != len(text):
+        raise ValueError(f"extra data after the JSON value at character {pos}")
+    return forms
+
+
+def read_file(batch: FileBatch, landed: LandedFile, data: bytes, tail: str) -> None:
+    """Validate one file's forms into the batch (or mark the file failed)."""
+    stripped = data.lstrip(b" \t\r\n\xef\xbb\xbf")
+    if not landed.path.endswith(".json") or stripped[:1] not in (b"{", b"["):
+        landed.status, landed.reason = "failed", NOT_JSON
+        landed.error = "not a .json file" if not landed.path.endswith(".json") else "content is not a JSON object/array"
+        return
+    try:
+        text = data.decode("utf-8-sig")
+        forms = split_forms(text)
+    except (UnicodeDecodeError, ValueError) as exc:
+        landed.status, landed.reason = "failed", INVALID_JSON
+        landed.error = f"not valid UTF-8 JSON: {str(exc).splitlines()[0][:200]}"
+        return
+    path, sha = escape(landed.path), landed.sha256
+    for index, (form, form_text) in enumerate(forms):
+        landed.read += 1
+        problem, submitted_at = check_form(form)
+        if problem is None and not storable_json_text(form_text):
+            problem = INVALID_JSON, "holds a NUL character or an unpaired surrogate"
+        if problem is not None:
+            feedback_id = form.get("feedback_id") if type(form) is dict else None
+            payload = form_text if storable_json_text(form_text) else None
+            batch.rejects.append(
+                (
+                    problem[0],
+                    problem[1],
+                    feedback_id if type(feedback_id) is str and "\x00" not in feedback_id else None,
+                    payload,
+                    landed.path,
+                    sha,
+                    index,
+                )
+            )
+            landed.rejected += 1
+            continue
+        feedback_id = escape(form["feedback_id"])
+        if feedback_id in batch.seen:
+            landed.duplicates += 1
+            continue
+        batch.seen.add(feedback_id)
+        landed.valid += 1
+        batch.ids.append(feedback_id)
+        batch.owners.append(landed)
+        batch.lines.append(
+            f"{feedback_id}\t{escape(form['appointment_id'])}\t{submitted_at}\t{escape(form_text)}\t"
+            f"{path}\t{sha}\t{index}{tail}"
+        )
+
+
+class FeedbackLoader:
+    def __init__(self, settings: Settings, landing: Path, batch_files: int = 1000, max_retry_seconds: float = 300):
+        self.settings = settings
+        self.landing = landing
+        self.batch_files = batch_files
+        self.run = LoadRun(LOADER_NAME)
+        self.backoff = Backoff(max_retry_seconds)
+        self.counts = RunCounts()
+        self.files = {"seen": 0, "loaded": 0, "failed": 0, "skipped": 0}
+        self._conn = None
+        self._lookup_batches = 0
+
+    def _retrying(self, what: str, work):
+        while True:
+            try:
+                if self._conn is None or self._conn.closed:
+                    self._conn = db.connect(self.settings, role=LOADER_ROLE)
+                    with self._conn, self._conn.cursor() as cur:
+                        cur.execute(_STAGE_DDL)
+                result = work(self._conn)
+            except TRANSIENT_DB_ERRORS as exc:
+                if self._conn is not None:
+                    self._conn.close()
+                self._conn = None
+                self.backoff.wait(what, exc)
+                continue
+            self.backoff.reset()
+            return result
+
+    def run_once(self) -> tuple[str, str | None]:
+        details = {"landing": str(self.landing)}
+        self._retrying("opening the load run", lambda conn: self.run.open(conn, details))
+        status, error = "succeeded", None
+        progress = Progress("feedback", "files")
+        try:
+            if not self.landing.is_dir():
+                log.info("landing folder %s does not exist: nothing to load", self.landing)
+            else:
+                paths: list[Path] = []
+                for path in list_files(self.landing):
+                    paths.append(path)
+                    if len(paths) >= self.batch_files:
+                        self._load_batch(paths)
+                        progress.update(len(paths))
+                        paths = []
+                if paths:
+                    self._load_batch(paths)
+                    progress.update(len(paths))
+        except RetryDeadlineExceeded as exc:
+            status, error = "failed", str(exc)
+            log.error("%s", error)
+        except KeyboardInterrupt:
+            status, error = "interrupted", "interrupted by a signal"
+        finally:
+            progress.close()
+        final = {**details, "files": self.files}
+        try:
+            self._retrying("closing the load run", lambda conn: self.run.close(conn, status, error, final))
+        except RetryDeadlineExceeded as exc:
+            log.error("could not record the end of run %s: %s", self.run.run_id, exc)
+        if self._conn is not None:
+            self._conn.close()
+        return status, error
+
+    def _load_batch(self, paths: list[Path]) -> None:
+        hashed = []
+        for path in paths:
+            try:
+                data = path.read_bytes()
+            except FileNotFoundError:
+                log.warning("%s vanished before it was read", path)
+                continue
+            hashed.append((path, data, hashlib.sha256(data).hexdigest()))
+        self.files["seen"] += len(hashed)
+
+        def known(conn) -> set[str]:
+            with conn, conn.cursor() as cur:
+                cur.execute(
+                    "select sha256 from raw.feedback_files where sha256 = any(%s)", ([sha for _, _, sha in hashed],)
+                )
+                return {row[0] for row in cur.fetchall()}
+
+        already = self._retrying("looking up loaded files", known)
+        batch = FileBatch()
+        tail = f"\t1\t{self.run.run_id}\n"
+        for path, data, sha in hashed:
+            if sha in already:
+                self.files["skipped"] += 1
+                continue
+            already.add(sha)  # the same content twice in one batch: the second copy is skipped too
+            landed = LandedFile(str(path.relative_to(self.landing)), len(data), sha)
+            batch.files.append(landed)
+            read_file(batch, landed, data, tail)
+        if batch.files:
+            counts = self._retrying(f"writing {len(batch.files)} files", lambda conn: self._write(conn, batch))
+            self.counts.add(counts)
+            for landed in batch.files:
+                self.files["loaded" if landed.status == "loaded" else "failed"] += 1
+
+    def _write(self, conn, batch: FileBatch) -> RunCounts:
+        for landed in batch.files:
+            landed.loaded = 0
+        with conn, conn.cursor() as cur:
+            if batch.lines:
+                self._write_forms(cur, batch)
+            rejected_new = 0
+            if batch.rejects:
+                rows = [(*reject, self.run.run_id) for reject in batch.rejects]
+                psycopg2.extras.execute_values(cur, _INSERT_REJECTED, rows, page_size=len(rows))
+                rejected_new = cur.rowcount
+            file_rows = []
+            counts = RunCounts()
+            for landed in batch.files:
+                duplicates = landed.duplicates + landed.valid - landed.loaded
+                file_rows.append(
+                    (
+                        landed.path,
+                        landed.size,
+                        landed.sha256,
+                        landed.status,
+                        landed.reason,
+                        landed.error,
+                        landed.read,
+                        landed.loaded,
+                        landed.rejected,
+                        duplicates,
+                        self.run.run_id,
+                    )
+                )
+                counts.read += landed.read
+                counts.loaded += landed.loaded
+                counts.duplicates += duplicates
+            counts.rejected = rejected_new
+            psycopg2.extras.execute_values(cur, _INSERT_FILES, file_rows, page_size=len(file_rows))
+            self.run.advance(cur, counts)
+        return counts
+
+    def _write_forms(self, cur, batch: FileBatch) -> None:
+        """Insert the valid forms and set each file's ``loaded`` count (see consume.py for the two paths)."""
+        lines, owners = batch.lines, batch.owners
+        if self._lookup_batches > 0:
+            self._lookup_batches -= 1
+            copy_rows(cur, "_stage_feedback_ids", "feedback_id", ("\n".join(batch.ids) + "\n").encode())
+            cur.execute(_EXISTING_IDS)
+            existing = {escape(row[0]) for row in cur.fetchall()}
+            if existing:
+                keep = [i for i, feedback_id in enumerate(batch.ids) if feedback_id not in existing]
+                lines = [lines[i] for i in keep]
+                owners = [owners[i] for i in keep]
+                self._lookup_batches = LOOKUP_BATCHES
+        data = "".join(lines).encode()
+        cur.execute("savepoint direct_copy")
+        try:
+            copy_rows(cur, "raw.patient_feedback", _COLUMNS, data)
+        except psycopg2.errors.UniqueViolation:
+            cur.execute("rollback to savepoint direct_copy")
+            self._lookup_batches = LOOKUP_BATCHES
+            copy_rows(cur, "_stage_feedback", _COLUMNS, data)
+            cur.execute(_INSERT_STAGED)
+            by_sha = dict(cur.fetchall())
+            for landed in batch.files:
+                landed.loaded = by_sha.get(landed.sha256, 0)
+            return
+        cur.execute("release savepoint direct_copy")
+        for landed in owners:
+            landed.loaded += 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    settings = Settings.from_env()
+    parser = argparse.ArgumentParser(prog="python -m loaders feedback", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--landing", type=Path, default=settings.landing_dir, help="landing folder")
+    parser.add_argument("--batch-files", type=int, default=1000, help="files per transaction")
+    parser.add_argument("--max-retry-seconds", type=float, default=300.0, help="give up on Postgres after this")
+    args = parser.parse_args(argv)
+    loader = FeedbackLoader(settings, args.landing.resolve(), args.batch_files, args.max_retry_seconds)
+    started = time.monotonic()
+    # SIGTERM ends the run like Ctrl-C: the open batch's transaction rolls back, the run is "interrupted".
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        status, error = loader.run_once()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    c, f = loader.counts, loader.files
+    print(
+        f"feedback {status}: files {f['seen']} seen, {f['loaded']} loaded, {f['failed']} failed, "
+        f"{f['skipped']} already loaded; forms read {c.read}, loaded {c.loaded}, rejected {c.rejected}, "
+        f"duplicates skipped {c.duplicates} in {time.monotonic() - started:.1f}s (run {loader.run.run_id})"
+    )
+    if error:
+        print(f"error: {error}", file=sys.stderr)
+    return 0 if status == "succeeded" else 1

@@ -1,0 +1,168 @@
+"""The feedback loader on recorded edge-case files, twice, and through a kill -9."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import signal
+
+from loaders.feedback import list_files, split_forms
+from loaders.tests.loader_support import FIXTURES, loader_env, query, run_loader, scalar, start_loader, wait_for
+
+
+def test_split_forms_cuts_each_form_out_of_an_array():
+    text = ' [ {"a": 1},\n{"b": [1, 2]} ,{"c": "]"}]\n'
+    assert split_forms(text) == [({"a": 1}, '{"a": 1}'), ({"b": [1, 2]}, '{"b": [1, 2]}'), ({"c": "]"}, '{"c": "]"}')]
+    assert split_forms("[]") == []
+    assert split_forms('{"x": 1}\n') == [({"x": 1}, '{"x": 1}')]
+    for broken in ('[{"a": 1}', '[{"a": 1},]', '{"a": 1} {"b": 2}', '[{"a": 1}] x'):
+        try:
+            split_forms(broken)
+        except ValueError:
+            continue
+        raise AssertionError(f"{broken!r} must be rejected")
+
+
+def test_listing_is_lazy_sorted_and_skips_hidden_entries(tmp_path):
+    for name in ("b/2.json", "a/1.json", "a/0.txt", ".tmp/x.json", "a/.hidden.json"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("{}")
+    listing = list_files(tmp_path)
+    assert iter(listing) is listing, "the listing must be a generator, not a list of 100k paths"
+    assert [p.relative_to(tmp_path).as_posix() for p in listing] == ["a/0.txt", "a/1.json", "b/2.json"]
+
+
+def test_edge_case_files_then_the_same_folder_again(settings, tmp_path):
+    landing = tmp_path / "landing"
+    shutil.copytree(FIXTURES / "landing", landing)
+    env = loader_env(settings)
+    first = run_loader(env, "feedback", "--landing", str(landing), "--batch-files", "4")
+    assert first.returncode == 0, first.stderr
+    assert (
+        "files 14 seen, 8 loaded, 5 failed, 1 already loaded; forms read 13, loaded 5, rejected 7, duplicates skipped 1"
+        in first.stdout
+    ), first.stdout
+
+    files = {
+        row[0]: row[1:]
+        for row in query(
+            settings,
+            "select path, status, reason, forms_read, forms_loaded, forms_rejected, forms_duplicate"
+            " from raw.feedback_files",
+        )
+    }
+    assert files == {
+        "2026/10/01/batch-2.json": ("loaded", None, 3, 2, 1, 0),
+        "2026/10/01/form-1.json": ("loaded", None, 1, 1, 0, 0),
+        "2026/10/01/not-an-object.json": ("loaded", None, 1, 0, 1, 0),
+        "2026/10/02/empty.json": ("loaded", None, 0, 0, 0, 0),
+        "2026/10/02/export.json": ("failed", "not_json", 0, 0, 0, 0),
+        "2026/10/02/notes.txt": ("failed", "not_json", 0, 0, 0, 0),
+        "2026/10/02/resubmitted.json": ("loaded", None, 1, 0, 0, 1),
+        "2026/10/02/scan.pdf": ("failed", "not_json", 0, 0, 0, 0),
+        "2026/10/02/truncated.json": ("failed", "invalid_json", 0, 0, 0, 0),
+        "2026/10/03/bom.json": ("loaded", None, 1, 1, 0, 0),
+        "2026/10/03/invalid-forms.json": ("loaded", None, 5, 0, 5, 0),
+        "2026/10/03/nan.json": ("failed", "invalid_json", 0, 0, 0, 0),
+        "2026/10/03/unicode.json": ("loaded", None, 1, 1, 0, 0),
+    }
+    sha = hashlib.sha256((landing / "2026/10/01/form-1.json").read_bytes()).hexdigest()
+    assert scalar(settings, "select sha256 from raw.feedback_files where path = '2026/10/01/form-1.json'") == sha
+
+    forms = dict(query(settings, "select feedback_id, payload from raw.patient_feedback"))
+    assert sorted(forms) == ["FBK-000000001", "FBK-000000002", "FBK-000000003", "FBK-000000006", "FBK-000000007"]
+    # The first submission wins; the resubmission is counted as a duplicate, not loaded over it.
+    assert forms["FBK-000000001"]["overall_satisfaction"] == 5
+    assert forms["FBK-000000007"]["comments"] == "tab\there\nnew line, back\\slash, caf\u00e9 \u2603"
+    origin = query(
+        settings,
+        "select source_path, source_sha256, form_index from raw.patient_feedback where feedback_id = 'FBK-000000003'",
+    )
+    batch_sha = hashlib.sha256((landing / "2026/10/01/batch-2.json").read_bytes()).hexdigest()
+    assert origin == [("2026/10/01/batch-2.json", batch_sha, 1)]
+
+    rejected = query(
+        settings,
+        "select reason, feedback_id, source_path, form_index, payload is not null"
+        " from raw.patient_feedback_rejected order by source_path, form_index",
+    )
+    assert rejected == [
+        ("out_of_range", "FBK-000000004", "2026/10/01/batch-2.json", 2, True),
+        ("not_an_object", None, "2026/10/01/not-an-object.json", 0, True),
+        ("missing_field", "FBK-000000008", "2026/10/03/invalid-forms.json", 0, True),
+        ("invalid_type", "FBK-000000009", "2026/10/03/invalid-forms.json", 1, True),
+        ("invalid_timestamp", "FBK-000000010", "2026/10/03/invalid-forms.json", 2, True),
+        ("unsupported_schema_version", "FBK-000000011", "2026/10/03/invalid-forms.json", 3, True),
+        # jsonb cannot hold a NUL character: the reason says so and the payload stays empty.
+        ("invalid_json", "FBK-000000012", "2026/10/03/invalid-forms.json", 4, False),
+    ]
+
+    tables = (
+        "select (select count(*) from raw.patient_feedback), (select count(*) from raw.patient_feedback_rejected),"
+        " (select count(*) from raw.feedback_files)"
+    )
+    before = query(settings, tables)
+    second = run_loader(env, "feedback", "--landing", str(landing))
+    assert second.returncode == 0, second.stderr
+    assert "files 14 seen, 0 loaded, 0 failed, 14 already loaded; forms read 0" in second.stdout
+    assert query(settings, tables) == before
+    runs = query(
+        settings,
+        "select rows_read, rows_loaded, rows_rejected, duplicates_skipped, status, details->'files'"
+        " from raw.load_runs where loader = 'feedback' order by run_id",
+    )
+    assert runs[-2:] == [
+        (13, 5, 7, 1, "succeeded", {"seen": 14, "loaded": 8, "failed": 5, "skipped": 1}),
+        (0, 0, 0, 0, "succeeded", {"seen": 14, "loaded": 0, "failed": 0, "skipped": 14}),
+    ]
+
+
+def test_kill_9_mid_run_leaves_no_partial_file(settings, tmp_path):
+    landing = tmp_path / "landing"
+    total_files = 3000
+    for i in range(total_files):
+        folder = landing / "2026" / "10" / f"{1 + i % 28:02d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        forms = [
+            {
+                "schema_version": 1,
+                "feedback_id": f"FBK-K{i:06d}{j}",
+                "appointment_id": f"APT-{i:08d}",
+                "submitted_at": "2026-10-02T10:00:00Z",
+                "provider_rating": 4,
+                "ease_of_use_rating": 4,
+                "audio_quality_rating": 4,
+                "video_quality_rating": 4,
+                "overall_satisfaction": 4,
+                "would_recommend": True,
+                "comments": None,
+            }
+            for j in range(3)
+        ]
+        (folder / f"kill-{i:06d}.json").write_text(json.dumps(forms))
+    env = loader_env(settings)
+    files_done = "select count(*) from raw.feedback_files where path like '2026/10/%%/kill-%%'"
+    proc = start_loader(env, tmp_path / "feedback.log", "feedback", "--landing", str(landing), "--batch-files", "50")
+    try:
+        wait_for(lambda: scalar(settings, files_done) >= 100, 60, "the first batches of files")
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+    assert scalar(settings, files_done) < total_files, "the loader finished before it could be killed"
+
+    done = run_loader(env, "feedback", "--landing", str(landing))
+    assert done.returncode == 0, done.stderr
+    assert scalar(settings, files_done) == total_files
+    assert (
+        scalar(settings, "select count(*) from raw.patient_feedback where feedback_id like 'FBK-K%%'")
+        == 3 * total_files
+    )
+    partial = query(
+        settings,
+        "select files.path from raw.feedback_files as files"
+        " left join raw.patient_feedback as forms on forms.source_sha256 = files.sha256"
+        " where files.path like '2026/10/%%/kill-%%'"
+        " group by files.path, files.forms_loaded having count(forms.feedback_id) <> 3 or files.forms_loaded <> 3",
+    )
+    assert partial == []
