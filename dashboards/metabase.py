@@ -188,10 +188,19 @@ def dashboard_parameters(dashboard: Dashboard) -> list[dict]:
     return params
 
 
+def _login(config: MetabaseConfig) -> Metabase_API:
+    try:
+        return Metabase_API(config.url, email=config.user, password=config.password)
+    except Exception as exc:  # noqa: BLE001 (the client raises a bare Exception wrapping the response)
+        response = exc.args[0] if exc.args else None
+        detail = f"HTTP {response.status_code}: {response.text[:300]}" if hasattr(response, "status_code") else exc
+        raise MetabaseError(f"login to {config.url} as {config.user} failed: {detail}") from None
+
+
 class Provisioner:
     def __init__(self, config: MetabaseConfig, api: Metabase_API | None = None) -> None:
         self.config = config
-        self.api = api or Metabase_API(config.url, email=config.user, password=config.password)
+        self.api = api or _login(config)
         self.report = Report()
 
     # Requests: the client's helpers with 'raw' so errors surface with Metabase's own message.
@@ -394,6 +403,13 @@ class Provisioner:
 
 
 def provision(config: MetabaseConfig, dashboards: list[Dashboard]) -> Report:
+    try:
+        return _provision(config, dashboards)
+    except requests.RequestException as exc:
+        raise MetabaseError(f"cannot reach Metabase at {config.url}: {exc}") from None
+
+
+def _provision(config: MetabaseConfig, dashboards: list[Dashboard]) -> Report:
     setup_done = ensure_setup(config)
     provisioner = Provisioner(config)
     if setup_done:

@@ -4,16 +4,19 @@ first-run setup, and idempotence: a second run changes nothing, a changed defini
 from __future__ import annotations
 
 import dataclasses
+import re
 import subprocess
 import sys
 
 import pytest
+import yaml
 
 from dashboards.definitions import load_all
 from dashboards.metabase import COLLECTION_NAME, DATABASE_NAME, MetabaseConfig, MetabaseError, provision
 from dashboards.query import FILTER_TAGS
 from dashboards.tests.metabase_standin import MetabaseStandIn
 from loaders.settings import PROJECT_ROOT, REPORTING_ROLE, Settings
+from loaders.tests.conftest import free_port
 
 ADMIN, PASSWORD = "admin@telemed-elt.example", "a-Long-test-passw0rd"
 MUTATING = ("POST", "PUT", "DELETE")
@@ -173,6 +176,26 @@ def test_without_metabase_url_only_html_is_built(marts_settings: Settings, tmp_p
     assert sorted(p.name for p in tmp_path.glob("*.html")) == sorted(
         ["index.html", *(f"{d.key}.html" for d in load_all())]
     )
+
+
+def test_a_wrong_password_is_a_clear_error(standin):
+    provision(_config(standin.url), load_all())
+    wrong = dataclasses.replace(_config(standin.url), password="not-the-password")
+    with pytest.raises(MetabaseError, match=r"login to .* failed: HTTP 401"):
+        provision(wrong, load_all())
+
+
+def test_an_unreachable_metabase_is_a_clear_error():
+    with pytest.raises(MetabaseError, match="cannot reach Metabase"):
+        provision(_config(f"http://127.0.0.1:{free_port()}"), load_all())
+
+
+def test_compose_pins_a_supported_metabase():
+    image = yaml.safe_load((PROJECT_ROOT / "docker-compose.yml").read_text())["services"]["metabase"]["image"]
+    match = re.fullmatch(r"metabase/metabase:v0\.(\d+)(\.\d+)*(-lts)?", image)
+    assert match and int(match.group(1)) >= 48, f"{image}: the provisioning supports v0.48 and newer"
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    assert "Supported Metabase versions: v0.48 and newer" in readme
 
 
 def test_missing_credentials_are_named():
