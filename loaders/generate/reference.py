@@ -257,11 +257,12 @@ class ProviderBook:
         self.providers = providers
         self._pick = weighted_picker((p, p.popularity * p.versions[0].available_hours) for p in providers)
 
-    def choose(self, rng: random.Random, epoch: int) -> tuple[Provider, ProviderVersion]:
-        for _ in range(30):
+    def choose(self, rng: random.Random, epoch: int, specialty: str | None = None) -> tuple[Provider, ProviderVersion]:
+        """An active provider at ``epoch``; of ``specialty`` when given (a colleague takes over)."""
+        for _ in range(60 if specialty else 30):
             provider = self._pick(rng.random())
             version = provider.version_at(epoch)
-            if version.active:
+            if version.active and (specialty is None or version.specialty == specialty):
                 return provider, version
         # Practically unreachable (98% of providers are active); fall back to the first active one.
         for provider in self.providers:

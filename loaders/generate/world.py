@@ -71,7 +71,8 @@ class Appointment:
 class Rebooking:
     appointment_id: str
     patient_index: int
-    provider: Provider | None
+    provider: Provider | None  # None: a colleague of the same specialty takes over
+    specialty: str
     appointment_type: str
     scheduled_for: int
     booked_at: int
@@ -247,7 +248,7 @@ class World:
                 if not version.active:
                     provider = None
             if provider is None:
-                provider, version = self.book.choose(rng, scheduled_for)
+                provider, version = self.book.choose(rng, scheduled_for, rebooking.specialty)
             appointment_type = rebooking.appointment_type
             booked_at = rebooking.booked_at
             lead_days = (scheduled_for - booked_at) / 86400
@@ -307,6 +308,7 @@ class World:
                         new_id,
                         patient_index,
                         provider if same else None,
+                        version.specialty,
                         appointment_type,
                         new_time,
                         ts,
