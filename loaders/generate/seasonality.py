@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from loaders.generate import profiles
@@ -129,11 +129,3 @@ class ClinicClock:
 
     def utc_date(self, epoch: int) -> str:
         return self._day(epoch // 86400)
-
-
-def parse_iso(text: str) -> int:
-    """Epoch seconds of an ISO 8601 timestamp with offset (a naive one is taken as UTC)."""
-    value = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    return int(value.timestamp())
