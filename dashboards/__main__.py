@@ -13,6 +13,8 @@ import os
 import sys
 from pathlib import Path
 
+import psycopg2
+
 from dashboards import exposures
 from dashboards.definitions import DefinitionError, load_all
 from loaders.settings import REPORTING_ROLE, Settings
@@ -78,7 +80,13 @@ def main(argv: list[str] | None = None) -> int:
 
     settings = Settings.from_env()
     out_dir = args.out or settings.state_dir / "dashboards"
-    pages = build_html(settings, out_dir)
+    try:
+        pages = build_html(settings, out_dir)
+    except psycopg2.OperationalError as exc:
+        print(
+            f"cannot read the marts ({settings.describe()}): {str(exc).strip()}; is the database up?", file=sys.stderr
+        )
+        return 1
     print(f"html: {len(pages) - 1} dashboards and an index in {out_dir} (open {pages[0]})")
     if args.html_only:
         return 0

@@ -78,7 +78,9 @@
     if (typeof value === "boolean") return value ? "yes" : "no";
     if (typeof value === "number") {
       if (card.visualization.percent.includes(column)) return (value * 100).toFixed(1) + "%";
-      return Number.isInteger(value) ? value.toLocaleString("en-US") : value.toFixed(2);
+      // Averages keep two decimals even when whole, so a column reads evenly.
+      if (/^(avg|p\d+)_/.test(column) || !Number.isInteger(value)) return value.toFixed(2);
+      return value.toLocaleString("en-US");
     }
     return String(value);
   }
