@@ -465,8 +465,19 @@ class MetabaseStandIn:
             for mapping in dc.get("parameter_mappings") or []:
                 if mapping.get("parameter_id") not in param_ids or mapping.get("card_id") != dc["card_id"]:
                     raise _bad({"dashcards": f"parameter mapping {mapping} points nowhere"})
-                if not isinstance(mapping.get("target"), list):
-                    raise _bad({"dashcards": "a parameter mapping needs a target"})
+                target = mapping.get("target")
+                if not (isinstance(target, list) and len(target) == 2 and target[0] == "variable"):
+                    raise _bad({"dashcards": f"this stand-in knows variable targets only, got {target}"})
+                tag_name = target[1][1] if isinstance(target[1], list) and len(target[1]) == 2 else None
+                tags = self.state.cards[dc["card_id"]]["dataset_query"]["native"].get("template-tags") or {}
+                if tag_name not in tags:
+                    raise _bad({"dashcards": f"card {dc['card_id']} has no template tag {tag_name!r}"})
+                param_type = next(p["type"] for p in parameters if p["id"] == mapping["parameter_id"])
+                wanted = "date" if param_type.startswith("date/") else "text"
+                if tags[tag_name]["type"] != wanted:
+                    raise _bad(
+                        {"dashcards": f"a {param_type} filter cannot set the {tags[tag_name]['type']} {tag_name}"}
+                    )
             stored = {
                 "id": dc["id"] if dc["id"] > 0 else self.state.new_id(),
                 "card_id": dc["card_id"],

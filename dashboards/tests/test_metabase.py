@@ -211,3 +211,44 @@ def _card_id(standin: MetabaseStandIn, title: str) -> int:
 
 def _dashboard_id(standin: MetabaseStandIn, name: str) -> int:
     return next(d["id"] for d in standin.state.dashboards.values() if d["name"] == name)
+
+
+def test_the_standin_refuses_what_metabase_refuses(standin):
+    """The stand-in is only worth its passes if it is as strict as Metabase where the traps are."""
+    provision(_config(standin.url), load_all())
+    from metabase_api import Metabase_API
+
+    api = Metabase_API(standin.url, email=ADMIN, password=PASSWORD)
+    dashboard = next(iter(standin.state.dashboards.values()))
+    card_id = dashboard["dashcards"][0]["card_id"]
+    before = standin.snapshot()
+    # The client's own helper: POST /api/dashboard/:id/cards, gone since v0.47, and it fails silently.
+    assert api.add_card_to_dashboard(card_id, dashboard["id"]) is None
+    last = standin.requests[-1]
+    assert (last.method, last.path, last.status) == ("POST", f"/api/dashboard/{dashboard['id']}/cards", 404)
+    assert standin.snapshot() == before
+    wrong_type = {
+        "parameters": [{"id": "abc", "name": "Specialty", "slug": "specialty", "type": "string/="}],
+        "dashcards": [
+            {
+                "id": -1,
+                "card_id": card_id,
+                "row": 0,
+                "col": 0,
+                "size_x": 4,
+                "size_y": 4,
+                "parameter_mappings": [
+                    {"parameter_id": "abc", "card_id": card_id, "target": ["variable", ["template-tag", "date_from"]]}
+                ],
+            }
+        ],
+    }
+    refused = api.put(f"/api/dashboard/{dashboard['id']}", "raw", json=wrong_type)
+    assert refused.status_code == 400
+    assert requests_get_unauthenticated(standin.url) == 401
+
+
+def requests_get_unauthenticated(url: str) -> int:
+    import requests
+
+    return requests.get(f"{url}/api/card/1", timeout=10).status_code
