@@ -82,6 +82,24 @@ def _positive(text: str) -> int:
     return value
 
 
+ANOMALY_DEFAULTS = {"no_show_spike": 6.0, "low_volume": 0.1}
+
+
+def _anomaly(text: str) -> tuple[str, date, float]:
+    kind, _, rest = text.partition(":")
+    day_text, _, factor_text = rest.partition(":")
+    if kind not in ANOMALY_DEFAULTS:
+        raise argparse.ArgumentTypeError(f"unknown anomaly {kind!r}: one of {', '.join(ANOMALY_DEFAULTS)}")
+    try:
+        day = date.fromisoformat(day_text)
+        factor = float(factor_text) if factor_text else ANOMALY_DEFAULTS[kind]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected KIND:YYYY-MM-DD[:FACTOR], got {text!r}") from None
+    if factor <= 0:
+        raise argparse.ArgumentTypeError("an anomaly factor must be positive")
+    return kind, day, factor
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m loaders generate",
@@ -142,6 +160,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-db", action="store_true", help="do not write the clinic_ops tables")
     parser.add_argument("--no-files", action="store_true", help="write no event or feedback files (manifest only)")
     parser.add_argument(
+        "--anomaly",
+        metavar="KIND:DATE[:FACTOR]",
+        type=_anomaly,
+        action="append",
+        default=[],
+        help="inject a business anomaly the monitors must catch (repeatable): "
+        "no_show_spike:DATE[:FACTOR] multiplies that day's no-show probability "
+        f"(default x{ANOMALY_DEFAULTS['no_show_spike']:g}), low_volume:DATE[:FACTOR] keeps that share of its "
+        f"appointments (default {ANOMALY_DEFAULTS['low_volume']:g})",
+    )
+    parser.add_argument(
         "--clean",
         action="store_true",
         help="empty the landing folder first (files of an earlier run with another seed would mix in)",
@@ -171,6 +200,7 @@ def generate(
     landing_dir: Path | None,
     write_files: bool,
     settings: Settings | None,
+    anomalies: list[tuple[str, date, float]] | None = None,
 ) -> dict:
     """Generate everything and return the manifest (also written to ``<out_dir>/manifest.json``)."""
     started = time.perf_counter()
@@ -180,7 +210,9 @@ def generate(
     pools = reference.Pools.build(seed)
     providers = reference.build_providers(seed, scale, pools, start_epoch, end_epoch)
     patients = reference.Patients(seed, scale, pools, start, end)
-    world = World(seed, scale, start, end, providers, patients.count, sorted(patients.canaries))
+    world = World(
+        seed, scale, start, end, providers, patients.count, sorted(patients.canaries), anomalies=anomalies or []
+    )
     dirt = Dirt(seed, dirty_rate) if dirty_rate > 0 else None
     out_dir.mkdir(parents=True, exist_ok=True)
     emitter = Emitter(
@@ -235,6 +267,9 @@ def generate(
             "end_date": end.isoformat(),
             "dirty_rate": dirty_rate,
             "world_appointments": appointments,
+            "anomalies": [
+                {"kind": kind, "date": day.isoformat(), "factor": factor} for kind, day, factor in anomalies or []
+            ],
         },
         "appointments": truth.appointments_block(),
         "events": {
@@ -310,6 +345,7 @@ def main(argv: list[str] | None = None) -> int:
         landing_dir=landing,
         write_files=not args.no_files,
         settings=None if args.no_db else settings,
+        anomalies=args.anomaly,
     )
     appointments = manifest["appointments"]
     print(

@@ -137,6 +137,7 @@ class World:
         providers: list[Provider],
         patient_count: int,
         canary_patients: list[int],
+        anomalies: list[tuple[str, date, float]] | None = None,
     ) -> None:
         self.seed = seed
         self.scale = scale
@@ -146,6 +147,9 @@ class World:
         self.book = ProviderBook(providers)
         self.patient_count = patient_count
         self.canary_patients = list(canary_patients)
+        # Injected anomalies (monitor scenarios): day -> factor, by kind.
+        self.no_show_spike = {day: f for kind, day, f in anomalies or [] if kind == "no_show_spike"}
+        self.low_volume = {day: f for kind, day, f in anomalies or [] if kind == "low_volume"}
         self.clock = ClinicClock()
         self.rng = seeded(seed)
         rng = self.rng
@@ -203,6 +207,8 @@ class World:
             rebooked = self.pending.pop(index, [])
             for rebooking in rebooked:
                 yield self._build(rebooking=rebooking, day_index=index)
+            if day in self.low_volume:
+                planned = round(planned * self.low_volume[day])
             for _ in range(max(planned - len(rebooked), 0)):
                 patient = forced.pop() if forced else None
                 yield self._build(day=day, day_index=index, patient=patient)
@@ -260,6 +266,8 @@ class World:
         self.lead_factor_sum += factor
         self.lead_factor_n += 1
         no_show_p = profiles.NO_SHOW_SHARE * factor / (self.lead_factor_sum / self.lead_factor_n)
+        if self.no_show_spike:
+            no_show_p *= self.no_show_spike.get(self.start + timedelta(days=day_index), 1.0)
         u = rng.random()
         r_share, c_share = profiles.RESCHEDULED_SHARE, profiles.CANCELLED_SHARE
         if u < r_share:

@@ -591,3 +591,35 @@ def test_cli_writes_the_manifest(tmp_path, monkeypatch):
     assert manifest["generator"]["as_of"] == "2026-09-15T00:00:00Z"
     assert manifest["generator"]["scale"] == 300
     assert list((tmp_path / "landing").rglob("*.json"))
+
+
+def test_anomalies_change_only_their_day(tmp_path):
+    """--anomaly injects what the monitors must catch: a no-show spike and a low-volume day."""
+    from datetime import date
+
+    from loaders.generate import generate
+
+    common = {
+        "scale": 3000,
+        "seed": 7,
+        "start": date(2026, 9, 1),
+        "end": date(2026, 9, 30),
+        "as_of": int((date(2026, 10, 1) - date(1970, 1, 1)).total_seconds()),
+        "dirty_rate": 0.0,
+        "landing_dir": None,
+        "write_files": False,
+        "settings": None,
+    }
+    plain = generate(out_dir=tmp_path / "plain", **common)
+    odd = generate(
+        out_dir=tmp_path / "odd",
+        anomalies=[("no_show_spike", date(2026, 9, 23), 8.0), ("low_volume", date(2026, 9, 22), 0.1)],
+        **common,
+    )
+    by_day_plain, by_day_odd = plain["appointments"]["by_day"], odd["appointments"]["by_day"]
+    assert by_day_odd["2026-09-22"] <= 0.15 * by_day_plain["2026-09-22"]
+    assert by_day_odd["2026-09-21"] == by_day_plain["2026-09-21"]
+    no_shows_plain = plain["key_insights"]["appointment_status_share_pct"]["no_show"]
+    no_shows_odd = odd["key_insights"]["appointment_status_share_pct"]["no_show"]
+    assert no_shows_odd > no_shows_plain + 0.5, "one spiking day lifts the period's no-show share visibly"
+    assert odd["generator"]["anomalies"][0] == {"kind": "no_show_spike", "date": "2026-09-23", "factor": 8.0}
