@@ -25,8 +25,9 @@ VISUALIZATIONS = ("bar", "line", "row", "pie", "scatter", "table", "scalar")
 ROLLUP_VISUALIZATIONS = ("bar", "row", "pie", "scalar")
 ALLOWED_SCHEMAS = ("marts", "monitoring")
 _IDENT = re.compile(r"^[a-z][a-z0-9_]*$")
-_TABLE_REF = re.compile(r"\b(?:from|join)\s+([a-z_][a-z0-9_]*)\s*\.\s*([a-z_][a-z0-9_]*)", re.IGNORECASE)
-_BARE_TABLE = re.compile(r"\b(?:from|join)\s+([a-z_][a-z0-9_]*)\b(?!\s*\.)(?!\s*\()", re.IGNORECASE)
+_TABLE_REF = re.compile(r"\b(?:from|join)\s+([a-z_][a-z0-9_]*)\s*\.\s*([a-z_][a-z0-9_]*)\b(?!\s*[()])", re.IGNORECASE)
+# "from x" that is not a table: extract(day from x), trim(both from x) end at ")"; functions open "(".
+_BARE_TABLE = re.compile(r"\b(?:from|join)\s+([a-z_][a-z0-9_]*)\b(?!\s*[.()])", re.IGNORECASE)
 
 
 class DefinitionError(ValueError):

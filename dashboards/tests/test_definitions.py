@@ -73,6 +73,14 @@ def test_malformed_definitions_are_refused(tmp_path, change, message):
         load_dashboard(_write(tmp_path, GOOD_CARD.replace(*change)))
 
 
+def test_sql_functions_with_from_are_not_mistaken_for_tables(tmp_path):
+    sql = "select kpis.date, extract(day from kpis.date) as dom, kpis.appointments from marts.ops_daily_kpis as kpis"
+    card = GOOD_CARD.replace(
+        "sql: select kpis.date, kpis.appointments from marts.ops_daily_kpis as kpis", f"sql: {sql}"
+    )
+    assert load_dashboard(_write(tmp_path, card)).cards[0].tables == [("marts", "ops_daily_kpis")]
+
+
 def test_overlapping_cards_are_refused(tmp_path):
     second = GOOD_CARD.replace("key: total", "key: other").replace("title: Total", "title: Other")
     with pytest.raises(DefinitionError, match="overlap"):
