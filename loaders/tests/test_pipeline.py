@@ -1,9 +1,10 @@
 """End to end on generated data: generate -> Kafka + files + clinic DB -> loaders -> dbt build -> marts.
 
 The marts must reconcile exactly with the generator's manifest (appointments by final status, by device
-and by day; valid feedback of known appointments). The world is first emitted as of two days before the
-end of its period, loaded and built; then the rest arrives (late events, late feedback), is loaded and
-built incrementally, and the marts must be identical, row for row, to a full refresh of the same raw data.
+and by day; valid feedback of known appointments; the Key Insights figures). The world is first emitted
+as of two days before the end of its period, loaded and built; then the rest arrives (late events, late
+feedback), is loaded and built incrementally, and the marts must be identical, row for row, to a full
+refresh of the same raw data.
 """
 
 from __future__ import annotations
@@ -126,6 +127,36 @@ def assert_marts_reconcile(settings: Settings, manifest: dict) -> None:
     assert forms == feedback["forms_valid"] - feedback["forms_unknown_appointment"]
     kpis = query(settings, "select sum(appointments) as a, sum(feedback_forms) as f from marts.ops_daily_kpis")[0]
     assert (kpis["a"], kpis["f"]) == (appointments["total"], forms)
+    assert_key_insights_match(settings, manifest["key_insights"])
+
+
+def close(actual, expected) -> bool:
+    # The manifest rounds to 2 decimals from exact sums; the marts keep 4: allow the rounding step.
+    return abs(float(actual) - expected) <= 0.006
+
+
+def assert_key_insights_match(settings: Settings, expected: dict) -> None:
+    """The Key Insights computed from the marts are the generator's own figures."""
+    statuses = query(
+        settings,
+        "select status, 100.0 * count(*) / sum(count(*)) over () as pct from marts.fact_appointment"
+        " where status in ('completed', 'cancelled', 'rescheduled', 'no_show') group by status",
+    )
+    shares = {row["status"]: row["pct"] for row in statuses}
+    for status, pct in expected["appointment_status_share_pct"].items():
+        assert close(shares.get(status, 0), pct), (status, shares.get(status), pct)
+    devices = {row["device_type"]: row for row in query(settings, "select * from marts.device_quality")}
+    for device, wait in expected["avg_wait_time_minutes_by_device"].items():
+        assert close(devices[device]["avg_wait_minutes"], wait), (device, devices[device]["avg_wait_minutes"], wait)
+    for device, pct in expected["technical_issues_share_pct_by_device"].items():
+        share = 100 * devices[device]["technical_issue_share"]
+        assert close(share, pct), (device, share, pct)
+    specialties = {row["specialty"]: row for row in query(settings, "select * from marts.specialty_satisfaction")}
+    for specialty, ratings in expected["ratings_by_specialty"].items():
+        row = specialties[specialty]
+        assert row["feedback_forms"] == ratings["forms"], specialty
+        assert close(row["avg_provider_rating"], ratings["provider_rating"]), specialty
+        assert close(row["avg_overall_satisfaction"], ratings["overall_satisfaction"]), specialty
 
 
 @pytest.fixture(scope="module")

@@ -40,13 +40,12 @@ event_types as (
 {% if is_incremental() %}
     touched_appointments as (
 
-        select distinct events.appointment_id
-        from events
+        -- Reads the staging view, not the `events` CTE: Postgres materialises a CTE used twice in full,
+        -- which would parse every event on every incremental run.
+        select distinct recent_events.appointment_id
+        from {{ ref('stg_kafka__appointment_events') }} as recent_events
         where
-            events.loaded_at >= (
-                select {{ dbt.dateadd('day', -var('lookback_days'), 'max(this_model.last_loaded_at)') }}
-                from {{ this }} as this_model
-            )
+            recent_events.loaded_at >= {{ incremental_watermark('last_loaded_at') }}
 
     ),
 {% endif %}

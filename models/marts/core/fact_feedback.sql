@@ -32,8 +32,7 @@ appointments as (
 {% if is_incremental() %}
     watermark as (
 
-        select {{ dbt.dateadd('day', -var('lookback_days'), 'max(this_model.last_loaded_at)') }} as loaded_after
-        from {{ this }} as this_model
+        select {{ incremental_watermark('last_loaded_at') }} as loaded_after
 
     ),
 {% endif %}
