@@ -107,6 +107,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-dbt", action="store_true", help="use the artifacts already in target/monitor")
     parser.add_argument("--thresholds", type=Path, default=checks.THRESHOLDS_FILE)
     parser.add_argument("--report", type=Path, default=None, help="dashboard path (default .local/monitoring)")
+    parser.add_argument(
+        "--dbt-target", type=Path, default=PROJECT_ROOT / "target", help="dbt's target folder (default target/)"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"), format="%(asctime)s %(levelname)s %(message)s")
 
@@ -114,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     thresholds = checks.Thresholds.load(args.thresholds)
     started_at = checks.utcnow()
     run_id = f"{started_at:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
-    target = PROJECT_ROOT / "target"
+    target = args.dbt_target
     monitor_target = target / "monitor"
 
     # The last `dbt build` left its timings in target/; keep them before our own dbt calls.
@@ -142,6 +145,9 @@ def main(argv: list[str] | None = None) -> int:
             ),
         ]
         for dbt_args, artifact, keep_as in steps:
+            # Never read a previous run's artifact as this run's.
+            shutil.rmtree(monitor_target / keep_as, ignore_errors=True)
+            (monitor_target / artifact).unlink(missing_ok=True)
             run_dbt(settings, [*dbt_args, "--vars", dbt_vars], monitor_target)
             (monitor_target / keep_as).mkdir(parents=True, exist_ok=True)
             produced = monitor_target / artifact
@@ -160,6 +166,18 @@ def main(argv: list[str] | None = None) -> int:
                 monitor_target / "tests" / "run_results.json", monitor_target / "tests" / "manifest.json"
             ),
         ]
+        for keep_as, artifact in (("freshness", "sources.json"), ("tests", "run_results.json")):
+            if not (monitor_target / keep_as / artifact).exists():
+                # dbt itself failed (cannot connect, cannot parse): that is the loudest failure of all.
+                results.append(
+                    checks.CheckResult(
+                        check_name=f"dbt_run:{keep_as}",
+                        check_type="dbt_test" if keep_as == "tests" else "freshness",
+                        status="error",
+                        observed_value=None,
+                        message=f"dbt produced no {artifact}: see logs/dbt.log",
+                    )
+                )
         store.start_run(conn, run_id, started_at)
         store.store_results(conn, run_id, started_at, results)
 

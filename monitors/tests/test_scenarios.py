@@ -1,0 +1,231 @@
+"""Monitor scenarios on generated data, end to end: generator -> Kafka -> loaders -> dbt -> monitors,
+with alerts delivered to a real SMTP server and a real HTTP webhook on loopback.
+
+The tests of this module run in order and share one pipeline database: a clean run alerts nothing,
+stale data alerts, a repeat inside the re-alert interval stays quiet, fresh data recovers. A second
+database holds a world with injected anomalies (a no-show spike, a day with too few appointments).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import email
+import email.policy
+import os
+import subprocess
+import sys
+import uuid
+from datetime import date, timedelta
+from pathlib import Path
+
+import pytest
+import yaml
+from aiosmtpd.controller import Controller
+
+from loaders import db
+from loaders.settings import PROJECT_ROOT, Settings
+from monitors.checks import THRESHOLDS_FILE
+from monitors.tests.conftest import MailSink, WebhookReceiver, free_port
+
+pytestmark = pytest.mark.slow
+
+YESTERDAY = date.today() - timedelta(days=1)  # UTC dates, like the generator's days
+SCALE = 6000
+
+
+def run(args: list[str], env: dict[str, str], timeout: int = 600) -> subprocess.CompletedProcess:
+    done = subprocess.run(args, env=env, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=timeout)
+    return done
+
+
+def must(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
+    done = run(args, env)
+    assert done.returncode == 0, f"{' '.join(args)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    return done
+
+
+@dataclasses.dataclass
+class Pipeline:
+    settings: Settings
+    env: dict[str, str]
+    work: Path
+
+    def monitor(self, *extra: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+        return run(
+            [
+                sys.executable,
+                "-m",
+                "monitors",
+                "--dbt-target",
+                str(self.work / "target"),
+                "--thresholds",
+                str(self.work / "thresholds.yml"),
+                "--report",
+                str(self.work / "monitoring.html"),
+                *extra,
+            ],
+            env or self.env,
+        )
+
+    def sql(self, statement: str) -> list[tuple]:
+        conn = db.connect(self.settings)
+        try:
+            with conn, conn.cursor() as cur:
+                cur.execute(statement)
+                return cur.fetchall() if cur.description else []
+        finally:
+            conn.close()
+
+
+def build_pipeline(base: Settings, work: Path, receivers: tuple, generate_args: list[str]) -> Pipeline:
+    webhook, smtp = receivers
+    name = f"telemed_pytest_mon_{uuid.uuid4().hex[:8]}"
+    settings = dataclasses.replace(base, pg_database=name)
+    db.bootstrap(settings)
+    work.mkdir(parents=True, exist_ok=True)
+    env = {
+        **os.environ,
+        **settings.libpq_env(),
+        "PGDATABASE": name,
+        "TELEMED_TOPIC": f"test.monitors.{uuid.uuid4().hex[:8]}",
+        "TELEMED_LANDING_DIR": str(work / "landing"),
+        "SLACK_WEBHOOK_URL": webhook.url,
+        "SMTP_HOST": "127.0.0.1",
+        "SMTP_PORT": str(smtp.port),
+        "ALERT_EMAIL_FROM": "monitors@clinic.test",
+        "ALERT_EMAIL_TO": "oncall@clinic.test",
+    }
+    if not base.pg_embedded:
+        env.pop("TELEMED_PG_PORT", None)
+    # The default bounds, widened where a small test world is noisier than a real clinic's week.
+    thresholds = yaml.safe_load(THRESHOLDS_FILE.read_text())
+    thresholds["checks"]["avg_overall_satisfaction"] = {"warn": {"min": 2.9}, "error": {"min": 2.5}}
+    thresholds["checks"]["completion_rate"] = {"warn": {"min": 0.65}, "error": {"min": 0.55}}
+    (work / "thresholds.yml").write_text(yaml.safe_dump(thresholds))
+    py = sys.executable
+    must(
+        [py, "-m", "loaders", "generate", "--scale", str(SCALE), "--end-date", YESTERDAY.isoformat(), "--no-dirty",
+         "--out", str(work / "generated"), *generate_args],
+        env,
+    )  # fmt: skip
+    must([py, "-m", "loaders", "produce", "--from-jsonl", str(work / "generated" / "events")], env)
+    must([py, "-m", "loaders", "load"], env)
+    dbt = str(Path(py).parent / "dbt")
+    must([py, "-m", "loaders", "env", "--", dbt, "build", "--target-path", str(work / "target")], env)
+    return Pipeline(settings, env, work)
+
+
+@pytest.fixture(scope="module")
+def receivers():
+    webhook = WebhookReceiver()
+    sink = MailSink()
+    controller = Controller(sink, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    sink.port = controller.port
+    yield webhook, sink
+    controller.stop()
+    webhook.close()
+
+
+@pytest.fixture(scope="module")
+def pipeline(base_settings, receivers, tmp_path_factory):
+    built = build_pipeline(base_settings, tmp_path_factory.mktemp("monitors-clean"), receivers, [])
+    yield built
+    db.drop_database(base_settings, built.settings.pg_database)
+
+
+def slack_texts(webhook: WebhookReceiver) -> list[str]:
+    return [r["body"]["blocks"][1]["text"]["text"] for r in webhook.requests]
+
+
+def mail_bodies(sink: MailSink) -> list[str]:
+    out = []
+    for envelope in sink.messages:
+        parsed = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        out.append(next(p for p in parsed.walk() if p.get_content_type() == "text/plain").get_content())
+    return out
+
+
+def test_clean_run_stores_every_check_and_alerts_nothing(pipeline, receivers):
+    webhook, sink = receivers
+    done = pipeline.monitor()
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert webhook.requests == [] and sink.messages == [], slack_texts(webhook)
+    rows = dict(
+        pipeline.sql(
+            "select check_name, status from monitoring.monitor_results"
+            " where run_id = (select max(run_id) from monitoring.monitor_runs)"
+        )
+    )
+    for check in ("no_show_rate", "min_appointments_per_day", "daily_volume_vs_same_weekday", "pipeline_run_seconds"):
+        assert rows[check] == "pass"
+    assert any(name.startswith("freshness:kafka.appointment_events") for name in rows)
+    assert any(name.startswith("dbt_test:") for name in rows)
+    observed = dict(pipeline.sql("select check_name, observed_value from monitoring.monitor_observations"))
+    assert 0.02 < observed["no_show_rate"] < 0.08
+    assert "Data health: monitors" in (pipeline.work / "monitoring.html").read_text()
+
+
+def test_stale_data_alerts_on_both_channels(pipeline, receivers):
+    webhook, sink = receivers
+    for table in ("appointment_events", "patient_feedback", "providers", "patients", "feedback_files"):
+        pipeline.sql(f"update raw.{table} set _loaded_at = _loaded_at - interval '12 hours'")
+    done = pipeline.monitor()
+    assert done.returncode == 1, "an error-level check must make the run fail for the scheduler"
+    assert len(webhook.requests) == 1 and len(sink.messages) == 1
+    text = slack_texts(webhook)[0]
+    assert "freshness:kafka.appointment_events: ERROR (new), observed 12" in text
+    assert "thresholds warn <= 2 hours; error <= 6 hours" in text
+    assert "freshness:kafka.appointment_events: ERROR (new)" in mail_bodies(sink)[0]
+
+
+def test_still_failing_inside_the_realert_interval_sends_nothing(pipeline, receivers):
+    webhook, sink = receivers
+    done = pipeline.monitor()
+    assert done.returncode == 1
+    assert len(webhook.requests) == 1 and len(sink.messages) == 1, "no repeat alert inside the interval"
+
+
+def test_next_good_run_sends_a_recovery(pipeline, receivers):
+    webhook, sink = receivers
+    for table in ("appointment_events", "patient_feedback", "providers", "patients", "feedback_files"):
+        pipeline.sql(f"update raw.{table} set _loaded_at = _loaded_at + interval '12 hours'")
+    done = pipeline.monitor()
+    assert done.returncode == 0, done.stdout[-2000:]
+    assert len(webhook.requests) == 2 and len(sink.messages) == 2
+    assert "freshness:kafka.appointment_events: PASS (recovered)" in slack_texts(webhook)[1]
+    assert "Recovered:" in mail_bodies(sink)[1]
+
+
+def test_monitors_do_not_depend_on_the_session_time_zone(pipeline, receivers):
+    webhook, _ = receivers
+    far_away = {**pipeline.env, "PGTZ": "Pacific/Kiritimati", "TZ": "America/Los_Angeles"}
+    done = pipeline.monitor(env=far_away)
+    assert done.returncode == 0, done.stdout[-2000:]
+    assert len(webhook.requests) == 2, "a time zone change must not look like stale data"
+    (hours,) = pipeline.sql(
+        "select observed_value from monitoring.monitor_results"
+        " where check_name = 'freshness:kafka.appointment_events' order by result_id desc limit 1"
+    )[0]
+    assert 0 <= hours < 2
+
+
+def test_no_show_spike_and_a_thin_day_raise_business_and_volume_alerts(base_settings, receivers, tmp_path):
+    webhook, sink = receivers
+    before = len(webhook.requests)
+    # The window is the last 7 days of data; pick its most recent weekdays.
+    weekdays = [YESTERDAY - timedelta(days=i) for i in range(1, 7) if (YESTERDAY - timedelta(days=i)).weekday() < 5]
+    spike_days, thin_day = weekdays[:2], weekdays[2]
+    args = [arg for day in spike_days for arg in ("--anomaly", f"no_show_spike:{day}:9")]
+    args += ["--anomaly", f"low_volume:{thin_day}:0.08"]
+    odd = build_pipeline(base_settings, tmp_path / "anomalies", receivers, args)
+    try:
+        done = odd.monitor()
+        assert done.returncode == 1
+        text = slack_texts(webhook)[before]
+        assert "no_show_rate: ERROR (new)" in text
+        assert "min_appointments_per_day: ERROR (new)" in text
+        assert "daily_volume_vs_same_weekday: ERROR (new)" in text
+        assert "no_show_rate: ERROR (new)" in mail_bodies(sink)[-1]
+    finally:
+        db.drop_database(base_settings, odd.settings.pg_database)
