@@ -307,7 +307,11 @@ class Provisioner:
         differs = (
             query != desired["dataset_query"]["native"]["query"]
             or card_database(current) != database_id
-            or any(_subset_differs(tags.get(name) or {}, tag) for name, tag in template_tags(card).items())
+            # Only the keys that matter: Metabase may normalise the rest (MBQL 5 rewrites tags on save).
+            or any(
+                _subset_differs(tags.get(name) or {}, {k: tag[k] for k in ("name", "type", "display-name")})
+                for name, tag in template_tags(card).items()
+            )
             or set(tags) != set(template_tags(card))
             or current.get("archived")
             or any(current.get(k) != desired[k] for k in ("name", "description", "display", "collection_id"))

@@ -79,7 +79,6 @@ def template_tags(card: Card) -> dict[str, dict]:
                 "name": tag,
                 "display-name": label,
                 "type": kind,
-                "required": False,
             }
     return tags
 
