@@ -617,6 +617,13 @@ class EventConsumer:
                 # A broker error restarts the idle clock: an unreachable broker is not an empty topic.
                 last_message = max(last_message, self._last_broker_error)
                 if now - last_message >= opts.idle_seconds:
+                    # Quiet because the topic is drained, or because the broker is away? Only the first ends.
+                    try:
+                        topic_exists(self.admin, self.topic, timeout=5)
+                    except Exception as exc:  # noqa: BLE001 - any failure means the broker did not answer
+                        self.backoff.wait(f"reaching the broker {self.settings.kafka_bootstrap_servers}", exc)
+                        continue
+                    self.backoff.reset()
                     log.info("nothing new for %.1fs: drained", opts.idle_seconds)
                     break
         self._flush()

@@ -22,6 +22,7 @@ import signal
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,6 +43,8 @@ log = logging.getLogger(__name__)
 LOADER_NAME = "feedback"
 # After a duplicate feedback_id shows up, this many batches look their ids up before the COPY.
 LOOKUP_BATCHES = 20
+# A batch ends at this much file content (or at --batch-files files), whichever comes first.
+BATCH_BYTES = 4 << 20
 
 _COLUMNS = (
     "feedback_id, appointment_id, submitted_at, payload, source_path, source_sha256, form_index,"
@@ -70,13 +73,6 @@ insert into raw.patient_feedback_rejected (
     reason, error_detail, feedback_id, payload, source_path, source_sha256, form_index, _load_run_id
 ) values %s
 on conflict (source_sha256, form_index) do nothing
-"""
-_INSERT_FILES = """
-insert into raw.feedback_files (
-    path, size_bytes, sha256, status, reason, error, forms_read, forms_loaded, forms_rejected, forms_duplicate,
-    _load_run_id
-) values %s
-on conflict (sha256) do nothing
 """
 _WHITESPACE = re.compile(r"[ \t\n\r]*")
 
@@ -108,13 +104,13 @@ class FileBatch:
     rejects: list[tuple] = field(default_factory=list)
 
 
-def list_files(root: Path) -> Iterator[Path]:
+def list_files(root: Path) -> Iterator[str]:
     """Every regular file under ``root``, depth first in name order (stable across runs), lazily.
 
     Hidden entries (a leading dot) are left out: writers stage files there and rename them into place,
     so a file being written is never read half way.
     """
-    stack = [root]
+    stack = [str(root)]
     while stack:
         folder = stack.pop()
         try:
@@ -126,9 +122,9 @@ def list_files(root: Path) -> Iterator[Path]:
             if entry.name.startswith("."):
                 continue
             if entry.is_dir(follow_symlinks=False):
-                subfolders.append(Path(entry.path))
+                subfolders.append(entry.path)
             elif entry.is_file():
-                yield Path(entry.path)
+                yield entry.path
         stack.extend(reversed(subfolders))
 
 
@@ -216,7 +212,30 @@ def read_file(batch: FileBatch, landed: LandedFile, data: bytes, tail: str) -> N
         )
 
 
+_FILE_COLUMNS = (
+    "path, size_bytes, sha256, status, reason, error, forms_read, forms_loaded, forms_rejected, forms_duplicate,"
+    " _load_run_id"
+)
+_STAGE_FILES_DDL = f"""
+create temporary table if not exists _stage_files on commit delete rows as
+select {_FILE_COLUMNS} from raw.feedback_files with no data;
+create temporary table if not exists _stage_shas (sha256 text) on commit delete rows
+"""
+_INSERT_FILES = f"""
+insert into raw.feedback_files ({_FILE_COLUMNS})
+select {_FILE_COLUMNS} from _stage_files
+on conflict (sha256) do nothing
+"""
+_KNOWN_SHAS = "select sha256 from raw.feedback_files where sha256 = any(array(select sha256 from _stage_shas))"
+
+
+def _text_or_null(value: str | None) -> str:
+    return "\\N" if value is None else escape(value)
+
+
 class FeedbackLoader:
+    """Reads, hashes and validates batch N+1 in the main thread while a writer thread commits batch N."""
+
     def __init__(self, settings: Settings, landing: Path, batch_files: int = 1000, max_retry_seconds: float = 300):
         self.settings = settings
         self.landing = landing
@@ -225,21 +244,24 @@ class FeedbackLoader:
         self.backoff = Backoff(max_retry_seconds)
         self.counts = RunCounts()
         self.files = {"seen": 0, "loaded": 0, "failed": 0, "skipped": 0}
-        self._conn = None
+        # One connection per thread: the main thread looks up known files, the writer writes batches.
+        self._conns: dict[str, object] = {}
+        self._seen_shas: set[str] = set()
         self._lookup_batches = 0
 
-    def _retrying(self, what: str, work):
+    def _retrying(self, slot: str, what: str, work):
         while True:
             try:
-                if self._conn is None or self._conn.closed:
-                    self._conn = db.connect(self.settings, role=LOADER_ROLE)
-                    with self._conn, self._conn.cursor() as cur:
-                        cur.execute(_STAGE_DDL)
-                result = work(self._conn)
+                conn = self._conns.get(slot)
+                if conn is None or conn.closed:
+                    conn = self._conns[slot] = db.connect(self.settings, role=LOADER_ROLE)
+                    with conn, conn.cursor() as cur:
+                        cur.execute(_STAGE_DDL + ";" + _STAGE_FILES_DDL)
+                result = work(conn)
             except TRANSIENT_DB_ERRORS as exc:
-                if self._conn is not None:
-                    self._conn.close()
-                self._conn = None
+                conn = self._conns.pop(slot, None)
+                if conn is not None:
+                    conn.close()
                 self.backoff.wait(what, exc)
                 continue
             self.backoff.reset()
@@ -247,73 +269,100 @@ class FeedbackLoader:
 
     def run_once(self) -> tuple[str, str | None]:
         details = {"landing": str(self.landing)}
-        self._retrying("opening the load run", lambda conn: self.run.open(conn, details))
+        self._retrying("main", "opening the load run", lambda conn: self.run.open(conn, details))
         status, error = "succeeded", None
         progress = Progress("feedback", "files")
+        writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="feedback-writer")
+        in_flight: Future | None = None
         try:
             if not self.landing.is_dir():
                 log.info("landing folder %s does not exist: nothing to load", self.landing)
             else:
-                paths: list[Path] = []
-                for path in list_files(self.landing):
-                    paths.append(path)
-                    if len(paths) >= self.batch_files:
-                        self._load_batch(paths)
-                        progress.update(len(paths))
-                        paths = []
-                if paths:
-                    self._load_batch(paths)
+                listing = list_files(self.landing)
+                while True:
+                    paths, hashed = self._read_some(listing)
+                    if not paths:
+                        break
+                    batch = self._prepare(hashed)
+                    if in_flight is not None:
+                        self._finish(in_flight.result())
+                        in_flight = None
+                    if batch.files:
+                        in_flight = writer.submit(self._write_batch, batch)
                     progress.update(len(paths))
+                if in_flight is not None:
+                    self._finish(in_flight.result())
         except RetryDeadlineExceeded as exc:
             status, error = "failed", str(exc)
             log.error("%s", error)
         except KeyboardInterrupt:
             status, error = "interrupted", "interrupted by a signal"
         finally:
+            writer.shutdown(wait=True)
             progress.close()
         final = {**details, "files": self.files}
         try:
-            self._retrying("closing the load run", lambda conn: self.run.close(conn, status, error, final))
+            self._retrying("main", "closing the load run", lambda conn: self.run.close(conn, status, error, final))
         except RetryDeadlineExceeded as exc:
             log.error("could not record the end of run %s: %s", self.run.run_id, exc)
-        if self._conn is not None:
-            self._conn.close()
+        for conn in self._conns.values():
+            conn.close()
         return status, error
 
-    def _load_batch(self, paths: list[Path]) -> None:
-        hashed = []
-        for path in paths:
+    def _read_some(self, listing: Iterator[str]) -> tuple[list[str], list[tuple[str, bytes, str]]]:
+        """The next batch: up to ``batch_files`` files or ``BATCH_BYTES`` of content, read and hashed."""
+        paths, hashed, size = [], [], 0
+        for path in listing:
+            paths.append(path)
             try:
-                data = path.read_bytes()
+                fd = os.open(path, os.O_RDONLY)
+                try:
+                    data = _read_all(fd)
+                finally:
+                    os.close(fd)
             except FileNotFoundError:
                 log.warning("%s vanished before it was read", path)
                 continue
             hashed.append((path, data, hashlib.sha256(data).hexdigest()))
+            size += len(data)
+            if len(paths) >= self.batch_files or size >= BATCH_BYTES:
+                break
+        return paths, hashed
+
+    def _prepare(self, hashed: list[tuple[str, bytes, str]]) -> FileBatch:
+        """Validate a batch of read files, leaving out those loaded before."""
         self.files["seen"] += len(hashed)
 
         def known(conn) -> set[str]:
             with conn, conn.cursor() as cur:
-                cur.execute(
-                    "select sha256 from raw.feedback_files where sha256 = any(%s)", ([sha for _, _, sha in hashed],)
-                )
+                copy_rows(cur, "_stage_shas", "sha256", "".join(f"{sha}\n" for _, _, sha in hashed).encode())
+                cur.execute(_KNOWN_SHAS)
                 return {row[0] for row in cur.fetchall()}
 
-        already = self._retrying("looking up loaded files", known)
+        already = self._retrying("main", "looking up loaded files", known) if hashed else set()
         batch = FileBatch()
         tail = f"\t1\t{self.run.run_id}\n"
+        prefix = len(str(self.landing)) + 1
+        seen = self._seen_shas
         for path, data, sha in hashed:
-            if sha in already:
+            # Known to raw, or the same content earlier in this run (a copy under another name).
+            if sha in already or sha in seen:
                 self.files["skipped"] += 1
                 continue
-            already.add(sha)  # the same content twice in one batch: the second copy is skipped too
-            landed = LandedFile(str(path.relative_to(self.landing)), len(data), sha)
+            seen.add(sha)
+            landed = LandedFile(path[prefix:], len(data), sha)
             batch.files.append(landed)
             read_file(batch, landed, data, tail)
-        if batch.files:
-            counts = self._retrying(f"writing {len(batch.files)} files", lambda conn: self._write(conn, batch))
-            self.counts.add(counts)
-            for landed in batch.files:
-                self.files["loaded" if landed.status == "loaded" else "failed"] += 1
+        return batch
+
+    def _finish(self, counts: RunCounts) -> None:
+        self.counts.add(counts)
+
+    def _write_batch(self, batch: FileBatch) -> RunCounts:
+        counts = self._retrying("writer", f"writing {len(batch.files)} files", lambda conn: self._write(conn, batch))
+        for landed in batch.files:
+            self.files["loaded" if landed.status == "loaded" else "failed"] += 1
+        return counts
 
     def _write(self, conn, batch: FileBatch) -> RunCounts:
         for landed in batch.files:
@@ -326,30 +375,21 @@ class FeedbackLoader:
                 rows = [(*reject, self.run.run_id) for reject in batch.rejects]
                 psycopg2.extras.execute_values(cur, _INSERT_REJECTED, rows, page_size=len(rows))
                 rejected_new = cur.rowcount
-            file_rows = []
-            counts = RunCounts()
+            counts = RunCounts(rejected=rejected_new)
+            file_lines = []
+            run_id = self.run.run_id
             for landed in batch.files:
                 duplicates = landed.duplicates + landed.valid - landed.loaded
-                file_rows.append(
-                    (
-                        landed.path,
-                        landed.size,
-                        landed.sha256,
-                        landed.status,
-                        landed.reason,
-                        landed.error,
-                        landed.read,
-                        landed.loaded,
-                        landed.rejected,
-                        duplicates,
-                        self.run.run_id,
-                    )
+                file_lines.append(
+                    f"{escape(landed.path)}\t{landed.size}\t{landed.sha256}\t{landed.status}\t"
+                    f"{_text_or_null(landed.reason)}\t{_text_or_null(landed.error)}\t{landed.read}\t"
+                    f"{landed.loaded}\t{landed.rejected}\t{duplicates}\t{run_id}\n"
                 )
                 counts.read += landed.read
                 counts.loaded += landed.loaded
                 counts.duplicates += duplicates
-            counts.rejected = rejected_new
-            psycopg2.extras.execute_values(cur, _INSERT_FILES, file_rows, page_size=len(file_rows))
+            copy_rows(cur, "_stage_files", _FILE_COLUMNS, "".join(file_lines).encode())
+            cur.execute(_INSERT_FILES)
             self.run.advance(cur, counts)
         return counts
 
@@ -382,6 +422,16 @@ class FeedbackLoader:
         cur.execute("release savepoint direct_copy")
         for landed in owners:
             landed.loaded += 1
+
+
+def _read_all(fd: int) -> bytes:
+    """The whole file behind ``fd``: os.read without the io stack, which is most of a small file's cost."""
+    chunks = []
+    while True:
+        chunk = os.read(fd, 1 << 16)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -30,7 +30,7 @@ def test_listing_is_lazy_sorted_and_skips_hidden_entries(tmp_path):
         (tmp_path / name).write_text("{}")
     listing = list_files(tmp_path)
     assert iter(listing) is listing, "the listing must be a generator, not a list of 100k paths"
-    assert [p.relative_to(tmp_path).as_posix() for p in listing] == ["a/0.txt", "a/1.json", "b/2.json"]
+    assert [p[len(str(tmp_path)) + 1 :] for p in listing] == ["a/0.txt", "a/1.json", "b/2.json"]
 
 
 def test_edge_case_files_then_the_same_folder_again(settings, tmp_path):
