@@ -24,6 +24,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 
 import psycopg2
@@ -45,6 +46,9 @@ LOADER_NAME = "feedback"
 LOOKUP_BATCHES = 20
 # A batch ends at this much file content (or at --batch-files files), whichever comes first.
 BATCH_BYTES = 4 << 20
+# Files are read by READ_THREADS threads, READ_GROUP files per task.
+READ_THREADS = 4
+READ_GROUP = 32
 
 _COLUMNS = (
     "feedback_id, appointment_id, submitted_at, payload, source_path, source_sha256, form_index,"
@@ -247,6 +251,7 @@ class FeedbackLoader:
         # One connection per thread: the main thread looks up known files, the writer writes batches.
         self._conns: dict[str, object] = {}
         self._seen_shas: set[str] = set()
+        self._readers = ThreadPoolExecutor(max_workers=READ_THREADS, thread_name_prefix="feedback-reader")
         self._lookup_batches = 0
 
     def _retrying(self, slot: str, what: str, work):
@@ -299,6 +304,7 @@ class FeedbackLoader:
             status, error = "interrupted", "interrupted by a signal"
         finally:
             writer.shutdown(wait=True)
+            self._readers.shutdown(wait=True)
             progress.close()
         final = {**details, "files": self.files}
         try:
@@ -310,23 +316,27 @@ class FeedbackLoader:
         return status, error
 
     def _read_some(self, listing: Iterator[str]) -> tuple[list[str], list[tuple[str, bytes, str]]]:
-        """The next batch: up to ``batch_files`` files or ``BATCH_BYTES`` of content, read and hashed."""
-        paths, hashed, size = [], [], 0
-        for path in listing:
-            paths.append(path)
-            try:
-                fd = os.open(path, os.O_RDONLY)
-                try:
-                    data = _read_all(fd)
-                finally:
-                    os.close(fd)
-            except FileNotFoundError:
-                log.warning("%s vanished before it was read", path)
-                continue
-            hashed.append((path, data, hashlib.sha256(data).hexdigest()))
-            size += len(data)
-            if len(paths) >= self.batch_files or size >= BATCH_BYTES:
+        """The next batch: up to ``batch_files`` files or ``BATCH_BYTES`` of content, read and hashed.
+
+        Files are read by a few threads, a group of them per task (os.read releases the GIL), so a
+        folder that is not in the page cache is read with several requests in flight.
+        """
+        paths: list[str] = []
+        hashed: list[tuple[str, bytes, str]] = []
+        size = 0
+        while len(paths) < self.batch_files and size < BATCH_BYTES:
+            chunk = list(islice(listing, READ_GROUP * READ_THREADS))
+            if not chunk:
                 break
+            paths.extend(chunk)
+            groups = [chunk[i : i + READ_GROUP] for i in range(0, len(chunk), READ_GROUP)]
+            for group in self._readers.map(_read_files, groups):
+                for path, data, sha in group:
+                    if data is None:
+                        log.warning("%s vanished before it was read", path)
+                        continue
+                    hashed.append((path, data, sha))
+                    size += len(data)
         return paths, hashed
 
     def _prepare(self, hashed: list[tuple[str, bytes, str]]) -> FileBatch:
@@ -432,6 +442,23 @@ def _read_all(fd: int) -> bytes:
         if not chunk:
             return b"".join(chunks)
         chunks.append(chunk)
+
+
+def _read_files(paths: list[str]) -> list[tuple[str, bytes | None, str | None]]:
+    """(path, content, sha256) of each file; content None when the file vanished meanwhile."""
+    out = []
+    for path in paths:
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            out.append((path, None, None))
+            continue
+        try:
+            data = _read_all(fd)
+        finally:
+            os.close(fd)
+        out.append((path, data, hashlib.sha256(data).hexdigest()))
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
