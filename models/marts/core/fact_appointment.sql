@@ -73,7 +73,7 @@ devices as (
 
     changed_chains as (
 
-    -- Links never disappear (events are never deleted), so only chains present now can differ.
+        -- Links never disappear (events are never deleted), so only chains present now can differ.
         select reschedule_chains.appointment_id
         from reschedule_chains
         left join {{ this }} as this_model
