@@ -39,6 +39,7 @@ class LoadRun:
     def open(self, conn, details: dict | None = None) -> int:
         base = {"pid": os.getpid(), "host": socket.gethostname()}
         with conn, conn.cursor() as cur:
+            _close_abandoned(cur, self.loader, base["host"])
             cur.execute(
                 "insert into raw.load_runs (loader, details) values (%s, %s) returning run_id",
                 (self.loader, json.dumps({**base, **(details or {})})),
@@ -64,3 +65,33 @@ class LoadRun:
                 (status, error, json.dumps(details or {}), self.run_id),
             )
         log.info("%s run %s %s", self.loader, self.run_id, status)
+
+
+def _close_abandoned(cur, loader: str, host: str) -> None:
+    """Mark ``running`` rows of this loader whose process on this host is gone (killed) as interrupted.
+
+    Their counters stay: they are exact, advanced with each committed batch.
+    """
+    cur.execute(
+        "select run_id, (details->>'pid')::int from raw.load_runs"
+        " where loader = %s and status = 'running' and details->>'host' = %s",
+        (loader, host),
+    )
+    gone = [run_id for run_id, pid in cur.fetchall() if pid is None or not _alive(pid)]
+    if gone:
+        cur.execute(
+            "update raw.load_runs set status = 'interrupted', error = 'the process ended without closing its run'"
+            " where run_id = any(%s)",
+            (gone,),
+        )
+        log.warning("%s: runs %s ended without closing (killed?); marked interrupted", loader, gone)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -153,13 +153,13 @@ def test_kill_9_mid_batch_then_restart_loads_every_event_once(settings, tmp_path
         (topic,),
     )
     assert stored == total
-    # The killed runs stay "running" in raw.load_runs, with the counts of the batches they committed.
+    # The killed runs are marked interrupted by the next run, with the counts of the batches they committed.
     killed = query(
         settings,
         "select status, rows_loaded from raw.load_runs where details->>'topic' = %s order by run_id",
         (topic,),
     )
-    assert [row[0] for row in killed] == ["running", "running", "succeeded"]
+    assert [row[0] for row in killed] == ["interrupted", "interrupted", "succeeded"]
     assert sum(row[1] for row in killed) == total
 
 
