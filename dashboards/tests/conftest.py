@@ -1,18 +1,10 @@
-"""Fixtures for the dashboard tests: a database with the marts the cards read, as the reporting role sees
-them, and Debian's Chromium.
-
-The marts come from the real pipeline when the dbt project has them (generator, loaders, ``dbt build`` on
-a database of this session's own); until then, from ``marts_fixture.sql``, tables with exactly the
-contract's columns (ARCHITECTURE.md, "Contract: tables") and a few weeks of made-up rows.
-"""
+"""Fixtures for the dashboard tests: a database with the real marts (built by the pipeline, see marts.py)
+and a monitors history, read as the reporting role; and Debian's Chromium."""
 
 from __future__ import annotations
 
 import dataclasses
 import os
-import shutil
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 
@@ -59,13 +51,3 @@ def chromium_path() -> Path:
 def artifacts_dir() -> Path:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     return ARTIFACTS
-
-
-def run_module(settings: Settings, *args: str, check: bool = True, **kwargs) -> subprocess.CompletedProcess:
-    """``python -m ...`` against the given settings' database (the embedded server of this session)."""
-    env = {**os.environ, "PGDATABASE": settings.pg_database}
-    return subprocess.run([sys.executable, "-m", *args], cwd=PROJECT_ROOT, env=env, check=check, **kwargs)
-
-
-def dbt_executable() -> str:
-    return shutil.which("dbt", path=str(Path(sys.executable).parent)) or "dbt"

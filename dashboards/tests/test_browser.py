@@ -186,7 +186,7 @@ def test_data_health_without_monitor_runs_says_so(browser, marts_settings, tmp_p
     try:
         build_html(marts_settings, tmp_path)
     finally:
-        marts._monitor_history(marts_settings)
+        marts.add_monitor_history(marts_settings)
     health = next(d for d in DASHBOARDS if d.key == "data_health")
     page, log = _open(browser, (tmp_path / page_name(health)).as_uri())
     page.wait_for_selector("body[data-ready=true]", timeout=60_000)

@@ -47,7 +47,7 @@ def test_card_sql_returns_what_its_visualization_needs(reporting_conn, dashboard
         columns = [d.name for d in cur.description]
         rows = cur.fetchall()
     reporting_conn.commit()
-    assert columns[: len(card.result_columns)] == card.result_columns or set(card.result_columns) <= set(columns)
+    assert set(card.result_columns) <= set(columns)
     assert rows
     if card.limit:
         assert len(rows) <= card.limit
@@ -91,6 +91,6 @@ def test_a_missing_monitor_history_is_a_notice_not_a_failure(marts_settings, rep
     try:
         data = fetch_card(reporting_conn, card)
     finally:
-        marts._monitor_history(marts_settings)
+        marts.add_monitor_history(marts_settings)
     assert data.state == "missing"
     assert data.message.startswith("No monitor runs yet")
