@@ -107,41 +107,68 @@ same_weekday_baseline as (
     from window_days
     inner join daily as history
         on
-            history.date < window_days.date
-            and history.date >= {{ dbt.dateadd('day', -28, 'window_days.date') }}
-            and history.day_name = window_days.day_name
+            window_days.day_name = history.day_name
+            and window_days.date > history.date
+            and {{ dbt.dateadd('day', -28, 'window_days.date') }} <= history.date
             and not history.is_holiday
     where not window_days.is_holiday
     group by window_days.date, window_days.appointments
 
 ),
 
-newest_load as (
+input_cutoff as (
 
-    select max(loaded_at) as loaded_at
+    select {{ dbt.dateadd('day', -var('monitor_window_days', 7), 'max(loaded_at)') }} as cutoff
     from events
+
+),
+
+received_inputs as (
+
+    select
+        events.loaded_at,
+        0 as is_rejected
+    from events
+
+    union all
+
+    select
+        forms.loaded_at,
+        0 as is_rejected
+    from forms
+
+    union all
+
+    select
+        events_rejected.loaded_at,
+        1 as is_rejected
+    from events_rejected
+
+    union all
+
+    select
+        forms_rejected.loaded_at,
+        1 as is_rejected
+    from forms_rejected
+
+    union all
+
+    select
+        files.loaded_at,
+        1 as is_rejected
+    from files
+    where files.file_status = 'failed'
 
 ),
 
 recent_inputs as (
 
     select
-        (select count(*) from events, newest_load
-            where events.loaded_at > newest_load.loaded_at - interval '1 day' * {{ var('monitor_window_days', 7) }})
-        + (select count(*) from forms, newest_load
-            where forms.loaded_at > newest_load.loaded_at - interval '1 day' * {{ var('monitor_window_days', 7) }})
-        as accepted,
-        (select count(*) from events_rejected, newest_load
-            where events_rejected.loaded_at
-            > newest_load.loaded_at - interval '1 day' * {{ var('monitor_window_days', 7) }})
-        + (select count(*) from forms_rejected, newest_load
-            where forms_rejected.loaded_at
-            > newest_load.loaded_at - interval '1 day' * {{ var('monitor_window_days', 7) }})
-        + (select count(*) from files, newest_load
-            where
-                files.file_status = 'failed'
-                and files.loaded_at > newest_load.loaded_at - interval '1 day' * {{ var('monitor_window_days', 7) }})
-        as rejected
+        sum(received_inputs.is_rejected) as rejected,
+        count(*) as received
+    from received_inputs
+    inner join input_cutoff
+        on received_inputs.loaded_at > input_cutoff.cutoff
 
 ),
 
@@ -179,7 +206,7 @@ observations as (
 
     select
         'rejected_input_share' as check_name,
-        rejected / nullif(cast(accepted + rejected as numeric), 0) as observed_value
+        rejected / nullif(cast(received as numeric), 0) as observed_value
     from recent_inputs
 
     union all
