@@ -7,4 +7,8 @@ table and writes the same figures as JSON to ``.local/bench/results.json``.
 # Order matters: the COPY reference runs first so every later case can report its ratio to it.
 CASES = [
     "benchmarks.copy_reference",
+    "benchmarks.dbt_build",
+    "benchmarks.consumer",
+    "benchmarks.feedback_loader",
+    "benchmarks.generator",
 ]
