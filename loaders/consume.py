@@ -326,7 +326,7 @@ class ConsumeOptions:
     topic: str | None = None
     drain: bool = False
     idle_seconds: float = 5.0
-    batch_size: int = 20000
+    batch_size: int = 50000
     batch_ms: int = 1000
     max_retry_seconds: float = 300.0
     session_timeout_ms: int = 6000
@@ -648,7 +648,7 @@ def parse_args(argv: list[str] | None) -> ConsumeOptions:
     parser.add_argument("--idle-seconds", type=float, default=5.0, help="drain mode: idle time that ends the run")
     parser.add_argument("--group", default=DEFAULT_GROUP, help=f"consumer group id (default {DEFAULT_GROUP})")
     parser.add_argument("--topic", help="topic (default TELEMED_TOPIC or telemed.appointment-events)")
-    parser.add_argument("--batch-size", type=int, default=20000, help="messages per transaction, at most")
+    parser.add_argument("--batch-size", type=int, default=50000, help="messages per transaction, at most")
     parser.add_argument("--batch-ms", type=int, default=1000, help="milliseconds a batch may wait to fill")
     parser.add_argument(
         "--max-retry-seconds",
