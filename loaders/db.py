@@ -123,6 +123,10 @@ def bootstrap(settings: Settings, database: str | None = None) -> None:
                 cur.execute(sql.SQL("grant connect on database {} to {}").format(db, ident(role)))
             # dbt creates its own schemas (staging, intermediate, marts, monitoring, snapshots).
             cur.execute(sql.SQL("grant create on database {} to {}").format(db, ident(DBT_ROLE)))
+            # The loaders stage each batch in a temporary table before the upsert into raw; dbt uses
+            # temporary tables for incremental merges, snapshots and unit tests.
+            for role in (LOADER_ROLE, DBT_ROLE):
+                cur.execute(sql.SQL("grant temporary on database {} to {}").format(db, ident(role)))
             cur.execute(sql.SQL("create schema if not exists raw authorization {}").format(ident(LOADER_ROLE)))
             cur.execute(sql.SQL("grant usage on schema raw to {}").format(ident(DBT_ROLE)))
             cur.execute(
