@@ -1,0 +1,75 @@
+"""The suite's own Postgres and broker (own state folder under .local/, free ports), started once.
+
+The cases stop, pause and restart these servers, so they never touch the session's shared services.
+At the end of the session the figures of every case are printed and written to
+.local/artifacts/reliability-summary.json and .md (CI keeps them).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import uuid
+
+import pytest
+
+from loaders import db
+from loaders.services import EmbeddedBroker, EmbeddedPostgres
+from loaders.settings import PROJECT_ROOT, Settings
+from loaders.tests.conftest import free_port
+from loaders.tests.reliability.harness import ARTIFACTS, FIGURES, Rig, current_scale
+
+COLUMNS = ("case", "lost", "dup_rows", "redelivered", "quarantined", "bad_injected", "recovery_s", "title")
+
+
+@pytest.fixture(scope="session")
+def rig(tmp_path_factory):
+    state = PROJECT_ROOT / ".local" / "reliability" / uuid.uuid4().hex[:8]
+    env = {
+        "TELEMED_STATE_DIR": str(state),
+        "TELEMED_PG_PORT": str(free_port()),
+        "TELEMED_KAFKA_PORT": str(free_port()),
+    }
+    settings = dataclasses.replace(Settings.from_env(env), pg_database="rel_faults")
+    postgres, broker = EmbeddedPostgres(settings), EmbeddedBroker(settings)
+    postgres.start()
+    try:
+        broker.start()
+        db.bootstrap(settings)
+        yield Rig(settings, postgres, broker, tmp_path_factory.mktemp("reliability"), current_scale())
+    finally:
+        broker.stop()
+        if postgres.pid():
+            postgres.stop(mode="immediate")
+        shutil.rmtree(state, ignore_errors=True)
+
+
+def _table(rows: list[dict]) -> list[str]:
+    cells = [[("" if row.get(col) is None else str(row.get(col))) for col in COLUMNS] for row in rows]
+    widths = [max([len(col), *(len(r[i]) for r in cells)]) for i, col in enumerate(COLUMNS)]
+    lines = [" | ".join(col.ljust(w) for col, w in zip(COLUMNS, widths, strict=True))]
+    lines.append("-|-".join("-" * w for w in widths))
+    lines += [" | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in cells]
+    return lines
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if not FIGURES:
+        return
+    rows = sorted(FIGURES, key=lambda row: row["case"])
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    summary = {"scale": current_scale().name, "exit_status": int(exitstatus), "cases": rows}
+    (ARTIFACTS / "reliability-summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    markdown = [f"# Reliability figures ({current_scale().name})", ""]
+    markdown += [f"| {line} |" for line in _table(rows)]
+    (ARTIFACTS / "reliability-summary.md").write_text("\n".join(markdown) + "\n")
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not FIGURES:
+        return
+    terminalreporter.section(f"reliability figures ({current_scale().name})")
+    for line in _table(sorted(FIGURES, key=lambda row: row["case"])):
+        terminalreporter.write_line(line)
+    terminalreporter.write_line(f"written to {ARTIFACTS / 'reliability-summary.json'} (and .md)")
