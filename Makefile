@@ -13,11 +13,16 @@ STAMP := $(VENV)/.installed-$(shell cksum < requirements.txt | cut -d' ' -f1)
 SCALE ?= 50000
 SEED ?= 42
 SELECT ?=
+GENERATED ?= $(or $(TELEMED_STATE_DIR),.local)/generated
 TEST_DATABASE ?= telemed_test
+TEST_SCALE ?= 3000
+TEST_DATA := $(or $(TELEMED_STATE_DIR),.local)/test-data
+TEST_TOPIC := telemed.test-events.$(shell date +%s)
+CHROMIUM ?= $(or $(TELEMED_CHROMIUM),/usr/bin/chromium)
 select_flag = $(if $(SELECT),--select $(SELECT),)
 
-.PHONY: help setup up down status db generate load build freshness monitor dashboards docs docs-serve \
-	bench lint format test pytest dbt-test demo clean lock _test
+.PHONY: help setup up down status db generate load build freshness monitor dashboards chromium docs docs-serve \
+	bench lint format test pytest dbt-test demo clean lock _test insights
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -54,23 +59,42 @@ status: setup ## say what runs where
 db: setup ## create database, roles, schemas and raw tables (idempotent)
 	$(RUN) db init
 
-generate: up ## synthetic source data (SCALE=appointments, SEED=n)
-	$(RUN) generate --scale $(SCALE) --seed $(SEED)
+generate: up ## synthetic data (SCALE=appointments, SEED=n, GENERATE_ARGS=...), events sent to Kafka
+	$(RUN) generate --scale $(SCALE) --seed $(SEED) --out $(GENERATED) $(GENERATE_ARGS)
+	$(RUN) produce --from-jsonl $(GENERATED)/events
 
 load: up ## every loader once, draining what is there
 	$(RUN) load
 
-build: setup ## dbt build: seeds, snapshots, models, tests (SELECT=...)
-	$(DBT) build $(select_flag)
+build: setup ## dbt build: seeds, snapshots, models, tests (SELECT=..., FULL_REFRESH=1)
+	$(DBT) build $(select_flag) $(if $(FULL_REFRESH),--full-refresh,)
+
+insights: setup ## print the Key Insights tables (the dbt analyses) from the marts
+	$(RUN) insights
 
 freshness: setup ## dbt source freshness
 	$(DBT) source freshness
 
 monitor: setup ## freshness and tests as monitors, results stored, alerts sent where configured
-	$(RUN) monitor
+	$(PY) -m monitors $(MONITOR_ARGS)
 
 dashboards: setup ## offline HTML dashboards; Metabase provisioning when METABASE_URL is set
 	$(PY) -m dashboards
+
+# The browser tests drive Debian's Chromium (never a downloaded browser build). As root (CI) it is
+# installed when missing; otherwise this says so, and the browser tests fail with the same message.
+chromium: ## Debian's chromium for the browser tests (apt-get install when root and missing)
+	@if [ -x "$(CHROMIUM)" ]; then \
+		echo "chromium: $$($(CHROMIUM) --version 2>/dev/null)"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "chromium: $(CHROMIUM) is missing; installing Debian's chromium package for the browser tests"; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get install -y -qq chromium >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq chromium; } \
+			|| echo "chromium: apt-get could not install chromium (see above): the browser tests will fail."; \
+	else \
+		echo "chromium: $(CHROMIUM) is missing and cannot be installed here (needs root and apt-get):"; \
+		echo "chromium: the browser tests will fail. Install Debian's chromium (sudo apt-get install chromium)."; \
+	fi
 
 docs: setup ## dbt docs generate
 	$(DBT) docs generate
@@ -92,7 +116,7 @@ format: setup ## apply ruff format and sqlfluff fix
 	$(VENV)/bin/ruff check --fix .
 	$(RUN) env -- $(VENV)/bin/sqlfluff fix $(if $(MODEL),$(MODEL),models tests analyses snapshots) --disable-progress-bar
 
-test: setup ## every check on an isolated database: lint, pytest, dbt build with all tests
+test: setup chromium ## every check on an isolated database: lint, pytest, dbt build with all tests
 	$(RUN) services run -- env PGDATABASE=$(TEST_DATABASE) $(MAKE) --no-print-directory _test
 
 _test:
@@ -105,15 +129,42 @@ _test:
 pytest: setup ## the Python tests (unit and integration on the real Postgres and broker)
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
-dbt-test: setup
-	$(DBT) seed --full-refresh
-	$(DBT) build --full-refresh
+# The reliability suite runs in `make test` at the fast scale; this is its long variant (tens of minutes).
+# It starts its own Postgres and broker, so it needs no `make up`.
+.PHONY: soak
+soak: setup ## the reliability and security suite at soak scale (longer outages, more kills and events)
+	RELIABILITY_SCALE=soak $(VENV)/bin/pytest loaders/tests/reliability $(PYTEST_ARGS)
 
-demo: ## from a fresh clone: services, data, load, dbt build, freshness, summary
+# dbt needs data: a small generated world, loaded through the real loaders (own topic and folders).
+dbt-test: setup ## dbt build with every test on a small generated world (run by `make test` on its database)
+	rm -rf $(TEST_DATA)
+	$(RUN) generate --scale $(TEST_SCALE) --seed $(SEED) --out $(TEST_DATA)/generated --landing $(TEST_DATA)/landing
+	$(RUN) reference
+	$(RUN) produce --from-jsonl $(TEST_DATA)/generated/events --topic $(TEST_TOPIC)
+	$(RUN) consume --drain --topic $(TEST_TOPIC) --group $(TEST_TOPIC).loader
+	$(RUN) feedback --landing $(TEST_DATA)/landing
+	$(DBT) build --full-refresh
+	$(DBT) source freshness
+
+# The demo's world ends on the generator's default period end (2026-10-31); a week later the late events
+# and late feedback forms have arrived, and an incremental build takes them in.
+LATE_AS_OF ?= 2026-11-07T00:00:00Z
+
+demo: ## from a fresh clone: services, data, load, dbt build, late data, freshness, monitors, dashboards
 	$(MAKE) --no-print-directory up
+	$(MAKE) --no-print-directory generate
+	$(MAKE) --no-print-directory load
+	$(DBT) build
+	@echo "== a week later: late events and late feedback forms arrive; incremental build"
+	$(MAKE) --no-print-directory generate GENERATE_ARGS="--as-of $(LATE_AS_OF) $(GENERATE_ARGS)"
+	$(MAKE) --no-print-directory load
 	$(DBT) build
 	$(DBT) source freshness
-	@echo "demo done. Services keep running for exploration: 'make status', 'make down' to stop."
+	$(PY) -m monitors || echo "monitors: some checks are at error level (see above and .local/monitoring/index.html)"
+	$(PY) -m dashboards
+	$(RUN) insights
+	@echo "demo done: dashboards in .local/dashboards/index.html, monitors in .local/monitoring/index.html."
+	@echo "Services keep running for exploration ('make docs-serve', 'make status'); 'make down' stops them."
 
 clean: ## remove build output (keeps .local data and .venv)
 	rm -rf target dbt_packages logs

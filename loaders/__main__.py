@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "feedback": ("loaders.feedback", "load feedback form files from the landing folder"),
     "reference": ("loaders.reference", "copy new and changed clinic reference rows into raw"),
     "load": ("loaders.load", "run every loader once, draining what is there"),
+    "insights": ("loaders.insights", "print the original design's Key Insights computed from the marts"),
 }
 
 

@@ -1,6 +1,6 @@
 """The clinic's behaviour in numbers: every calibration constant of the generator lives here.
 
-Targets come from the original design's Key Insights (``shared/data/key_insights.json``); the rest are
+Targets come from the original design's Key Insights (``key_insights.json`` beside this file); the rest are
 plausible values for a US telemedicine practice. Each mix is a tuple of (value, weight).
 """
 

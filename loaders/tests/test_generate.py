@@ -23,7 +23,7 @@ from loaders.generate import DEFAULT_END, build_parser, generate, main
 from loaders.generate.seasonality import EPOCH_DAY, us_federal_holidays
 from loaders.settings import LOADER_ROLE, PROJECT_ROOT
 
-KEY_INSIGHTS = json.loads((PROJECT_ROOT.parent / "shared" / "data" / "key_insights.json").read_text())
+KEY_INSIGHTS = json.loads((PROJECT_ROOT / "loaders" / "generate" / "key_insights.json").read_text())
 START = DEFAULT_END - timedelta(days=89)
 END_OF_PERIOD = (DEFAULT_END - EPOCH_DAY).days * 86400 + 86400
 EDT = timezone(timedelta(hours=-4))
