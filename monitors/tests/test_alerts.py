@@ -135,3 +135,28 @@ def test_channels_keep_separate_state(monitor_conn):
     assert [t.kind for t in store.transitions(monitor_conn, "slack", run, now + timedelta(minutes=1), realert)] == [
         "new"
     ]
+
+
+def test_plain_dbt_freshness_uses_the_monitors_thresholds():
+    """`make freshness` reads dbt_project.yml; `make monitor` passes thresholds.yml: they must agree."""
+    import yaml
+
+    from loaders.settings import PROJECT_ROOT
+
+    project_vars = yaml.safe_load((PROJECT_ROOT / "dbt_project.yml").read_text())["vars"]
+    assert project_vars["freshness_warn_after_hours"] == THRESHOLDS.freshness_warn_hours
+    assert project_vars["freshness_error_after_hours"] == THRESHOLDS.freshness_error_hours
+
+
+def test_thresholds_file_rejects_unknown_and_missing_checks(tmp_path):
+    import yaml
+
+    raw = yaml.safe_load(checks.THRESHOLDS_FILE.read_text())
+    raw["checks"]["no_such_check"] = {"warn": {"max": 1}}
+    (tmp_path / "extra.yml").write_text(yaml.safe_dump(raw))
+    with pytest.raises(checks.ConfigError, match="unknown check 'no_such_check'"):
+        checks.Thresholds.load(tmp_path / "extra.yml")
+    del raw["checks"]["no_such_check"], raw["checks"]["no_show_rate"]
+    (tmp_path / "missing.yml").write_text(yaml.safe_dump(raw))
+    with pytest.raises(checks.ConfigError, match="no_show_rate"):
+        checks.Thresholds.load(tmp_path / "missing.yml")
