@@ -212,11 +212,18 @@ class World:
             for _ in range(max(planned - len(rebooked), 0)):
                 patient = forced.pop() if forced else None
                 yield self._build(day=day, day_index=index, patient=patient)
-        # Rebookings that fall after the period: the world goes on; later --as-of runs will see them.
+        # Rebookings that fall after the period are booked, but the simulation ends with the period: what
+        # would happen after it (their visits, their own reschedules) is not played out, so a later
+        # --as-of brings late arrivals of the period, never a thin tail of days the clinic did not run.
+        # The draws still happen, so the period's own world is the same either way.
+        horizon = (self.end - date(1970, 1, 1)).days * 86400 + 86400
         index = len(days)
         while self.pending:
             for rebooking in self.pending.pop(index, []):
-                yield self._build(rebooking=rebooking, day_index=index)
+                appointment = self._build(rebooking=rebooking, day_index=index)
+                appointment.events = [event for event in appointment.events if event.ts < horizon]
+                appointment.form = None
+                yield appointment
             index += 1
 
     def _patient(self) -> int:
