@@ -98,9 +98,14 @@ def test_case_06_postgres_paused_and_resumed(rig):
     frozen: list[int] = []
     try:
         for _ in range(scale.pauses):
-            frozen = server_pids(rig.postgres)
-            for pid in frozen:  # the postmaster first, so it does not react to its children stopping
-                os.kill(pid, signal.SIGSTOP)
+            # The postmaster first: stopped, it neither forks new backends nor reacts to its children stopping.
+            postmaster = rig.postgres.pid()
+            os.kill(postmaster, signal.SIGSTOP)
+            frozen = [postmaster]
+            for pid in server_pids(rig.postgres)[1:]:
+                with contextlib.suppress(ProcessLookupError):  # a backend that just ended
+                    os.kill(pid, signal.SIGSTOP)
+                    frozen.append(pid)
             time.sleep(scale.pause_s)
             for pid in reversed(frozen):
                 with contextlib.suppress(ProcessLookupError):
