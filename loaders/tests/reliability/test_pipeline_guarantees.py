@@ -21,6 +21,7 @@ import psycopg2
 import pytest
 import yaml
 
+from loaders import db
 from loaders.envcmd import child_env
 from loaders.settings import DBT_ROLE, LOADER_ROLE, PROJECT_ROOT, REPORTING_ROLE
 from loaders.tests.reliability.harness import record
@@ -503,6 +504,42 @@ def test_case_09_replay_changes_nothing(pipeline):
         "quarantined": rig.scalar("select count(*) from raw.appointment_events_rejected") - bad_before,
     }
     record(9, "replay: produced twice, offsets reset to the start; raw and marts hash unchanged", found, bad_copy)
+
+
+def test_case_12_drift_past_the_loader_fails_dbt_and_keeps_the_marts(pipeline):
+    """The other branch of schema drift: a changed type that reaches raw by another way than the loader
+    (its contract check would quarantine it) fails the first model that casts it; dbt exits non-zero,
+    skips every mart that depends on it, and the marts built before stay queryable, unchanged."""
+    rig = pipeline.rig
+    before = mart_fingerprints(rig.settings)
+    conn = db.connect(rig.settings, role=LOADER_ROLE, application_name="telemed-reliability")
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute(
+                "insert into raw.appointment_events select (jsonb_populate_record(e, jsonb_build_object("
+                "'event_id', 'drift-type-change', 'kafka_topic', 'rel.drift-direct',"
+                " 'payload', e.payload || '{\"wait_time_minutes\": \"about ten\"}'::jsonb))).*"
+                " from raw.appointment_events e where event_type = 'started' order by event_id limit 1"
+            )
+        failed = pipeline.dbt("run", "--select", "stg_kafka__appointment_events+", expect=1)
+    finally:
+        with conn, conn.cursor() as cur:
+            cur.execute("delete from raw.appointment_events where event_id = 'drift-type-change'")
+        conn.close()
+    results = json.loads((pipeline.work / "target" / "run_results.json").read_text())["results"]
+    status = Counter(r["status"] for r in results)
+    errored = {r["unique_id"].rsplit(".", 1)[1] for r in results if r["status"] == "error"}
+    marts_run = {r["unique_id"].rsplit(".", 1)[1]: r["status"] for r in results if ".marts." in r["unique_id"]
+                 or r["unique_id"].rsplit(".", 1)[1].startswith(("fact_", "dim_"))}  # fmt: skip
+    # The first model that casts the field fails (the intermediate one that derives appointments).
+    assert errored, failed.stdout[-3000:]
+    assert "fact_appointment" in marts_run, marts_run
+    assert all(state in ("skipped", "error") for state in marts_run.values()), marts_run
+    assert mart_fingerprints(rig.settings) == before, "the marts built before must stay as they were"
+    assert rig.scalar("select count(*) from marts.fact_appointment") > 0
+    record(12, f"drift past the loader: dbt exits 1 ({', '.join(sorted(errored))}), marts skipped and kept",
+           {"lost": 0, "dup_rows": 0, "redelivered": 0, "quarantined": 0}, 0,
+           models_errored=status["error"], models_skipped=status["skipped"])  # fmt: skip
 
 
 # --------------------------------------------------------------------------- case 14
