@@ -200,21 +200,33 @@ class EmbeddedPostgres:
             log.warning("removing stale postmaster.pid (no server runs with that pid)")
             stale.unlink()
         options = f"-c listen_addresses={host} -c port={port} -c unix_socket_directories=''"
-        done = self._pg(
-            "pg_ctl",
-            "start",
-            "-D",
-            str(self.data),
-            "-l",
-            str(self.logfile),
-            "-o",
-            options,
-            "-w",
-            "-t",
-            str(START_TIMEOUT_S),
-            user=user,
-            timeout=START_TIMEOUT_S + 10,
-        )
+        for attempt in range(3):
+            log_size = self.logfile.stat().st_size if self.logfile.exists() else 0
+            done = self._pg(
+                "pg_ctl",
+                "start",
+                "-D",
+                str(self.data),
+                "-l",
+                str(self.logfile),
+                "-o",
+                options,
+                "-w",
+                "-t",
+                str(START_TIMEOUT_S),
+                user=user,
+                timeout=START_TIMEOUT_S + 10,
+            )
+            if done.returncode == 0 or attempt == 2:
+                break
+            # A client's outgoing connection may hold the port for a moment (custom ports inside the
+            # ephemeral range): that alone is worth a retry; any other failure is reported at once.
+            with open(self.logfile, "rb") as logf:
+                logf.seek(log_size)
+                if b"Address already in use" not in logf.read():
+                    break
+            log.warning("port %s was briefly taken by another socket; retrying", port)
+            time.sleep(1 + attempt)
         if done.returncode != 0 or not self.pid():
             raise ServiceError(
                 f"Postgres did not come up within {START_TIMEOUT_S}s on {host}:{port}. "

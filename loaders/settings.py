@@ -13,10 +13,11 @@ from urllib.parse import unquote, urlparse
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
+# Below Linux's ephemeral port range (32768-60999), so no client connection can be holding them.
 EMBEDDED_PG_HOST = "127.0.0.1"
-EMBEDDED_PG_PORT = 55432
+EMBEDDED_PG_PORT = 25432
 EMBEDDED_PG_USER = "postgres"
-EMBEDDED_KAFKA_PORT = 59092
+EMBEDDED_KAFKA_PORT = 29092
 DEFAULT_DATABASE = "telemed"
 DEFAULT_TOPIC = "telemed.appointment-events"
 

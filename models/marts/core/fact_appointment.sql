@@ -8,6 +8,7 @@
     )
 }}
 
+-- depends_on: {{ ref('int_provider_versions_validity') }}
 -- Grain: one row per appointment.
 -- The appointment's time is its scheduled_for (UTC), or its first event while the booking event has not
 -- arrived; date_id and time_id come from it, and the provider version valid at that time gives
@@ -38,12 +39,6 @@ providers as (
 
 ),
 
-provider_versions as (
-
-    select * from {{ ref('int_provider_versions_validity') }}
-
-),
-
 statuses as (
 
     select * from {{ ref('dim_status') }}
@@ -57,6 +52,12 @@ devices as (
 ),
 
 {% if is_incremental() %}
+    provider_versions as (
+
+        select * from {{ ref('int_provider_versions_validity') }}
+
+    ),
+
     watermark as (
 
         select {{ incremental_watermark('last_loaded_at') }} as loaded_after

@@ -53,7 +53,7 @@ feedback_in_scope as (
     {%- endif %}
     where
         feedback.is_known_appointment
-        {% if is_incremental() -%}
+        {% if is_incremental() %}
             and (
                 this_model.feedback_id is null
                 or feedback.loaded_at >= (select watermark.loaded_after from watermark)
