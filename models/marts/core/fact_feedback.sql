@@ -53,14 +53,16 @@ feedback_in_scope as (
     {%- endif %}
     where
         feedback.is_known_appointment
-        {% if is_incremental() %}
-            and (
+        and (
+            {% if is_incremental() -%}
                 this_model.feedback_id is null
                 or feedback.loaded_at >= (select watermark.loaded_after from watermark)
                 or appointments.last_loaded_at >= (select watermark.loaded_after from watermark)
                 or this_model.provider_key <> appointments.provider_key
-            )
-        {%- endif %}
+            {%- else -%}
+                true
+            {%- endif %}
+        )
 
 ),
 
