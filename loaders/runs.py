@@ -13,6 +13,8 @@ import os
 import socket
 from dataclasses import dataclass, field
 
+from loaders.services import pid_alive
+
 log = logging.getLogger(__name__)
 
 
@@ -77,7 +79,7 @@ def _close_abandoned(cur, loader: str, host: str) -> None:
         " where loader = %s and status = 'running' and details->>'host' = %s",
         (loader, host),
     )
-    gone = [run_id for run_id, pid in cur.fetchall() if pid is None or not _alive(pid)]
+    gone = [run_id for run_id, pid in cur.fetchall() if pid is None or not pid_alive(pid)]
     if gone:
         cur.execute(
             "update raw.load_runs set status = 'interrupted', error = 'the process ended without closing its run'"
@@ -85,13 +87,3 @@ def _close_abandoned(cur, loader: str, host: str) -> None:
             (gone,),
         )
         log.warning("%s: runs %s ended without closing (killed?); marked interrupted", loader, gone)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -63,7 +63,7 @@ def _log_tail(path: Path, lines: int = 20) -> str:
     return "\n".join(f"    {line}" for line in text) or "    (log is empty)"
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -159,7 +159,7 @@ class EmbeddedPostgres:
             pid = int(pidfile.read_text().splitlines()[0])
         except (OSError, ValueError, IndexError):
             return None
-        return pid if _pid_alive(pid) and "postgres" in _cmdline(pid) else None
+        return pid if pid_alive(pid) and "postgres" in _cmdline(pid) else None
 
     def status(self) -> ServiceStatus:
         pid = self.pid()
@@ -288,7 +288,7 @@ class EmbeddedBroker:
             pid = int(self.pidfile.read_text().strip())
         except (OSError, ValueError):
             return None
-        return pid if _pid_alive(pid) and "tansu" in _cmdline(pid) else None
+        return pid if pid_alive(pid) and "tansu" in _cmdline(pid) else None
 
     def status(self) -> ServiceStatus:
         pid = self.pid()
@@ -346,12 +346,12 @@ class EmbeddedBroker:
             return False
         os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + STOP_TIMEOUT_S
-        while _pid_alive(pid) and time.monotonic() < deadline:
+        while pid_alive(pid) and time.monotonic() < deadline:
             time.sleep(0.05)
-        if _pid_alive(pid):
+        if pid_alive(pid):
             log.warning("broker did not stop on SIGTERM, killing it")
             os.kill(pid, signal.SIGKILL)
-            while _pid_alive(pid):
+            while pid_alive(pid):
                 time.sleep(0.05)
         self.pidfile.unlink(missing_ok=True)
         log.info("broker stopped")

@@ -70,7 +70,7 @@ def test_up_twice_is_harmless_and_down_leaves_nothing(isolated_env):
     down = cli(isolated_env, "services", "down")
     assert down.returncode == 0, down.stderr
     for pid in running.values():
-        assert not services._pid_alive(pid), f"process {pid} survived `down`"
+        assert not services.pid_alive(pid), f"process {pid} survived `down`"
     # Every postgres child exits with the postmaster: none may keep the data directory open.
     leftover = subprocess.run(["pgrep", "-f", isolated_env["TELEMED_STATE_DIR"]], capture_output=True, text=True)
     assert leftover.stdout.strip() == ""
