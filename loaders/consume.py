@@ -458,6 +458,9 @@ class EventConsumer:
                 tp.offset = found[0]
         consumer.assign(partitions)
         self.assigned = {tp.partition for tp in partitions}
+        # Bring Kafka's copy (for lag tools) up to Postgres: a run killed between its two commits left it
+        # behind, and a partition with nothing new to read would otherwise never be committed again.
+        self._commit_to_kafka({tp.partition: tp.offset for tp in partitions if tp.offset >= 0})
         log.info(
             "assigned %s", ", ".join(f"partition {tp.partition} from {_offset_name(tp.offset)}" for tp in partitions)
         )
