@@ -9,20 +9,44 @@ the demo's data or each other's.
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import socket
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from loaders import db, services
-from loaders.settings import Settings
+from loaders.settings import PROJECT_ROOT, Settings
 
 
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+@contextmanager
+def own_services(
+    label: str, database: str
+) -> Iterator[tuple[Settings, services.EmbeddedPostgres, services.EmbeddedBroker]]:
+    """A Postgres and a broker of a test's own (state under .local/<label>/, free ports), for tests that
+    stop, pause or restart servers and so must never touch the session's shared ones."""
+    state = PROJECT_ROOT / ".local" / label / uuid.uuid4().hex[:8]
+    env = {"TELEMED_STATE_DIR": str(state), "TELEMED_PG_PORT": str(free_port()), "TELEMED_KAFKA_PORT": str(free_port())}
+    settings = dataclasses.replace(Settings.from_env(env), pg_database=database)
+    postgres, broker = services.EmbeddedPostgres(settings), services.EmbeddedBroker(settings)
+    postgres.start()
+    try:
+        broker.start()
+        db.bootstrap(settings)
+        yield settings, postgres, broker
+    finally:
+        broker.stop()
+        postgres.stop(mode="immediate")  # a case may have left it stopped: stop() then does nothing
+        shutil.rmtree(state, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

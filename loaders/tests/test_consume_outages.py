@@ -6,19 +6,13 @@ free ports), never the session's shared ones.
 
 from __future__ import annotations
 
-import dataclasses
 import os
-import shutil
 import time
-import uuid
 from pathlib import Path
 
 import pytest
 
-from loaders import db
-from loaders.services import EmbeddedBroker, EmbeddedPostgres
-from loaders.settings import PROJECT_ROOT, Settings
-from loaders.tests.conftest import free_port
+from loaders.tests.conftest import own_services as isolated_services
 from loaders.tests.loader_support import (
     loader_env,
     new_topic,
@@ -36,23 +30,8 @@ COUNT = "select count(*) from raw.appointment_events where kafka_topic = %s"
 
 @pytest.fixture(scope="module")
 def own_services():
-    state = PROJECT_ROOT / ".local" / "test-loaders" / uuid.uuid4().hex[:8]
-    env = {
-        "TELEMED_STATE_DIR": str(state),
-        "TELEMED_PG_PORT": str(free_port()),
-        "TELEMED_KAFKA_PORT": str(free_port()),
-    }
-    settings = dataclasses.replace(Settings.from_env(env), pg_database="telemed_outages")
-    postgres, broker = EmbeddedPostgres(settings), EmbeddedBroker(settings)
-    postgres.start()
-    broker.start()
-    try:
-        db.bootstrap(settings)
-        yield settings, postgres, broker
-    finally:
-        broker.stop()
-        postgres.stop()
-        shutil.rmtree(state, ignore_errors=True)
+    with isolated_services("test-loaders", "telemed_outages") as servers:
+        yield servers
 
 
 def cpu_seconds(pid: int) -> float:

@@ -7,17 +7,11 @@ At the end of the session the figures of every case are printed and written to
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import shutil
-import uuid
 
 import pytest
 
-from loaders import db
-from loaders.services import EmbeddedBroker, EmbeddedPostgres
-from loaders.settings import PROJECT_ROOT, Settings
-from loaders.tests.conftest import free_port
+from loaders.tests.conftest import own_services
 from loaders.tests.reliability.harness import ARTIFACTS, FIGURES, Rig, current_scale
 
 COLUMNS = ("case", "lost", "dup_rows", "redelivered", "quarantined", "bad_injected", "recovery_s", "title")
@@ -25,24 +19,8 @@ COLUMNS = ("case", "lost", "dup_rows", "redelivered", "quarantined", "bad_inject
 
 @pytest.fixture(scope="session")
 def rig(tmp_path_factory):
-    state = PROJECT_ROOT / ".local" / "reliability" / uuid.uuid4().hex[:8]
-    env = {
-        "TELEMED_STATE_DIR": str(state),
-        "TELEMED_PG_PORT": str(free_port()),
-        "TELEMED_KAFKA_PORT": str(free_port()),
-    }
-    settings = dataclasses.replace(Settings.from_env(env), pg_database="rel_faults")
-    postgres, broker = EmbeddedPostgres(settings), EmbeddedBroker(settings)
-    postgres.start()
-    try:
-        broker.start()
-        db.bootstrap(settings)
+    with own_services("reliability", "rel_faults") as (settings, postgres, broker):
         yield Rig(settings, postgres, broker, tmp_path_factory.mktemp("reliability"), current_scale())
-    finally:
-        broker.stop()
-        if postgres.pid():
-            postgres.stop(mode="immediate")
-        shutil.rmtree(state, ignore_errors=True)
 
 
 def _table(rows: list[dict]) -> list[str]:
