@@ -13,13 +13,14 @@ STAMP := $(VENV)/.installed-$(shell cksum < requirements.txt | cut -d' ' -f1)
 SCALE ?= 50000
 SEED ?= 42
 SELECT ?=
+SELECTOR ?=
 GENERATED ?= $(or $(TELEMED_STATE_DIR),.local)/generated
 TEST_DATABASE ?= telemed_test
 TEST_SCALE ?= 3000
 TEST_DATA := $(or $(TELEMED_STATE_DIR),.local)/test-data
 TEST_TOPIC := telemed.test-events.$(shell date +%s)
 CHROMIUM ?= $(or $(TELEMED_CHROMIUM),/usr/bin/chromium)
-select_flag = $(if $(SELECT),--select $(SELECT),)
+select_flag = $(if $(SELECT),--select $(SELECT),) $(if $(SELECTOR),--selector $(SELECTOR),)
 
 .PHONY: help setup up down status db generate load build freshness monitor dashboards chromium docs docs-serve \
 	bench lint format test pytest dbt-test demo clean lock _test insights
@@ -66,7 +67,7 @@ generate: up ## synthetic data (SCALE=appointments, SEED=n, GENERATE_ARGS=...), 
 load: up ## every loader once, draining what is there
 	$(RUN) load
 
-build: setup ## dbt build: seeds, snapshots, models, tests (SELECT=..., FULL_REFRESH=1)
+build: setup ## dbt build: seeds, snapshots, models, tests (SELECT=..., SELECTOR=hourly, FULL_REFRESH=1)
 	$(DBT) build $(select_flag) $(if $(FULL_REFRESH),--full-refresh,)
 
 insights: setup ## print the Key Insights tables (the dbt analyses) from the marts

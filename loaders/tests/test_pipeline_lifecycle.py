@@ -117,6 +117,9 @@ FIRST_EVENTS = [
         "2026-05-01T09:00:00Z",
         booked("PAT-1", "PRV-2", "prescription_refill", "2026-05-20T11:00:00Z"),
     ),
+    # APT-9: only its start arrives at first (just after midnight, May 17); the booking for 23:58 on May 16
+    # comes with the second load, moving the visit to the day before.
+    ("e9-2", "APT-9", "started", "2026-05-17T00:03:00Z", joined("Tablet", 5)),
     # APT-21 -> (APT-22, late) -> APT-23: the middle link arrives with the second load.
     (
         "e21-1",
@@ -137,6 +140,14 @@ FIRST_EVENTS = [
 ]
 
 LATE_EVENTS = [
+    (
+        "e9-1",
+        "APT-9",
+        "scheduled",
+        "2026-05-02T09:00:00Z",
+        booked("PAT-1", "PRV-1", "follow_up", "2026-05-16T23:58:00Z"),
+    ),
+    ("e9-3", "APT-9", "completed", "2026-05-17T00:30:00Z", done(27, 5)),
     ("e8-2", "APT-8", "started", "2026-05-20T11:02:00Z", joined("Desktop", 2)),
     ("e8-3", "APT-8", "completed", "2026-05-20T11:30:00Z", done(28, 3)),
     (
@@ -252,6 +263,13 @@ def appointments(settings) -> dict[str, dict]:
     return {row["appointment_id"]: row for row in rows}
 
 
+def daily_appointments(settings) -> dict[int, int]:
+    return {
+        r["date_id"]: r["appointments"]
+        for r in query(settings, "select date_id, appointments from marts.ops_daily_kpis")
+    }
+
+
 def test_final_status_device_and_measures_come_from_event_time(settings, built):
     facts = appointments(settings)
     assert {k: v["status"] for k, v in facts.items()} == {
@@ -263,9 +281,12 @@ def test_final_status_device_and_measures_come_from_event_time(settings, built):
         "APT-6": "no_show",
         "APT-7": "cancelled",
         "APT-8": "scheduled",
+        "APT-9": "in_progress",
         "APT-21": "rescheduled",
         "APT-23": "no_show",
     }
+    # No booking yet: the visit counts on the day of its first event, with the Unknown patient.
+    assert (facts["APT-9"]["date_id"], facts["APT-9"]["patient_key"]) == (20260517, "-1")
     apt1 = facts["APT-1"]
     assert (apt1["device_type"], float(apt1["wait_time_minutes"]), float(apt1["duration_minutes"])) == ("Laptop", 5, 30)
     # scheduled_for 10:00+02:00 is 08:00 UTC.
@@ -343,9 +364,16 @@ def test_reporting_role_reads_marts_and_nothing_else(settings, built):
 
 
 def test_late_data_then_incremental_equals_full_refresh(settings, built):
+    days_before = daily_appointments(settings)
     land(settings, events=LATE_EVENTS, providers=LATE_PROVIDERS, feedback=LATE_FEEDBACK)
-    dbt(settings, built, "build")
+    # The scheduled run after a load (selectors.yml): what it leaves must equal a full refresh.
+    dbt(settings, built, "build", "--selector", "hourly")
     incremental = mart_fingerprints(settings)
+
+    # APT-9 moved to the day before when its booking arrived: both days recomputed.
+    days_after = daily_appointments(settings)
+    assert (days_before[20260516], days_before[20260517]) == (0, 1)
+    assert (days_after[20260516], days_after[20260517]) == (1, 0)
 
     facts = appointments(settings)
     assert facts["APT-8"]["status"] == "completed"

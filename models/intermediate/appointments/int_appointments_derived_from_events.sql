@@ -60,7 +60,11 @@ appointment_events as (
     left join event_types
         on events.event_type = event_types.event_type
     {% if is_incremental() -%}
-        where events.appointment_id in (select touched_appointments.appointment_id from touched_appointments)
+        where
+            {{ in_subquery(
+                'events.appointment_id',
+                'select touched_appointments.appointment_id from touched_appointments'
+            ) }}
     {%- endif %}
 
 ),

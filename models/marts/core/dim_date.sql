@@ -1,3 +1,5 @@
+{{ config(tags=['static']) }}
+
 -- Grain: one row per calendar day from var date_spine_start to var date_spine_end.
 -- date_id is the yyyymmdd integer the facts carry; holidays come from the holidays seed.
 

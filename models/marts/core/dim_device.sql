@@ -1,3 +1,5 @@
+{{ config(tags=['static']) }}
+
 -- Grain: one row per device type (device_types seed) plus the Unknown member (device_key -1) that
 -- appointments point to until they start: a device is known only once the patient joins.
 

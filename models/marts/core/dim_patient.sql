@@ -1,9 +1,23 @@
+{{
+    config(
+        materialized='incremental',
+        unique_key='patient_key',
+        incremental_strategy='merge',
+        on_schema_change='append_new_columns',
+        indexes=[{'columns': ['patient_key'], 'unique': True}, {'columns': ['last_loaded_at']}],
+    )
+}}
+
 -- Grain: one row per patient (type 1: the latest version), plus inferred members for patient ids the
 -- appointments name before the clinic data arrives, and the Unknown member (patient_key '-1').
 -- No direct identifiers: no names, contacts, address or birth date. Age convention: completed years
 -- on the day of the dbt run; ages above var max_reported_age (89) are shown as 90 and grouped "90+",
 -- as HIPAA Safe Harbor requires. patient_key is a hash of patient_id, stable across runs, so facts
 -- never need rewriting when a patient's data changes.
+-- Incremental (merge on patient_key): every known patient's row is derived (a cheap pass over the
+-- clinic's patients) but only rows that differ from this table are merged: new patients, inferred ones
+-- now known, newer versions (updated_at or load time changed) and ages changed since the last run (a
+-- birthday); inferred members only for patient ids not here yet. No look-back window is needed.
 
 with
 
@@ -37,6 +51,7 @@ ages as (
         registration_date,
         state,
         updated_at,
+        loaded_at,
         -- Completed years: whole-year difference, minus one before the birthday in the as-of year.
         cast(floor((
             ({{ run_date_part('year') }} * 10000 + {{ run_date_part('month') }} * 100 + {{ run_date_part('day') }})
@@ -74,14 +89,33 @@ known_patients as (
         registration_date,
         state,
         updated_at,
-        false as is_inferred
+        false as is_inferred,
+        loaded_at as last_loaded_at
     from ages
+
+),
+
+changed_known_patients as (
+
+    select known_patients.*
+    from known_patients
+    {% if is_incremental() -%}
+        left join {{ this }} as this_model
+            on known_patients.patient_key = this_model.patient_key
+        where
+            this_model.patient_key is null
+            or this_model.is_inferred
+            or this_model.last_loaded_at <> known_patients.last_loaded_at
+            or coalesce(this_model.updated_at, cast('1900-01-01' as {{ dbt.type_timestamp() }}))
+            <> coalesce(known_patients.updated_at, cast('1900-01-01' as {{ dbt.type_timestamp() }}))
+            or coalesce(this_model.age, -1) <> coalesce(known_patients.age, -1)
+    {%- endif %}
 
 ),
 
 inferred_patients as (
 
-    select distinct
+    select
         {{ dbt.hash('appointments.patient_id') }} as patient_key,
         appointments.patient_id,
         cast(null as integer) as age,
@@ -91,7 +125,8 @@ inferred_patients as (
         cast(null as date) as registration_date,
         cast(null as {{ dbt.type_string() }}) as state,
         cast(null as {{ dbt.type_timestamp() }}) as updated_at,
-        true as is_inferred
+        true as is_inferred,
+        cast(null as timestamp with time zone) as last_loaded_at
     from appointments
     where
         appointments.patient_id is not null
@@ -100,6 +135,18 @@ inferred_patients as (
             from patients
             where patients.patient_id = appointments.patient_id
         )
+        and (
+            {% if is_incremental() -%}
+                not exists (
+                    select 1
+                    from {{ this }} as this_model
+                    where this_model.patient_id = appointments.patient_id
+                )
+            {%- else -%}
+                true
+            {%- endif %}
+        )
+    group by appointments.patient_id
 
 ),
 
@@ -115,13 +162,14 @@ unknown_patient as (
         cast(null as date) as registration_date,
         cast(null as {{ dbt.type_string() }}) as state,
         cast(null as {{ dbt.type_timestamp() }}) as updated_at,
-        false as is_inferred
+        false as is_inferred,
+        cast(null as timestamp with time zone) as last_loaded_at
 
 ),
 
 final as (
 
-    select * from known_patients
+    select * from changed_known_patients
     union all
     select * from inferred_patients
     union all

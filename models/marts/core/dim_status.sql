@@ -1,3 +1,5 @@
+{{ config(tags=['static']) }}
+
 -- Grain: one row per appointment status (the appointment_statuses seed): the four final statuses and
 -- the two open ones an appointment has before its terminal event.
 

@@ -1,3 +1,5 @@
+{{ config(tags=['static']) }}
+
 -- Grain: one row per minute of the day (1,440 rows). time_id is the hhmm integer the facts carry
 -- (09:05 -> 905); day_period buckets the clinic's day.
 

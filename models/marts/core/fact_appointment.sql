@@ -4,7 +4,7 @@
         unique_key='appointment_id',
         incremental_strategy='merge',
         on_schema_change='append_new_columns',
-        indexes=[{'columns': ['last_loaded_at']}, {'columns': ['date_id']}],
+        indexes=[{'columns': ['last_loaded_at']}, {'columns': ['date_id']}, {'columns': ['provider_id']}],
     )
 }}
 

@@ -1,9 +1,26 @@
+{{
+    config(
+        materialized='incremental',
+        unique_key='date_id',
+        incremental_strategy='merge',
+        on_schema_change='append_new_columns',
+        indexes=[{'columns': ['date_id'], 'unique': True}],
+    )
+}}
+
 -- Grain: one row per calendar day from the first to the last day with appointments or feedback, days
 -- without any included (the "minimum appointments per day" monitor must see them).
 -- Appointments count on the UTC day of their scheduled time. Rates are fractions (0..1) of the day's
 -- closed appointments (final status reached), so open appointments do not dilute them; wait and
 -- technical issues are over started appointments, connection quality over completed ones. Feedback
 -- counts on the day the form was submitted.
+-- Incremental (merge on date_id): only the days whose numbers can have changed are recomputed:
+--   * days of fact rows loaded within var lookback_days of the newest load already here,
+--   * days whose appointment or form count differs from this table's (a row moved to another day: an
+--     appointment's booking event arrived after its first event), and
+--   * days of the covered range not here yet (new days, with or without activity).
+-- Every measure of a day is recomputed from all of that day's fact rows, so a full refresh and any
+-- sequence of incremental runs give the same rows.
 
 with
 
@@ -31,6 +48,74 @@ feedback as (
 
 ),
 
+covered_days as (
+
+    -- Reads the facts directly, not their CTEs (Postgres materialises a CTE used more than once in full):
+    -- min and max then come from the date_id indexes.
+    select
+        least(
+            (select min(first_appointment.date_id) from {{ ref('fact_appointment') }} as first_appointment),
+            (select min(first_form.date_id) from {{ ref('fact_feedback') }} as first_form)
+        ) as first_date_id,
+        greatest(
+            (select max(last_appointment.date_id) from {{ ref('fact_appointment') }} as last_appointment),
+            (select max(last_form.date_id) from {{ ref('fact_feedback') }} as last_form)
+        ) as last_date_id
+
+),
+
+{% if is_incremental() %}
+    watermark as (
+
+        select {{ incremental_watermark('last_loaded_at') }} as loaded_after
+
+    ),
+
+    changed_days as (
+
+        select recent_appointments.date_id
+        from {{ ref('fact_appointment') }} as recent_appointments
+        where recent_appointments.last_loaded_at >= (select watermark.loaded_after from watermark)
+        union
+        select recent_forms.date_id
+        from {{ ref('fact_feedback') }} as recent_forms
+        where recent_forms.last_loaded_at >= (select watermark.loaded_after from watermark)
+        union
+        select coalesce(appointment_counts.date_id, this_model.date_id)
+        from (
+            select
+                all_appointments.date_id,
+                count(*) as appointments
+            from {{ ref('fact_appointment') }} as all_appointments
+            group by all_appointments.date_id
+        ) as appointment_counts
+        full outer join {{ this }} as this_model
+            on appointment_counts.date_id = this_model.date_id
+        where coalesce(appointment_counts.appointments, 0) <> coalesce(this_model.appointments, 0)
+        union
+        select coalesce(feedback_counts.date_id, this_model.date_id)
+        from (
+            select
+                all_forms.date_id,
+                count(*) as feedback_forms
+            from {{ ref('fact_feedback') }} as all_forms
+            group by all_forms.date_id
+        ) as feedback_counts
+        full outer join {{ this }} as this_model
+            on feedback_counts.date_id = this_model.date_id
+        where coalesce(feedback_counts.feedback_forms, 0) <> coalesce(this_model.feedback_forms, 0)
+        union
+        select dates.date_id
+        from dates
+        inner join covered_days
+            on dates.date_id between covered_days.first_date_id and covered_days.last_date_id
+        left join {{ this }} as this_model
+            on dates.date_id = this_model.date_id
+        where this_model.date_id is null
+
+    ),
+{% endif %}
+
 appointments_by_day as (
 
     select
@@ -47,10 +132,14 @@ appointments_by_day as (
         avg(appointments.wait_time_minutes) as avg_wait_minutes,
         percentile_cont(0.9) within group (order by appointments.wait_time_minutes) as p90_wait_minutes,
         avg(appointments.connection_quality) as avg_connection_quality,
-        avg(appointments.duration_minutes) as avg_duration_minutes
+        avg(appointments.duration_minutes) as avg_duration_minutes,
+        max(appointments.last_loaded_at) as last_loaded_at
     from appointments
     inner join statuses
         on appointments.status_key = statuses.status_key
+    {% if is_incremental() -%}
+        where appointments.date_id in (select changed_days.date_id from changed_days)
+    {%- endif %}
     group by appointments.date_id
 
 ),
@@ -61,22 +150,13 @@ feedback_by_day as (
         date_id,
         count(*) as feedback_forms,
         avg(overall_satisfaction) as avg_overall_satisfaction,
-        avg(provider_rating) as avg_provider_rating
+        avg(provider_rating) as avg_provider_rating,
+        max(last_loaded_at) as last_loaded_at
     from feedback
+    {% if is_incremental() -%}
+        where date_id in (select changed_days.date_id from changed_days)
+    {%- endif %}
     group by date_id
-
-),
-
-covered_days as (
-
-    select
-        min(date_id) as first_date_id,
-        max(date_id) as last_date_id
-    from (
-        select date_id from appointments_by_day
-        union all
-        select date_id from feedback_by_day
-    ) as activity_days
 
 ),
 
@@ -111,7 +191,9 @@ final as (
         cast(appointments_by_day.avg_duration_minutes as numeric) as avg_duration_minutes,
         cast(coalesce(feedback_by_day.feedback_forms, 0) as bigint) as feedback_forms,
         cast(feedback_by_day.avg_overall_satisfaction as numeric) as avg_overall_satisfaction,
-        cast(feedback_by_day.avg_provider_rating as numeric) as avg_provider_rating
+        cast(feedback_by_day.avg_provider_rating as numeric) as avg_provider_rating,
+        -- Newest load behind the day's numbers: the incremental watermark.
+        greatest(appointments_by_day.last_loaded_at, feedback_by_day.last_loaded_at) as last_loaded_at
     from dates
     inner join covered_days
         on dates.date_id between covered_days.first_date_id and covered_days.last_date_id
@@ -119,6 +201,9 @@ final as (
         on dates.date_id = appointments_by_day.date_id
     left join feedback_by_day
         on dates.date_id = feedback_by_day.date_id
+    {% if is_incremental() -%}
+        where dates.date_id in (select changed_days.date_id from changed_days)
+    {%- endif %}
 
 )
 
