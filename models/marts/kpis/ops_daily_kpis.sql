@@ -81,29 +81,30 @@ covered_days as (
         from {{ ref('fact_feedback') }} as recent_forms
         where recent_forms.last_loaded_at >= (select watermark.loaded_after from watermark)
         union
-        select coalesce(appointment_counts.date_id, this_model.date_id)
+        select coalesce(fact_counts.date_id, this_model.date_id)
         from (
             select
-                all_appointments.date_id,
-                count(*) as appointments
-            from {{ ref('fact_appointment') }} as all_appointments
-            group by all_appointments.date_id
-        ) as appointment_counts
+                fact_rows.date_id,
+                sum(fact_rows.is_appointment) as appointments,
+                sum(1 - fact_rows.is_appointment) as feedback_forms
+            from (
+                select
+                    all_appointments.date_id,
+                    1 as is_appointment
+                from {{ ref('fact_appointment') }} as all_appointments
+                union all
+                select
+                    all_forms.date_id,
+                    0 as is_appointment
+                from {{ ref('fact_feedback') }} as all_forms
+            ) as fact_rows
+            group by fact_rows.date_id
+        ) as fact_counts
         full outer join {{ this }} as this_model
-            on appointment_counts.date_id = this_model.date_id
-        where coalesce(appointment_counts.appointments, 0) <> coalesce(this_model.appointments, 0)
-        union
-        select coalesce(feedback_counts.date_id, this_model.date_id)
-        from (
-            select
-                all_forms.date_id,
-                count(*) as feedback_forms
-            from {{ ref('fact_feedback') }} as all_forms
-            group by all_forms.date_id
-        ) as feedback_counts
-        full outer join {{ this }} as this_model
-            on feedback_counts.date_id = this_model.date_id
-        where coalesce(feedback_counts.feedback_forms, 0) <> coalesce(this_model.feedback_forms, 0)
+            on fact_counts.date_id = this_model.date_id
+        where
+            coalesce(fact_counts.appointments, 0) <> coalesce(this_model.appointments, 0)
+            or coalesce(fact_counts.feedback_forms, 0) <> coalesce(this_model.feedback_forms, 0)
         union
         select dates.date_id
         from dates
