@@ -120,6 +120,9 @@ FIRST_EVENTS = [
     # APT-9: only its start arrives at first (just after midnight, May 17); the booking for 23:58 on May 16
     # comes with the second load, moving the visit to the day before.
     ("e9-2", "APT-9", "started", "2026-05-17T00:03:00Z", joined("Tablet", 5)),
+    # APT-10: the same on the first day: joined at 23:58 on May 9 for a visit booked for 00:05 on May 10.
+    # Until the booking arrives, May 9 is the first day of ops_daily_kpis; after, it is not.
+    ("e10-2", "APT-10", "started", "2026-05-09T23:58:00Z", joined("Laptop", 1)),
     # APT-21 -> (APT-22, late) -> APT-23: the middle link arrives with the second load.
     (
         "e21-1",
@@ -148,6 +151,14 @@ LATE_EVENTS = [
         booked("PAT-1", "PRV-1", "follow_up", "2026-05-16T23:58:00Z"),
     ),
     ("e9-3", "APT-9", "completed", "2026-05-17T00:30:00Z", done(27, 5)),
+    (
+        "e10-1",
+        "APT-10",
+        "scheduled",
+        "2026-05-03T09:00:00Z",
+        booked("PAT-1", "PRV-1", "follow_up", "2026-05-10T00:05:00Z"),
+    ),
+    ("e10-3", "APT-10", "completed", "2026-05-10T00:40:00Z", done(30, 4)),
     ("e8-2", "APT-8", "started", "2026-05-20T11:02:00Z", joined("Desktop", 2)),
     ("e8-3", "APT-8", "completed", "2026-05-20T11:30:00Z", done(28, 3)),
     (
@@ -282,6 +293,7 @@ def test_final_status_device_and_measures_come_from_event_time(settings, built):
         "APT-7": "cancelled",
         "APT-8": "scheduled",
         "APT-9": "in_progress",
+        "APT-10": "in_progress",
         "APT-21": "rescheduled",
         "APT-23": "no_show",
     }
@@ -374,6 +386,8 @@ def test_late_data_then_incremental_equals_full_refresh(settings, built):
     days_after = daily_appointments(settings)
     assert (days_before[20260516], days_before[20260517]) == (0, 1)
     assert (days_after[20260516], days_after[20260517]) == (1, 0)
+    # APT-10 left May 9, the first day: the table now starts on May 10, as a full refresh would.
+    assert min(days_before) == 20260509 and min(days_after) == 20260510
 
     facts = appointments(settings)
     assert facts["APT-8"]["status"] == "completed"

@@ -5,6 +5,9 @@
         incremental_strategy='merge',
         on_schema_change='append_new_columns',
         indexes=[{'columns': ['date_id'], 'unique': True}],
+        post_hook=[
+            "{{ delete_outside_range('date_id', [ref('fact_appointment'), ref('fact_feedback')]) }}",
+        ],
     )
 }}
 
@@ -18,7 +21,9 @@
 --   * days of fact rows loaded within var lookback_days of the newest load already here,
 --   * days whose appointment or form count differs from this table's (a row moved to another day: an
 --     appointment's booking event arrived after its first event), and
---   * days of the covered range not here yet (new days, with or without activity).
+--   * days of the covered range not here yet (new days, with or without activity);
+-- and a post-hook deletes days that left the covered range (its first or last day lost its only
+-- appointment to another day), which a merge cannot.
 -- Every measure of a day is recomputed from all of that day's fact rows, so a full refresh and any
 -- sequence of incremental runs give the same rows.
 
@@ -209,3 +214,4 @@ final as (
 )
 
 select * from final
+
