@@ -214,4 +214,3 @@ final as (
 )
 
 select * from final
-
