@@ -36,7 +36,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartiti
 
 from loaders import db
 from loaders.kafka import admin_client, client_config, topic_exists, topic_id
-from loaders.pgcopy import copy_rows, escape
+from loaders.pgcopy import copy_rows, escape, existing_keys, stage_tables_ddl
 from loaders.progress import Progress
 from loaders.retry import TRANSIENT_DB_ERRORS, Backoff, RetryDeadlineExceeded
 from loaders.runs import LoadRun, RunCounts
@@ -56,19 +56,12 @@ _COLUMNS = (
     "event_id, appointment_id, event_type, event_ts, payload, kafka_partition, kafka_offset, kafka_timestamp,"
     " schema_version, kafka_topic, _load_run_id"
 )
-_STAGE_DDL = f"""
-create temporary table if not exists _stage_events on commit delete rows as
-select {_COLUMNS} from raw.appointment_events with no data;
-create temporary table if not exists _stage_ids (event_id text) on commit delete rows
-"""
+_STAGE_DDL = stage_tables_ddl("_stage_events", "raw.appointment_events", _COLUMNS, "event_id")
 _INSERT_STAGED = f"""
 insert into raw.appointment_events ({_COLUMNS})
 select {_COLUMNS} from _stage_events
 on conflict (event_id) do nothing
 """
-_EXISTING_IDS = (
-    "select event_id from raw.appointment_events where event_id = any(array(select event_id from _stage_ids))"
-)
 _INSERT_REJECTED = """
 insert into raw.appointment_events_rejected (
     reason, error_detail, event_id, raw_text, raw_bytes, kafka_topic, kafka_partition, kafka_offset,
@@ -297,9 +290,10 @@ class EventWriter:
         ids, lines = batch.ids, batch.lines
         if self._lookup_batches > 0:
             self._lookup_batches -= 1
-            copy_rows(cur, "_stage_ids", "event_id", ("\n".join(ids) + "\n").encode())
-            cur.execute(_EXISTING_IDS)
-            existing = {escape(row[0]) for row in cur.fetchall()}
+            existing = {
+                escape(event_id)
+                for event_id in existing_keys(cur, "_stage_events", "raw.appointment_events", "event_id", ids)
+            }
             if existing:
                 lines = [line for event_id, line in zip(ids, lines, strict=True) if event_id not in existing]
                 self._lookup_batches = LOOKUP_BATCHES

@@ -32,7 +32,7 @@ import psycopg2.errors
 import psycopg2.extras
 
 from loaders import db
-from loaders.pgcopy import copy_rows, escape
+from loaders.pgcopy import copy_rows, escape, existing_keys, stage_tables_ddl
 from loaders.progress import Progress
 from loaders.retry import TRANSIENT_DB_ERRORS, Backoff, RetryDeadlineExceeded
 from loaders.runs import LoadRun, RunCounts
@@ -54,11 +54,7 @@ _COLUMNS = (
     "feedback_id, appointment_id, submitted_at, payload, source_path, source_sha256, form_index,"
     " schema_version, _load_run_id"
 )
-_STAGE_DDL = f"""
-create temporary table if not exists _stage_feedback on commit delete rows as
-select {_COLUMNS} from raw.patient_feedback with no data;
-create temporary table if not exists _stage_feedback_ids (feedback_id text) on commit delete rows
-"""
+_STAGE_DDL = stage_tables_ddl("_stage_feedback", "raw.patient_feedback", _COLUMNS, "feedback_id")
 _INSERT_STAGED = f"""
 with inserted as (
     insert into raw.patient_feedback ({_COLUMNS})
@@ -68,10 +64,6 @@ with inserted as (
 )
 select source_sha256, count(*) from inserted group by source_sha256
 """
-_EXISTING_IDS = (
-    "select feedback_id from raw.patient_feedback where feedback_id = any(array(select feedback_id"
-    " from _stage_feedback_ids))"
-)
 _INSERT_REJECTED = """
 insert into raw.patient_feedback_rejected (
     reason, error_detail, feedback_id, payload, source_path, source_sha256, form_index, _load_run_id
@@ -220,17 +212,12 @@ _FILE_COLUMNS = (
     "path, size_bytes, sha256, status, reason, error, forms_read, forms_loaded, forms_rejected, forms_duplicate,"
     " _load_run_id"
 )
-_STAGE_FILES_DDL = f"""
-create temporary table if not exists _stage_files on commit delete rows as
-select {_FILE_COLUMNS} from raw.feedback_files with no data;
-create temporary table if not exists _stage_shas (sha256 text) on commit delete rows
-"""
+_STAGE_FILES_DDL = stage_tables_ddl("_stage_files", "raw.feedback_files", _FILE_COLUMNS, "sha256")
 _INSERT_FILES = f"""
 insert into raw.feedback_files ({_FILE_COLUMNS})
 select {_FILE_COLUMNS} from _stage_files
 on conflict (sha256) do nothing
 """
-_KNOWN_SHAS = "select sha256 from raw.feedback_files where sha256 = any(array(select sha256 from _stage_shas))"
 
 
 def _text_or_null(value: str | None) -> str:
@@ -345,9 +332,8 @@ class FeedbackLoader:
 
         def known(conn) -> set[str]:
             with conn, conn.cursor() as cur:
-                copy_rows(cur, "_stage_shas", "sha256", "".join(f"{sha}\n" for _, _, sha in hashed).encode())
-                cur.execute(_KNOWN_SHAS)
-                return {row[0] for row in cur.fetchall()}
+                shas = [sha for _, _, sha in hashed]
+                return set(existing_keys(cur, "_stage_files", "raw.feedback_files", "sha256", shas))
 
         already = self._retrying("main", "looking up loaded files", known) if hashed else set()
         batch = FileBatch()
@@ -408,9 +394,12 @@ class FeedbackLoader:
         lines, owners = batch.lines, batch.owners
         if self._lookup_batches > 0:
             self._lookup_batches -= 1
-            copy_rows(cur, "_stage_feedback_ids", "feedback_id", ("\n".join(batch.ids) + "\n").encode())
-            cur.execute(_EXISTING_IDS)
-            existing = {escape(row[0]) for row in cur.fetchall()}
+            existing = {
+                escape(feedback_id)
+                for feedback_id in existing_keys(
+                    cur, "_stage_feedback", "raw.patient_feedback", "feedback_id", batch.ids
+                )
+            }
             if existing:
                 keep = [i for i, feedback_id in enumerate(batch.ids) if feedback_id not in existing]
                 lines = [lines[i] for i in keep]

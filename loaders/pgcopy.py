@@ -22,3 +22,22 @@ def copy_rows(cur, table: str, columns: str, data: bytes) -> None:
     """COPY encoded text-format lines (each ending in a newline) into ``table``."""
     # Large reads: psycopg2 holds the GIL while it pulls each chunk from the file object.
     cur.copy_expert(f"copy {table} ({columns}) from stdin", io.BytesIO(data), size=1 << 20)
+
+
+def stage_tables_ddl(stage: str, table: str, columns: str, key: str) -> str:
+    """DDL of a loader's two session temp tables, both emptied at each commit: ``stage``, shaped like
+    ``columns`` of ``table`` (the fallback path COPYs a batch there, then inserts what is new), and
+    ``<stage>_keys`` with ``table``'s key column ``key``, for `existing_keys`."""
+    return (
+        f"create temporary table if not exists {stage} on commit delete rows as"
+        f" select {columns} from {table} with no data;\n"
+        f"create temporary table if not exists {stage}_keys ({key} text) on commit delete rows"
+    )
+
+
+def existing_keys(cur, stage: str, table: str, key: str, keys: list[str]) -> list[str]:
+    """Which of ``keys`` (in COPY text form) ``table`` holds already: COPYs them into ``<stage>_keys``
+    (see `stage_tables_ddl`) and probes ``table``'s index on ``key`` once per key."""
+    copy_rows(cur, f"{stage}_keys", key, "".join(f"{value}\n" for value in keys).encode())
+    cur.execute(f"select {key} from {table} where {key} = any(array(select {key} from {stage}_keys))")
+    return [row[0] for row in cur.fetchall()]
