@@ -79,10 +79,8 @@ window_appointments as (
 
     select appointments.*
     from appointments
-    inner join daily
-        on appointments.date_id = daily.date_id
-    inner join window_bounds
-        on daily.date between window_bounds.window_start and window_bounds.window_end
+    inner join window_days
+        on appointments.date_id = window_days.date_id
 
 ),
 
@@ -90,10 +88,8 @@ window_feedback as (
 
     select feedback.*
     from feedback
-    inner join daily
-        on feedback.date_id = daily.date_id
-    inner join window_bounds
-        on daily.date between window_bounds.window_start and window_bounds.window_end
+    inner join window_days
+        on feedback.date_id = window_days.date_id
 
 ),
 
