@@ -56,16 +56,10 @@ feedback as (
 covered_days as (
 
     -- Reads the facts directly, not their CTEs (Postgres materialises a CTE used more than once in full):
-    -- min and max then come from the date_id indexes.
+    -- min and max then come from the date_id indexes. The post-hook keeps the table within this range.
     select
-        least(
-            (select min(first_appointment.date_id) from {{ ref('fact_appointment') }} as first_appointment),
-            (select min(first_form.date_id) from {{ ref('fact_feedback') }} as first_form)
-        ) as first_date_id,
-        greatest(
-            (select max(last_appointment.date_id) from {{ ref('fact_appointment') }} as last_appointment),
-            (select max(last_form.date_id) from {{ ref('fact_feedback') }} as last_form)
-        ) as last_date_id
+        {{ range_bound('min', 'date_id', [ref('fact_appointment'), ref('fact_feedback')]) }} as first_date_id,
+        {{ range_bound('max', 'date_id', [ref('fact_appointment'), ref('fact_feedback')]) }} as last_date_id
 
 ),
 
