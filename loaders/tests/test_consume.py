@@ -122,7 +122,9 @@ def test_edge_cases_land_once_with_reasons(settings):
 
 
 def test_kill_9_mid_batch_then_restart_loads_every_event_once(settings, tmp_path):
-    topic, total = new_topic(), 60_000
+    # Big enough that a restarted consumer cannot drain it in the moment between its first batch and the
+    # kill on a fast, quiet machine (60k sometimes could).
+    topic, total = new_topic(), 150_000
     env = loader_env(settings)
     produce_file(env, write_jsonl(tmp_path / "events.jsonl", valid_events(total)), topic)
     args = ("consume", "--topic", topic, "--group", "kill9", "--batch-size", "2000", "--batch-ms", "200")
