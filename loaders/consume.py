@@ -324,6 +324,9 @@ class ConsumeOptions:
     batch_ms: int = 1000
     max_retry_seconds: float = 300.0
     session_timeout_ms: int = 6000
+    # Fault injection for the reliability suite only: hold each Kafka offset commit this long after the
+    # Postgres commit, so a test's kill lands between the two commits every time, not by luck of scheduling.
+    kafka_commit_delay_ms: int = 0
 
 
 @dataclass
@@ -417,6 +420,8 @@ class EventConsumer:
         # Only partitions we still own: after a rebalance another member commits its own.
         parts = [TopicPartition(self.topic, p, o) for p, o in next_offsets.items() if p in self.assigned]
         if parts and self._consumer is not None:
+            if self.options.kafka_commit_delay_ms:
+                time.sleep(self.options.kafka_commit_delay_ms / 1000)
             try:
                 self._consumer.commit(offsets=parts, asynchronous=True)
             except Exception as exc:  # noqa: BLE001 - Postgres holds the truth; Kafka's copy is for lag tools
@@ -654,6 +659,8 @@ def parse_args(argv: list[str] | None) -> ConsumeOptions:
         help="give up when Postgres or the broker stay unreachable this long (default 300)",
     )
     parser.add_argument("--session-timeout-ms", type=int, default=6000, help="consumer group session timeout")
+    # Test-only fault injection (see ConsumeOptions), hidden from --help.
+    parser.add_argument("--kafka-commit-delay-ms", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     return ConsumeOptions(
         group=args.group,
@@ -664,6 +671,7 @@ def parse_args(argv: list[str] | None) -> ConsumeOptions:
         batch_ms=args.batch_ms,
         max_retry_seconds=args.max_retry_seconds,
         session_timeout_ms=args.session_timeout_ms,
+        kafka_commit_delay_ms=args.kafka_commit_delay_ms,
     )
 
 
