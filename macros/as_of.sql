@@ -1,0 +1,26 @@
+{#- The business clock: the moment this run counts as "now" for ages on the run date and for the recency
+    of business data. The var `as_of` (ISO 8601 with a UTC offset; dbt_project.yml fills it from
+    TELEMED_AS_OF) pins it, for a backfill or a test world with a fixed period; unset, it is the moment
+    the dbt invocation started. Load times (`_loaded_at`) and source freshness keep the warehouse clock:
+    they measure when rows arrived, not the world the rows describe. -#}
+{% macro as_of() -%}
+    {%- set text = var('as_of', '') | string | trim -%}
+    {%- if not text -%}
+        {{- return(run_started_at) -}}
+    {%- endif -%}
+    {%- set parsed = modules.datetime.datetime.fromisoformat(text.replace('Z', '+00:00')) -%}
+    {%- if parsed.tzinfo is none -%}
+        {{- exceptions.raise_compiler_error(
+            "var as_of (TELEMED_AS_OF) needs a UTC offset, e.g. 2026-11-01T00:00:00Z: " ~ text) -}}
+    {%- endif -%}
+    {{- return(parsed.astimezone(modules.pytz.utc)) -}}
+{%- endmacro %}
+
+{#- The recency bound of business data in days, measured from the as-of: var recent_data_max_age_days
+    plus how far the as-of lies behind the wall clock. The expectation tests compare with the warehouse's
+    current_timestamp (ours and dbt-expectations' alike), so widening their interval by that gap is what
+    makes them measure against the as-of, with either package. -#}
+{% macro recent_data_max_age_days() -%}
+    {%- set behind_days = (run_started_at - as_of()).total_seconds() / 86400 -%}
+    {{- return(var('recent_data_max_age_days') + (behind_days | round(4))) -}}
+{%- endmacro %}
