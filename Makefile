@@ -18,12 +18,15 @@ GENERATED ?= $(or $(TELEMED_STATE_DIR),.local)/generated
 TEST_DATABASE ?= telemed_test
 TEST_SCALE ?= 3000
 TEST_DATA := $(or $(TELEMED_STATE_DIR),.local)/test-data
-TEST_TOPIC := telemed.test-events.$(shell date +%s)
+TEST_TOPIC := telemed.test-events.$(shell od -An -N4 -tx4 /dev/urandom | tr -d ' ')
+# The test worlds' business clock: the day after the generator's default period (2026-10-31). Every
+# test process counts it as now for ages and data recency (dbt var as_of); see the README's Tests section.
+TEST_AS_OF ?= 2026-11-01T00:00:00Z
 CHROMIUM ?= $(or $(TELEMED_CHROMIUM),/usr/bin/chromium)
 select_flag = $(if $(SELECT),--select $(SELECT),) $(if $(SELECTOR),--selector $(SELECTOR),)
 
 .PHONY: help setup up down status db generate load build freshness monitor dashboards chromium docs docs-serve \
-	bench lint format test pytest dbt-test demo clean lock _test insights
+	bench lint format test pytest dbt-test demo clean lock _test insights faketime test-dates
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -82,20 +85,28 @@ monitor: setup ## freshness and tests as monitors, results stored, alerts sent w
 dashboards: setup ## offline HTML dashboards; Metabase provisioning when METABASE_URL is set
 	$(PY) -m dashboards
 
-# The browser tests drive Debian's Chromium (never a downloaded browser build). As root (CI) it is
-# installed when missing; otherwise this says so, and the browser tests fail with the same message.
-chromium: ## Debian's chromium for the browser tests (apt-get install when root and missing)
-	@if [ -x "$(CHROMIUM)" ]; then \
-		echo "chromium: $$($(CHROMIUM) --version 2>/dev/null)"; \
+# Debian packages the tests need (never a downloaded build): installed when missing and running as root
+# (CI); otherwise this says so, and the tests that need them fail with the same message.
+# $(call debian_package,PATH,PACKAGE,WHAT NEEDS IT)
+define debian_package
+	@if [ -e "$(1)" ]; then \
+		echo "$(2): $(1)"; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-		echo "chromium: $(CHROMIUM) is missing; installing Debian's chromium package for the browser tests"; \
+		echo "$(2): $(1) is missing; installing Debian's $(2) package for $(3)"; \
 		export DEBIAN_FRONTEND=noninteractive; \
-		apt-get install -y -qq chromium >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq chromium; } \
-			|| echo "chromium: apt-get could not install chromium (see above): the browser tests will fail."; \
+		apt-get install -y -qq $(2) >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq $(2); } \
+			|| echo "$(2): apt-get could not install $(2) (see above): $(3) will fail."; \
 	else \
-		echo "chromium: $(CHROMIUM) is missing and cannot be installed here (needs root and apt-get):"; \
-		echo "chromium: the browser tests will fail. Install Debian's chromium (sudo apt-get install chromium)."; \
+		echo "$(2): $(1) is missing and cannot be installed here (needs root and apt-get):"; \
+		echo "$(2): $(3) will fail. Install Debian's $(2) (sudo apt-get install $(2))."; \
 	fi
+endef
+
+chromium: ## Debian's chromium for the browser tests (apt-get install when root and missing)
+	$(call debian_package,$(CHROMIUM),chromium,the browser tests)
+
+faketime: ## Debian's faketime (libfaketime) for the faked-date runs (apt-get install when root and missing)
+	$(call debian_package,/usr/bin/faketime,faketime,the faked-date runs)
 
 docs: setup ## dbt docs generate
 	$(DBT) docs generate
@@ -117,18 +128,24 @@ format: setup ## apply ruff format and sqlfluff fix
 	$(VENV)/bin/ruff check --fix .
 	$(RUN) env -- $(VENV)/bin/sqlfluff fix $(if $(MODEL),$(MODEL),models tests analyses snapshots) --disable-progress-bar
 
-test: setup chromium ## every check on an isolated database: lint, pytest, dbt build with all tests
-	$(RUN) services run -- env PGDATABASE=$(TEST_DATABASE) $(MAKE) --no-print-directory _test
+test: setup chromium faketime ## every check on an isolated database: lint, pytest, faked dates, dbt build
+	$(RUN) services run -- env PGDATABASE=$(TEST_DATABASE) TELEMED_AS_OF=$(TEST_AS_OF) $(MAKE) --no-print-directory _test
 
 _test:
 	$(RUN) db drop --database $(PGDATABASE)
 	$(RUN) db init
 	$(MAKE) --no-print-directory lint
 	$(MAKE) --no-print-directory pytest
+	$(MAKE) --no-print-directory test-dates
 	$(MAKE) --no-print-directory dbt-test
 
 pytest: setup ## the Python tests (unit and integration on the real Postgres and broker)
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+# Tests never read the wall clock (see the README's Tests section); this proves it: the date-sensitive
+# tests (marker `dates`) run again under five faked dates, Python and the warehouse clock both faked.
+test-dates: setup faketime ## the date-sensitive tests under five faked dates (month end, Monday, holiday, 29 Feb, a year on)
+	$(RUN) services run -- $(PY) -m loaders.tests.fake_dates -- $(VENV)/bin/pytest -m dates -q -p no:cacheprovider $(PYTEST_ARGS)
 
 # The reliability suite runs in `make test` at the fast scale; this is its long variant (tens of minutes).
 # It starts its own Postgres and broker, so it needs no `make up`.

@@ -268,6 +268,7 @@ def calibrated(tmp_path_factory):
 
 
 # --- determinism --------------------------------------------------------------------------------------
+@pytest.mark.dates
 def test_same_seed_and_scale_give_identical_files_and_rows(small, settings, tmp_path):
     again = run(tmp_path, settings=settings)
     assert again == small["manifest"]
@@ -489,6 +490,7 @@ def test_rescheduled_appointments_chain_to_new_ones(calibrated):
 
 
 # --- late data and --as-of ----------------------------------------------------------------------------
+@pytest.mark.dates
 def test_as_of_emits_what_arrived_and_later_runs_add_the_rest(small, settings, tmp_path):
     cut = END_OF_PERIOD - 20 * 86400
     early = run(tmp_path, settings=settings, as_of=cut)
@@ -593,6 +595,7 @@ def test_cli_writes_the_manifest(tmp_path, monkeypatch):
     assert list((tmp_path / "landing").rglob("*.json"))
 
 
+@pytest.mark.dates
 def test_anomalies_change_only_their_day(tmp_path):
     """--anomaly injects what the monitors must catch: a no-show spike and a low-volume day."""
     from datetime import date

@@ -10,7 +10,10 @@ import pytest
 
 from loaders import db
 from loaders.settings import DBT_ROLE
+from loaders.tests.clock import AS_OF
 from monitors import alerts, checks, store
+
+pytestmark = pytest.mark.dates
 
 THRESHOLDS = checks.Thresholds.load()
 
@@ -96,7 +99,7 @@ def monitor_conn(settings):
 
 def test_alert_state_new_quiet_repeat_worse_recovered(monitor_conn):
     realert = timedelta(minutes=THRESHOLDS.realert_after_minutes)
-    t0 = checks.utcnow()
+    t0 = AS_OF
 
     run1 = [result("no_show_rate", 0.09), result("completion_rate", 0.8)]
     sent = store.transitions(monitor_conn, "slack", run1, t0, realert)
@@ -126,7 +129,7 @@ def test_alert_state_new_quiet_repeat_worse_recovered(monitor_conn):
 def test_channels_keep_separate_state(monitor_conn):
     """A channel whose delivery failed (nothing recorded) is told again next run; the other is not."""
     realert = timedelta(hours=6)
-    now = checks.utcnow()
+    now = AS_OF
     run = [result("technical_issue_share", 0.5)]
     for channel in ("slack", "email"):
         assert [t.kind for t in store.transitions(monitor_conn, channel, run, now, realert)] == ["new"]

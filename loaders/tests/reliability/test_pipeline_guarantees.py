@@ -24,6 +24,7 @@ import yaml
 from loaders import db
 from loaders.envcmd import child_env
 from loaders.settings import DBT_ROLE, LOADER_ROLE, PROJECT_ROOT, REPORTING_ROLE
+from loaders.tests.clock import AS_OF
 from loaders.tests.reliability.harness import record
 from loaders.tests.test_pipeline import mart_fingerprints
 from monitors.checks import THRESHOLDS_FILE, Thresholds
@@ -124,9 +125,9 @@ def pipeline(rig, tmp_path_factory):
     for patient_id, born in OLD_PATIENTS.items():
         rig.sql(
             "insert into clinic_ops.patients select (jsonb_populate_record(p, jsonb_build_object("
-            "'patient_id', %s::text, 'date_of_birth', current_date - %s::interval))).*"
+            "'patient_id', %s::text, 'date_of_birth', %s::date - %s::interval))).*"
             " from clinic_ops.patients as p order by patient_id limit 1",
-            (patient_id, born),
+            (patient_id, AS_OF.date(), born),
         )
     rig.must("reference", "reference")
     rig.must("produce", "produce", "--from-jsonl", str(out / "events"), "--topic", built.topic)
@@ -400,7 +401,8 @@ def test_case_16_patient_data(pipeline):
     assert old["PAT-9900001"] == (90, "90+")
     assert old["PAT-9900002"][0] == 89 and old["PAT-9900002"][1] != "90+"
     over_89 = rig.scalar(
-        "select count(*) from clinic_ops.patients where date_of_birth <= current_date - interval '90 years'"
+        "select count(*) from clinic_ops.patients where date_of_birth <= %s::date - interval '90 years'",
+        (AS_OF.date(),),
     )
     shown_90 = rig.scalar("select count(*) from marts.dim_patient where age = 90 and age_group = '90+'")
     assert shown_90 == over_89, f"{over_89} patients are over 89, {shown_90} shown as 90+"
