@@ -117,9 +117,10 @@ docs-serve: docs ## dbt docs serve
 bench: up ## benchmarks, as ratios against references measured in the same run
 	$(PY) -m benchmarks $(BENCH_ARGS)
 
-lint: setup ## ruff and sqlfluff (dbt templater); MODEL=path limits sqlfluff
+lint: setup ## ruff, the layering check (import-linter), sqlfluff (dbt templater); MODEL=path limits sqlfluff
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports --no-cache
 	$(DBT) deps --quiet >/dev/null 2>&1 || true
 	$(RUN) env -- $(VENV)/bin/sqlfluff lint $(if $(MODEL),$(MODEL),models tests analyses snapshots) --disable-progress-bar
 
@@ -145,7 +146,7 @@ pytest: setup ## the Python tests (unit and integration on the real Postgres and
 # Tests never read the wall clock (see the README's Tests section); this proves it: the date-sensitive
 # tests (marker `dates`) run again under five faked dates, Python and the warehouse clock both faked.
 test-dates: setup faketime ## the date-sensitive tests under five faked dates (month end, Monday, holiday, 29 Feb, a year on)
-	$(RUN) services run -- $(PY) -m loaders.tests.fake_dates -- $(VENV)/bin/pytest -m dates -q -p no:cacheprovider $(PYTEST_ARGS)
+	$(RUN) services run -- $(PY) -m testkit.fake_dates -- $(VENV)/bin/pytest -m dates -q -p no:cacheprovider $(PYTEST_ARGS)
 
 # The reliability suite runs in `make test` at the fast scale; this is its long variant (tens of minutes).
 # It starts its own Postgres and broker, so it needs no `make up`.

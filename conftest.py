@@ -1,10 +1,13 @@
-"""Shared by every test package: the business clock of the test worlds (see loaders/tests/clock.py)."""
+"""Shared by every test package: the fixtures for real services (testkit/fixtures.py) and the business
+clock of the test worlds (testkit/clock.py)."""
 
 from __future__ import annotations
 
 import pytest
 
-from loaders.tests.clock import TEST_AS_OF
+from testkit.clock import TEST_AS_OF
+
+pytest_plugins = ["testkit.fixtures"]
 
 
 @pytest.fixture(scope="session", autouse=True)

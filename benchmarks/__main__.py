@@ -10,7 +10,7 @@ from pathlib import Path
 
 from benchmarks import CASES
 from benchmarks.harness import BenchContext, print_table, report, write
-from loaders.settings import Settings
+from runtime.settings import Settings
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from benchmarks.harness import BenchContext, Result
 from loaders.consume import ConsumeOptions, EventConsumer
-from loaders.produce import produce
+from simulator.produce import produce
 
 _DEVICES = ("Mobile Phone", "Tablet", "Desktop", "Laptop")
 _TYPES = ("initial_consultation", "follow_up", "urgent_care", "mental_health", "prescription_refill")

@@ -8,7 +8,7 @@ import json
 import uuid
 
 from benchmarks.harness import BenchContext, Result, timed
-from loaders import db
+from runtime import db
 
 
 def write_csv(ctx: BenchContext) -> tuple[str, int]:

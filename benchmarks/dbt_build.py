@@ -25,9 +25,9 @@ import sys
 from pathlib import Path
 
 from benchmarks.harness import BenchContext, Result, timed
-from loaders import db
-from loaders.envcmd import child_env
-from loaders.settings import LOADER_ROLE, Settings
+from runtime import db
+from runtime.envcmd import child_env
+from runtime.settings import LOADER_ROLE, Settings
 
 log = logging.getLogger(__name__)
 

@@ -12,8 +12,8 @@ import time
 from datetime import timedelta
 
 from benchmarks.harness import BenchContext, Result, timed
-from loaders.generate import DEFAULT_END, generate
-from loaders.generate.seasonality import EPOCH_DAY
+from simulator.generate import DEFAULT_END, generate
+from simulator.seasonality import EPOCH_DAY
 
 # About three event messages per appointment: scale = events / 3 makes both cases the same size.
 EVENTS_PER_APPOINTMENT = 3

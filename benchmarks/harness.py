@@ -11,8 +11,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from loaders import db
-from loaders.settings import Settings
+from runtime import db
+from runtime.settings import Settings
 
 RESULTS_FILE = Path(".local/bench/results.json")
 

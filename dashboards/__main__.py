@@ -17,7 +17,7 @@ import psycopg2
 
 from dashboards import exposures
 from dashboards.definitions import DefinitionError, load_all
-from loaders.settings import REPORTING_ROLE, Settings
+from runtime.settings import REPORTING_ROLE, Settings
 
 log = logging.getLogger("dashboards")
 
@@ -25,7 +25,7 @@ log = logging.getLogger("dashboards")
 def build_html(settings: Settings, out_dir: Path) -> list[Path]:
     from dashboards.data import fetch_dashboard
     from dashboards.render import write_site
-    from loaders import db
+    from runtime import db
 
     dashboards = load_all()
     # The reporting role, as Metabase connects: the pages show exactly what the dashboards may read.

@@ -14,7 +14,7 @@ from pathlib import Path
 import yaml
 
 from dashboards.definitions import Dashboard
-from loaders.settings import PROJECT_ROOT
+from runtime.settings import PROJECT_ROOT
 
 EXPOSURES_PATH = PROJECT_ROOT / "models" / "marts" / "_marts__exposures.yml"
 HEADER = (

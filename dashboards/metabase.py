@@ -26,7 +26,7 @@ from metabase_api import Metabase_API
 
 from dashboards.definitions import Card, Dashboard
 from dashboards.query import FILTER_TAGS, metabase_sql, stable_id, template_tags
-from loaders.settings import REPORTING_ROLE, Settings
+from runtime.settings import REPORTING_ROLE, Settings
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,7 @@
-"""Single CLI entry point: ``python -m loaders <command> [options]``."""
+"""The project's one command line: ``python -m loaders <command> [options]``.
+
+Commands live in their own packages (runtime, simulator, loaders, dashboards); this names each by module
+path and imports only the one asked for, so the loaders never import the services supervisor."""
 
 from __future__ import annotations
 
@@ -9,16 +12,16 @@ import sys
 
 # command -> (module, one-line help). Each module exposes main(argv) -> int.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "services": ("loaders.services", "start, stop or report the embedded Postgres and broker"),
-    "env": ("loaders.envcmd", "print the effective connection settings, or run a command with them"),
-    "db": ("loaders.dbcli", "bootstrap the database (roles, schemas, raw tables) or drop a test database"),
-    "generate": ("loaders.generate", "make synthetic clinic data, events, feedback files and a manifest"),
-    "produce": ("loaders.produce", "send appointment events to Kafka"),
+    "services": ("runtime.services", "start, stop or report the embedded Postgres and broker"),
+    "env": ("runtime.envcmd", "print the effective connection settings, or run a command with them"),
+    "db": ("runtime.dbcli", "bootstrap the database (roles, schemas, raw tables) or drop a test database"),
+    "generate": ("simulator.generate", "make synthetic clinic data, events, feedback files and a manifest"),
+    "produce": ("simulator.produce", "send appointment events to Kafka"),
     "consume": ("loaders.consume", "load appointment events from Kafka into raw, exactly once"),
     "feedback": ("loaders.feedback", "load feedback form files from the landing folder"),
     "reference": ("loaders.reference", "copy new and changed clinic reference rows into raw"),
     "load": ("loaders.load", "run every loader once, draining what is there"),
-    "insights": ("loaders.insights", "print the original design's Key Insights computed from the marts"),
+    "insights": ("dashboards.insights", "print the original design's Key Insights computed from the marts"),
 }
 
 

@@ -34,14 +34,14 @@ import psycopg2.errors
 import psycopg2.extras
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
-from loaders import db
-from loaders.kafka import admin_client, client_config, topic_exists, topic_id
 from loaders.pgcopy import copy_rows, escape, existing_keys, stage_tables_ddl
-from loaders.progress import Progress
 from loaders.retry import TRANSIENT_DB_ERRORS, Backoff, RetryDeadlineExceeded
 from loaders.runs import LoadRun, RunCounts
-from loaders.settings import LOADER_ROLE, Settings
 from loaders.validation import INVALID_JSON, JSON_DECODER, check_event, storable_json_text
+from runtime import db
+from runtime.kafka import admin_client, client_config, topic_exists, topic_id
+from runtime.progress import Progress
+from runtime.settings import LOADER_ROLE, Settings
 
 log = logging.getLogger(__name__)
 

@@ -31,13 +31,13 @@ import psycopg2
 import psycopg2.errors
 import psycopg2.extras
 
-from loaders import db
 from loaders.pgcopy import copy_rows, escape, existing_keys, stage_tables_ddl
-from loaders.progress import Progress
 from loaders.retry import TRANSIENT_DB_ERRORS, Backoff, RetryDeadlineExceeded
 from loaders.runs import LoadRun, RunCounts
-from loaders.settings import LOADER_ROLE, Settings
 from loaders.validation import INVALID_JSON, JSON_DECODER, NOT_JSON, check_form, storable_json_text
+from runtime import db
+from runtime.progress import Progress
+from runtime.settings import LOADER_ROLE, Settings
 
 log = logging.getLogger(__name__)
 

@@ -17,10 +17,10 @@ from dataclasses import dataclass
 
 from psycopg2 import sql
 
-from loaders import db
 from loaders.retry import TRANSIENT_DB_ERRORS, Backoff, RetryDeadlineExceeded
 from loaders.runs import LoadRun, RunCounts
-from loaders.settings import LOADER_ROLE, Settings
+from runtime import db
+from runtime.settings import LOADER_ROLE, Settings
 
 log = logging.getLogger(__name__)
 

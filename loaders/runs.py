@@ -13,7 +13,7 @@ import os
 import socket
 from dataclasses import dataclass, field
 
-from loaders.services import pid_alive
+from runtime.processes import pid_alive
 
 log = logging.getLogger(__name__)
 

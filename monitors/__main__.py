@@ -21,10 +21,10 @@ from pathlib import Path
 
 import psycopg2
 
-from loaders import db
-from loaders.envcmd import child_env
-from loaders.settings import DBT_ROLE, PROJECT_ROOT, REPORTING_ROLE, Settings
 from monitors import alerts, checks, report, store
+from runtime import db
+from runtime.envcmd import child_env
+from runtime.settings import DBT_ROLE, PROJECT_ROOT, REPORTING_ROLE, Settings
 
 log = logging.getLogger("monitors")
 

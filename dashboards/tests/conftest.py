@@ -11,16 +11,15 @@ from pathlib import Path
 import pytest
 
 from dashboards.tests import marts
-from loaders import db
-from loaders.settings import PROJECT_ROOT, REPORTING_ROLE, Settings
-from loaders.tests.conftest import base_settings, free_port  # noqa: F401  (shared fixtures)
+from runtime import db
+from runtime.settings import PROJECT_ROOT, REPORTING_ROLE, Settings
 
 ARTIFACTS = PROJECT_ROOT / ".local" / "artifacts" / "dashboards"
 CHROMIUM = Path(os.environ.get("TELEMED_CHROMIUM", "/usr/bin/chromium"))
 
 
 @pytest.fixture(scope="session")
-def marts_settings(base_settings: Settings):  # noqa: F811
+def marts_settings(base_settings: Settings):
     """A bootstrapped database of this session's own, with the marts (and a monitors history) in it."""
     name = f"telemed_dash_{uuid.uuid4().hex[:10]}"
     isolated = dataclasses.replace(base_settings, pg_database=name)

@@ -11,9 +11,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from loaders import db
-from loaders.settings import PROJECT_ROOT, REPORTING_ROLE, Settings
 from monitors import store
+from runtime import db
+from runtime.settings import PROJECT_ROOT, REPORTING_ROLE, Settings
 
 SCALE = 2000
 

@@ -28,7 +28,7 @@ from dashboards.query import bind, metabase_sql, plain_sql
 from dashboards.render import page_name
 from dashboards.tests import marts
 from dashboards.tests.browser import chromium, watch
-from loaders.settings import PROJECT_ROOT
+from runtime.settings import PROJECT_ROOT
 
 DASHBOARDS = load_all()
 KPI_MARTS = ("ops_daily_kpis", "provider_performance", "device_quality", "specialty_satisfaction")

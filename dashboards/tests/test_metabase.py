@@ -15,8 +15,8 @@ from dashboards.definitions import load_all
 from dashboards.metabase import COLLECTION_NAME, DATABASE_NAME, MetabaseConfig, MetabaseError, provision
 from dashboards.query import FILTER_TAGS
 from dashboards.tests.metabase_standin import MetabaseStandIn
-from loaders.settings import PROJECT_ROOT, REPORTING_ROLE, Settings
-from loaders.tests.conftest import free_port
+from runtime.settings import PROJECT_ROOT, REPORTING_ROLE, Settings
+from testkit.fixtures import free_port
 
 ADMIN, PASSWORD = "admin@telemed-elt.example", "a-Long-test-passw0rd"
 MUTATING = ("POST", "PUT", "DELETE")

@@ -11,8 +11,8 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-from loaders import db
-from loaders.settings import PROJECT_ROOT, Settings
+from runtime import db
+from runtime.settings import PROJECT_ROOT, Settings
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

@@ -9,7 +9,6 @@ import time
 
 from confluent_kafka import Consumer, TopicPartition
 
-from loaders.kafka import client_config
 from loaders.tests.loader_support import (
     FIXTURES,
     loader_env,
@@ -23,6 +22,7 @@ from loaders.tests.loader_support import (
     wait_for,
     write_jsonl,
 )
+from runtime.kafka import client_config
 
 EDGE_CASES = FIXTURES / "events_edge_cases.jsonl"
 

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from loaders.tests.conftest import own_services as isolated_services
 from loaders.tests.loader_support import (
     loader_env,
     new_topic,
@@ -24,6 +23,7 @@ from loaders.tests.loader_support import (
     wait_for,
     write_jsonl,
 )
+from testkit.fixtures import own_services as isolated_services
 
 COUNT = "select count(*) from raw.appointment_events where kafka_topic = %s"
 

@@ -20,9 +20,9 @@ from pathlib import Path
 import psycopg2.extras
 import pytest
 
-from loaders import db
-from loaders.envcmd import child_env
-from loaders.settings import PROJECT_ROOT, Settings
+from runtime import db
+from runtime.envcmd import child_env
+from runtime.settings import PROJECT_ROOT, Settings
 
 DBT = Path(sys.executable).parent / "dbt"
 SCALE = 3000

@@ -12,9 +12,9 @@ import json
 
 import pytest
 
-from loaders import db
-from loaders.settings import LOADER_ROLE, REPORTING_ROLE
 from loaders.tests.test_pipeline import dbt, mart_fingerprints, query
+from runtime import db
+from runtime.settings import LOADER_ROLE, REPORTING_ROLE
 
 EVENT_COLUMNS = (
     "event_id, appointment_id, event_type, event_ts, schema_version, payload,"

@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from aiosmtpd.controller import Controller
 
-from loaders.tests.conftest import base_settings, free_port, pg, settings  # noqa: F401 - shared fixtures
+from testkit.fixtures import free_port
 
 
 class WebhookReceiver:

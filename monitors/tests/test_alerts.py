@@ -8,10 +8,10 @@ from datetime import timedelta
 
 import pytest
 
-from loaders import db
-from loaders.settings import DBT_ROLE
-from loaders.tests.clock import AS_OF
 from monitors import alerts, checks, store
+from runtime import db
+from runtime.settings import DBT_ROLE
+from testkit.clock import AS_OF
 
 pytestmark = pytest.mark.dates
 
@@ -144,7 +144,7 @@ def test_plain_dbt_freshness_uses_the_monitors_thresholds():
     """`make freshness` reads dbt_project.yml; `make monitor` passes thresholds.yml: they must agree."""
     import yaml
 
-    from loaders.settings import PROJECT_ROOT
+    from runtime.settings import PROJECT_ROOT
 
     project_vars = yaml.safe_load((PROJECT_ROOT / "dbt_project.yml").read_text())["vars"]
     assert project_vars["freshness_warn_after_hours"] == THRESHOLDS.freshness_warn_hours

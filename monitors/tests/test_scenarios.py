@@ -23,11 +23,11 @@ import pytest
 import yaml
 from aiosmtpd.controller import Controller
 
-from loaders import db
-from loaders.settings import PROJECT_ROOT, Settings
-from loaders.tests.clock import PERIOD_END
 from monitors.checks import THRESHOLDS_FILE
 from monitors.tests.conftest import MailSink, WebhookReceiver, free_port
+from runtime import db
+from runtime.settings import PROJECT_ROOT, Settings
+from testkit.clock import PERIOD_END
 
 pytestmark = pytest.mark.slow
 

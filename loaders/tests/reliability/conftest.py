@@ -11,8 +11,8 @@ import json
 
 import pytest
 
-from loaders.tests.conftest import own_services
 from loaders.tests.reliability.harness import ARTIFACTS, FIGURES, Rig, current_scale
+from testkit.fixtures import own_services
 
 COLUMNS = ("case", "lost", "dup_rows", "redelivered", "quarantined", "bad_injected", "recovery_s", "title")
 

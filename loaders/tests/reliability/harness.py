@@ -29,11 +29,11 @@ from pathlib import Path
 import psycopg2
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from loaders import db
-from loaders.kafka import admin_client, client_config, ensure_topic
-from loaders.services import EmbeddedBroker, EmbeddedPostgres
-from loaders.settings import PROJECT_ROOT, Settings
 from loaders.tests.loader_support import loader_env
+from runtime import db
+from runtime.kafka import admin_client, client_config, ensure_topic
+from runtime.services import EmbeddedBroker, EmbeddedPostgres
+from runtime.settings import PROJECT_ROOT, Settings
 
 ARTIFACTS = PROJECT_ROOT / ".local" / "artifacts"
 # The suite's own connections are named, so faults aimed at the loaders' connections spare them.

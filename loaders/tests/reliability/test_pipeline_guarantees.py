@@ -21,14 +21,14 @@ import psycopg2
 import pytest
 import yaml
 
-from loaders import db
-from loaders.envcmd import child_env
-from loaders.settings import DBT_ROLE, LOADER_ROLE, PROJECT_ROOT, REPORTING_ROLE
-from loaders.tests.clock import AS_OF
 from loaders.tests.reliability.harness import record
 from loaders.tests.test_pipeline import mart_fingerprints
 from monitors.checks import THRESHOLDS_FILE, Thresholds
 from monitors.tests.conftest import MailSink, WebhookReceiver, free_port
+from runtime import db
+from runtime.envcmd import child_env
+from runtime.settings import DBT_ROLE, LOADER_ROLE, PROJECT_ROOT, REPORTING_ROLE
+from testkit.clock import AS_OF
 
 DBT = Path(sys.executable).parent / "dbt"
 RAW_WITH_FRESHNESS = ("appointment_events", "patient_feedback", "providers", "patients", "feedback_files")
@@ -310,7 +310,7 @@ def configured_grants(build_target: Path, rig) -> dict[tuple[str, str], dict[str
             for grantee in grantees
         }
         expected[(node["schema"], node["alias"])] = grants
-    # loaders/db.py: raw tables are readable by dbt, clinic_ops tables by the loader.
+    # runtime/db.py: raw tables are readable by dbt, clinic_ops tables by the loader.
     for (table,) in rig.sql("select tablename from pg_tables where schemaname = 'raw'"):
         expected[("raw", table)] = {DBT_ROLE: {"select"}}
     for (table,) in rig.sql("select tablename from pg_tables where schemaname = 'clinic_ops'"):
@@ -441,7 +441,7 @@ TEST_CREDENTIALS = {
         "reporting-secret",
         "not-the-password",
     },
-    "loaders/tests/test_settings.py": {"s3cret", "hunter2"},
+    "runtime/tests/test_settings.py": {"s3cret", "hunter2"},
 }
 
 

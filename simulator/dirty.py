@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 
-from loaders.generate.randomness import random_uuid, seeded
+from simulator.randomness import random_uuid, seeded
 
 # kind -> rejection reason (None: accepted, counted elsewhere in the manifest)
 EVENT_KINDS = {

@@ -14,9 +14,9 @@ import os
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from loaders.generate.dirty import EVENT_KINDS, FORM_KINDS, Dirt, dumps
-from loaders.generate.seasonality import ClinicClock
-from loaders.generate.world import TIMESTAMP_FIELDS, Appointment, Event
+from simulator.dirty import EVENT_KINDS, FORM_KINDS, Dirt, dumps
+from simulator.seasonality import ClinicClock
+from simulator.world import TIMESTAMP_FIELDS, Appointment, Event
 
 TERMINAL = ("completed", "cancelled", "no_show", "rescheduled")
 STATUS_ORDER = ("completed", "cancelled", "rescheduled", "no_show", "in_progress", "scheduled")

@@ -16,10 +16,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
-from loaders.generate import profiles
-from loaders.generate.randomness import random_uuid, seeded
-from loaders.generate.reference import Provider, ProviderBook, ProviderVersion, weighted_picker
-from loaders.generate.seasonality import ClinicClock, allocate, day_weights
+from simulator import profiles
+from simulator.randomness import random_uuid, seeded
+from simulator.reference import Provider, ProviderBook, ProviderVersion, weighted_picker
+from simulator.seasonality import ClinicClock, allocate, day_weights
 
 TIMESTAMP_FIELDS = frozenset({"scheduled_for", "new_scheduled_for"})
 

@@ -9,6 +9,7 @@ the exit code is non-zero when any message failed.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 import time
@@ -18,10 +19,9 @@ from pathlib import Path
 
 from confluent_kafka import KafkaException, Producer
 
-from loaders.kafka import DEFAULT_PARTITIONS, admin_client, client_config, ensure_topic
-from loaders.progress import Progress
-from loaders.settings import Settings
-from loaders.validation import JSON_DECODER
+from runtime.kafka import DEFAULT_PARTITIONS, admin_client, client_config, ensure_topic
+from runtime.progress import Progress
+from runtime.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,15 @@ def jsonl_files(source: Path) -> list[Path]:
     raise FileNotFoundError(f"{source} does not exist")
 
 
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+# A line's key is read as strictly as the consumer reads the line: NaN and Infinity are not JSON, so a
+# line holding them is keyless, like any other malformed line.
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+
+
 def read_lines(path: Path) -> Iterator[bytes]:
     """Every line's bytes without its newline; the newline that ends the file makes no extra message."""
     data = path.read_bytes()
@@ -54,7 +63,7 @@ def read_lines(path: Path) -> Iterator[bytes]:
 
 def key_of(line: bytes) -> bytes | None:
     try:
-        event = JSON_DECODER.decode(line.decode())
+        event = _DECODER.decode(line.decode())
     except (UnicodeDecodeError, ValueError):
         return None
     if type(event) is dict:

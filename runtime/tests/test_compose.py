@@ -15,7 +15,7 @@ import jsonschema
 import pytest
 import yaml
 
-from loaders.settings import PROJECT_ROOT
+from runtime.settings import PROJECT_ROOT
 
 # The Compose specification schema as shipped in the docker-compose 1.29.2 wheel on PyPI.
 SPEC_WHEEL = "docker-compose==1.29.2"

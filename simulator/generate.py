@@ -16,13 +16,13 @@ import time
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
-from loaders import db
-from loaders.generate import reference
-from loaders.generate.dirty import Dirt
-from loaders.generate.emit import Emitter
-from loaders.generate.seasonality import EPOCH_DAY, ClinicClock
-from loaders.generate.world import World
-from loaders.settings import Settings, SettingsError
+from runtime import db
+from runtime.settings import Settings, SettingsError
+from simulator import reference
+from simulator.dirty import Dirt
+from simulator.emit import Emitter
+from simulator.seasonality import EPOCH_DAY, ClinicClock
+from simulator.world import World
 
 log = logging.getLogger(__name__)
 

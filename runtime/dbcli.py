@@ -7,8 +7,8 @@ import sys
 
 import psycopg2
 
-from loaders import db
-from loaders.settings import Settings
+from runtime import db
+from runtime.settings import Settings
 
 
 def main(argv: list[str] | None = None) -> int:

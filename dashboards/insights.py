@@ -13,9 +13,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from loaders import db
-from loaders.envcmd import child_env
-from loaders.settings import PROJECT_ROOT, REPORTING_ROLE, Settings
+from runtime import db
+from runtime.envcmd import child_env
+from runtime.settings import PROJECT_ROOT, REPORTING_ROLE, Settings
 
 
 def compile_analyses(settings: Settings, target: Path) -> list[Path]:

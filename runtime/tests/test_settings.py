@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from loaders.settings import EMBEDDED_KAFKA_PORT, EMBEDDED_PG_PORT, Settings, SettingsError
+from runtime.settings import EMBEDDED_KAFKA_PORT, EMBEDDED_PG_PORT, Settings, SettingsError
 
 
 def test_unset_variables_mean_embedded_services():

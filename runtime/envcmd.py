@@ -11,7 +11,7 @@ import os
 import shlex
 import subprocess
 
-from loaders.settings import Settings
+from runtime.settings import Settings
 
 
 def child_env(settings: Settings) -> dict[str, str]:

@@ -22,7 +22,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from loaders.settings import EMBEDDED_PG_USER, Settings
+from runtime.processes import pid_alive
+from runtime.settings import EMBEDDED_PG_USER, Settings
 
 log = logging.getLogger(__name__)
 
@@ -61,20 +62,6 @@ def _log_tail(path: Path, lines: int = 20) -> str:
         return f"(no log at {path})"
     text = path.read_text(errors="replace").splitlines()[-lines:]
     return "\n".join(f"    {line}" for line in text) or "    (log is empty)"
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie still answers kill(0): treat it as gone.
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
-    except (OSError, IndexError):
-        return True
 
 
 def _cmdline(pid: int) -> str:

@@ -18,12 +18,12 @@ from pathlib import Path
 
 import pytest
 
-from loaders import db
-from loaders.generate import DEFAULT_END, build_parser, generate, main
-from loaders.generate.seasonality import EPOCH_DAY, us_federal_holidays
-from loaders.settings import LOADER_ROLE, PROJECT_ROOT
+from runtime import db
+from runtime.settings import LOADER_ROLE, PROJECT_ROOT
+from simulator.generate import DEFAULT_END, build_parser, generate, main
+from simulator.seasonality import EPOCH_DAY, us_federal_holidays
 
-KEY_INSIGHTS = json.loads((PROJECT_ROOT / "loaders" / "generate" / "key_insights.json").read_text())
+KEY_INSIGHTS = json.loads((PROJECT_ROOT / "simulator" / "key_insights.json").read_text())
 START = DEFAULT_END - timedelta(days=89)
 END_OF_PERIOD = (DEFAULT_END - EPOCH_DAY).days * 86400 + 86400
 EDT = timezone(timedelta(hours=-4))
@@ -552,7 +552,7 @@ def test_canaries_are_planted_in_patient_identifiers(small):
 def _peak_rss_kib(scale: int, tmp: Path) -> int:
     """Peak RSS of a fresh process generating ``scale`` appointments (files included, no database)."""
     code = (
-        "import resource, sys; from loaders.generate import main; "
+        "import resource, sys; from simulator.generate import main; "
         f"main(['--scale', '{scale}', '--no-db', '--out', sys.argv[1], '--landing', sys.argv[2]]); "
         "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
     )
@@ -600,7 +600,7 @@ def test_anomalies_change_only_their_day(tmp_path):
     """--anomaly injects what the monitors must catch: a no-show spike and a low-volume day."""
     from datetime import date
 
-    from loaders.generate import generate
+    from simulator.generate import generate
 
     common = {
         "scale": 3000,

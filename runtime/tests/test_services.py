@@ -14,9 +14,9 @@ from pathlib import Path
 import psycopg2
 import pytest
 
-from loaders import services
-from loaders.settings import PROJECT_ROOT, Settings
-from loaders.tests.conftest import free_port
+from runtime import services
+from runtime.settings import PROJECT_ROOT, Settings
+from testkit.fixtures import free_port
 
 
 @pytest.fixture

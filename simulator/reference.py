@@ -16,9 +16,9 @@ from datetime import date, timedelta
 
 from faker import Faker
 
-from loaders.generate import profiles
-from loaders.generate.randomness import seeded
-from loaders.generate.seasonality import EPOCH_DAY, ClinicClock, allocate
+from simulator import profiles
+from simulator.randomness import seeded
+from simulator.seasonality import EPOCH_DAY, ClinicClock, allocate
 
 PROVIDER_COLUMNS = (
     "provider_id",

@@ -7,7 +7,7 @@ import logging
 from confluent_kafka import KafkaError, KafkaException, TopicCollection
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from loaders.settings import Settings
+from runtime.settings import Settings
 
 log = logging.getLogger(__name__)
 

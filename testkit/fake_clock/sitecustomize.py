@@ -1,4 +1,4 @@
-"""Imported by every Python process of a faked-date run (``python -m loaders.tests.fake_dates`` puts this
+"""Imported by every Python process of a faked-date run (``python -m testkit.fake_dates`` puts this
 folder on PYTHONPATH): the wall clock (time.time, datetime.now, ...) runs TELEMED_FAKE_CLOCK_OFFSET seconds
 away from the real one and keeps ticking, in every process alike. Monotonic clocks are left alone."""
 

@@ -1,4 +1,5 @@
-"""Fixtures that hand tests a real Postgres and a real Kafka-protocol broker.
+"""Fixtures that hand tests a real Postgres and a real Kafka-protocol broker (a pytest plugin: the root
+conftest.py loads it for every test package).
 
 The services are the effective ones (embedded unless PG*/KAFKA_BOOTSTRAP_SERVERS say otherwise);
 embedded ones are started when needed and stopped again only if this session started them.
@@ -18,8 +19,8 @@ from contextlib import contextmanager
 import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from loaders import db, services
-from loaders.settings import PROJECT_ROOT, Settings
+from runtime import db, services
+from runtime.settings import PROJECT_ROOT, Settings
 
 
 def free_port() -> int:

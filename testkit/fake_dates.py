@@ -1,4 +1,4 @@
-"""``python -m loaders.tests.fake_dates [--date ISO ...] -- COMMAND``: run COMMAND once per faked date.
+"""``python -m testkit.fake_dates [--date ISO ...] -- COMMAND``: run COMMAND once per faked date.
 
 Each run sees another calendar, the same in every process and still ticking:
 - Python processes (the tests, the loaders, dbt, the monitors) through time-machine, started by the
@@ -26,10 +26,10 @@ from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
-from loaders import db
-from loaders.services import EmbeddedPostgres
-from loaders.settings import PROJECT_ROOT, Settings
-from loaders.tests.conftest import free_port
+from runtime import db
+from runtime.services import EmbeddedPostgres
+from runtime.settings import PROJECT_ROOT, Settings
+from testkit.fixtures import free_port
 
 DATES = {
     "2026-12-31T23:58:30Z": "month and year end; the date turns over during the run",
@@ -100,7 +100,7 @@ def run_at(when: datetime, command: list[str], broker: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m loaders.tests.fake_dates", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m testkit.fake_dates", description=__doc__)
     parser.add_argument("--date", action="append", type=parse, help="a faked date (repeatable; default: five)")
     parser.add_argument("command", nargs=argparse.REMAINDER, help="the command, after --")
     args = parser.parse_args(argv)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import date, datetime, timedelta, timezone
 
-from loaders.generate import DEFAULT_END
+from simulator.generate import DEFAULT_END
 
 PERIOD_END: date = DEFAULT_END
 AS_OF: datetime = datetime.combine(PERIOD_END + timedelta(days=1), datetime.min.time(), tzinfo=timezone.utc)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from loaders.generate import profiles
+from simulator import profiles
 
 EPOCH_DAY = date(1970, 1, 1)
 

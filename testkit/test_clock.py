@@ -1,4 +1,4 @@
-"""The test clock: worlds are pinned (loaders/tests/clock.py), and where a run fakes the date
+"""The test clock: worlds are pinned (testkit/clock.py), and where a run fakes the date
 (``make test-dates``) it fakes it for Python and the warehouse alike."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from loaders.tests.clock import TEST_AS_OF
+from testkit.clock import TEST_AS_OF
 
 pytestmark = pytest.mark.dates
 

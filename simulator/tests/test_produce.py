@@ -6,9 +6,9 @@ import json
 
 from confluent_kafka import Consumer, TopicPartition
 
-from loaders.kafka import client_config
-from loaders.tests.conftest import free_port
 from loaders.tests.loader_support import FIXTURES, loader_env, new_topic, run_loader, wait_for
+from runtime.kafka import client_config
+from testkit.fixtures import free_port
 
 EDGE_CASES = FIXTURES / "events_edge_cases.jsonl"
 

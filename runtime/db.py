@@ -20,7 +20,7 @@ import psycopg2
 import psycopg2.extensions
 from psycopg2 import sql
 
-from loaders.settings import DBT_ROLE, LOADER_ROLE, REPORTING_ROLE, Settings
+from runtime.settings import DBT_ROLE, LOADER_ROLE, REPORTING_ROLE, Settings
 
 log = logging.getLogger(__name__)
 
