@@ -17,6 +17,10 @@ SELECTOR ?=
 GENERATED ?= $(or $(TELEMED_STATE_DIR),.local)/generated
 TEST_DATABASE ?= telemed_test
 TEST_SCALE ?= 3000
+# pytest-xdist workers, each with embedded services of its own (0: one process, the shared services).
+PYTEST_WORKERS ?= 3
+# Faked dates run at once by `make test-dates` (each with a Postgres of its own).
+DATE_JOBS ?= 2
 TEST_DATA := $(or $(TELEMED_STATE_DIR),.local)/test-data
 TEST_TOPIC := telemed.test-events.$(shell od -An -N4 -tx4 /dev/urandom | tr -d ' ')
 # The test worlds' business clock: the day after the generator's default period (2026-10-31). Every
@@ -26,7 +30,7 @@ CHROMIUM ?= $(or $(TELEMED_CHROMIUM),/usr/bin/chromium)
 select_flag = $(if $(SELECT),--select $(SELECT),) $(if $(SELECTOR),--selector $(SELECTOR),)
 
 .PHONY: help setup up down status db generate load build freshness monitor dashboards chromium docs docs-serve \
-	bench lint format test pytest dbt-test demo clean lock _test insights faketime test-dates
+	bench lint format test pytest dbt-test demo clean lock _test insights faketime test-dates test-fast
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -140,13 +144,20 @@ _test:
 	$(MAKE) --no-print-directory test-dates
 	$(MAKE) --no-print-directory dbt-test
 
-pytest: setup ## the Python tests (unit and integration on the real Postgres and broker)
-	$(VENV)/bin/pytest $(PYTEST_ARGS)
+pytest: setup ## the Python tests (unit and integration on the real Postgres and broker), PYTEST_WORKERS in parallel
+	$(VENV)/bin/pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
+
+test-fast: setup ## the inner loop (under a minute): ruff, the layering check, pytest without the slow and fault suites
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports --no-cache
+	$(RUN) services run -- $(VENV)/bin/pytest -n $(PYTEST_WORKERS) --dist loadgroup -m "not slow and not faults" -q $(PYTEST_ARGS)
 
 # Tests never read the wall clock (see the README's Tests section); this proves it: the date-sensitive
 # tests (marker `dates`) run again under five faked dates, Python and the warehouse clock both faked.
 test-dates: setup faketime ## the date-sensitive tests under five faked dates (month end, Monday, holiday, 29 Feb, a year on)
-	$(RUN) services run -- $(PY) -m testkit.fake_dates -- $(VENV)/bin/pytest -m dates -q -p no:cacheprovider $(PYTEST_ARGS)
+	$(RUN) services run -- $(PY) -m testkit.fake_dates --jobs $(DATE_JOBS) -- \
+		$(VENV)/bin/pytest -m dates -q -p no:cacheprovider $(PYTEST_ARGS)
 
 # The reliability suite runs in `make test` at the fast scale; this is its long variant (tens of minutes).
 # It starts its own Postgres and broker, so it needs no `make up`.

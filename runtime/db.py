@@ -1,6 +1,6 @@
 """Database access: connections, the one-time bootstrap (database, roles, schemas) and migrations.
 
-Roles (least privilege, see ARCHITECTURE.md):
+Roles (least privilege, see docs/architecture.md):
 - telemed_loader writes the raw schema only (and reads clinic_ops, the source it copies);
 - telemed_dbt reads raw and owns the schemas dbt builds;
 - telemed_reporting reads marts only (granted by dbt on the models it builds).

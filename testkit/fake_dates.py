@@ -21,7 +21,9 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -39,6 +41,7 @@ DATES = {
     "2027-11-30T12:00:00Z": "a year on from this round",
 }
 FAKE_CLOCK = Path(__file__).parent / "fake_clock"
+_ENVIRON = threading.Lock()
 
 
 def parse(text: str) -> datetime:
@@ -59,17 +62,18 @@ def libfaketime() -> str:
 def faked_postgres(settings: Settings, offset: int):
     """A Postgres of its own whose clock runs `offset` seconds away (libfaketime, preloaded into pg_ctl
     and so into the server it starts; this process's own clock is untouched)."""
-    saved = {key: os.environ.get(key) for key in ("LD_PRELOAD", "FAKETIME")}
-    os.environ.update({"LD_PRELOAD": libfaketime(), "FAKETIME": f"{offset:+d}"})
     postgres = EmbeddedPostgres(settings)
-    try:
-        postgres.start()
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    with _ENVIRON:  # runs started at once must not see each other's offset
+        saved = {key: os.environ.get(key) for key in ("LD_PRELOAD", "FAKETIME")}
+        os.environ.update({"LD_PRELOAD": libfaketime(), "FAKETIME": f"{offset:+d}"})
+        try:
+            postgres.start()
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
     try:
         db.bootstrap(settings)
         yield postgres
@@ -77,7 +81,7 @@ def faked_postgres(settings: Settings, offset: int):
         postgres.stop(mode="immediate")
 
 
-def run_at(when: datetime, command: list[str], broker: str) -> int:
+def run_at(when: datetime, command: list[str], broker: str, log: Path | None = None) -> int:
     state = PROJECT_ROOT / ".local" / "fake-dates" / when.strftime("%Y%m%dT%H%M%S")
     shutil.rmtree(state, ignore_errors=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "DATABASE_URL"))}
@@ -94,7 +98,10 @@ def run_at(when: datetime, command: list[str], broker: str) -> int:
                     "PYTHONPATH": os.pathsep.join(filter(None, [str(FAKE_CLOCK), env.get("PYTHONPATH")])),
                 }
             )
-            return subprocess.call(command, cwd=PROJECT_ROOT, env=env)
+            if log is None:
+                return subprocess.call(command, cwd=PROJECT_ROOT, env=env)
+            with open(log, "wb") as out:
+                return subprocess.call(command, cwd=PROJECT_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
     finally:
         shutil.rmtree(state, ignore_errors=True)
 
@@ -102,6 +109,12 @@ def run_at(when: datetime, command: list[str], broker: str) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m testkit.fake_dates", description=__doc__)
     parser.add_argument("--date", action="append", type=parse, help="a faked date (repeatable; default: five)")
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="faked dates run at once (default 1; above 1 each run's output goes to a log)",
+    )
     parser.add_argument("command", nargs=argparse.REMAINDER, help="the command, after --")
     args = parser.parse_args(argv)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
@@ -109,13 +122,24 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("a command is needed after --")
     broker = Settings.from_env().kafka_bootstrap_servers
     dates = args.date or [parse(text) for text in DATES]
-    failed = []
-    for when in dates:
+    logs = PROJECT_ROOT / ".local" / "artifacts" / "fake-dates"
+    logs.mkdir(parents=True, exist_ok=True)
+
+    def one(when: datetime) -> int:
         why = DATES.get(when.strftime("%Y-%m-%dT%H:%M:%SZ"), "")
-        print(f"== faked date {when:%Y-%m-%d %H:%M:%S} UTC" + (f" ({why})" if why else ""), flush=True)
-        code = run_at(when, command, broker)
-        if code != 0:
-            failed.append(f"{when:%Y-%m-%d %H:%M} (exit {code})")
+        title = f"faked date {when:%Y-%m-%d %H:%M:%S} UTC" + (f" ({why})" if why else "")
+        if args.jobs <= 1:
+            print(f"== {title}", flush=True)
+            return run_at(when, command, broker)
+        log = logs / f"{when:%Y%m%dT%H%M%S}.log"
+        code = run_at(when, command, broker, log)
+        tail = "" if code == 0 else "\n" + "\n".join(log.read_text(errors="replace").splitlines()[-60:])
+        print(f"== {title}: {'passed' if code == 0 else f'FAILED (exit {code})'}, log {log}{tail}", flush=True)
+        return code
+
+    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        codes = list(pool.map(one, dates))
+    failed = [f"{when:%Y-%m-%d %H:%M} (exit {code})" for when, code in zip(dates, codes, strict=True) if code != 0]
     passed = len(dates) - len(failed)
     print(f"fake_dates: {passed} of {len(dates)} faked dates passed" + (f"; failed: {failed}" if failed else ""))
     return 1 if failed else 0

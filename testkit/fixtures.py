@@ -5,11 +5,16 @@ The services are the effective ones (embedded unless PG*/KAFKA_BOOTSTRAP_SERVERS
 embedded ones are started when needed and stopped again only if this session started them.
 Every test module gets its own database, and every Kafka test its own topic, so tests never see
 the demo's data or each other's.
+
+Under pytest-xdist (`make test` runs `pytest -n`), each worker runs embedded services of its own (state
+under .local/xdist/, free ports, set in the worker's environment so every process a test starts uses
+them too): consumer groups of one worker never wait on another's rebalances on a shared broker.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import shutil
 import socket
 import uuid
@@ -50,13 +55,42 @@ def own_services(
         shutil.rmtree(state, ignore_errors=True)
 
 
+def _worker_env() -> dict[str, str]:
+    """A state folder and free ports for an xdist worker's own embedded services (empty elsewhere, and
+    where Postgres or the broker is configured: then every worker shares them)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    configured = any(os.environ.get(k) for k in ("PGHOST", "DATABASE_URL", "KAFKA_BOOTSTRAP_SERVERS"))
+    if not worker or configured:
+        return {}
+    state = PROJECT_ROOT / ".local" / "xdist" / f"{os.getpid()}-{worker}"
+    return {
+        "TELEMED_STATE_DIR": str(state),
+        "TELEMED_PG_PORT": str(free_port()),
+        "TELEMED_KAFKA_PORT": str(free_port()),
+    }
+
+
 @pytest.fixture(scope="session")
 def base_settings() -> Settings:
-    settings = Settings.from_env()
-    started = services.up(settings)
+    own = _worker_env()
+    for attempt in range(3):
+        os.environ.update(own)
+        settings = Settings.from_env()
+        try:
+            started = services.up(settings)
+            break
+        except services.ServiceError:
+            if not own or attempt == 2:
+                raise
+            services.down(settings)
+            own = _worker_env()  # another worker took a port between choosing and binding it
+    if own:
+        db.bootstrap(settings)
     yield settings
     if started:
         services.down(settings, only=started)
+    if own:
+        shutil.rmtree(own["TELEMED_STATE_DIR"], ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -84,3 +118,34 @@ def kafka_topic(base_settings: Settings):
     admin.create_topics([NewTopic(name, num_partitions=3, replication_factor=1)])[name].result(timeout=30)
     yield name
     admin.delete_topics([name])[name].result(timeout=30)
+
+
+# Suites by cost, for `make test-fast` (-m "not slow and not faults"): the fault matrix and the outage
+# tests kill, pause and restart servers (`faults`); these build whole worlds through dbt (`slow`).
+FAULTS = ("loaders/tests/reliability/", "loaders/tests/test_consume_outages.py")
+SLOW = (
+    "loaders/tests/test_pipeline.py",
+    "loaders/tests/test_pipeline_lifecycle.py",
+    "loaders/tests/test_load.py",
+    "monitors/tests/test_scenarios.py",
+    "dashboards/tests/test_browser.py",
+    "dashboards/tests/test_card_sql.py",
+    "runtime/tests/test_services.py",
+)
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def pytest_collection_modifyitems(config, items):
+    """Markers by path (FAULTS, SLOW), and groups for pytest-xdist's `--dist loadgroup`: a module's
+    tests stay on one worker (they share module fixtures and some run in order); the reliability suite's
+    modules share one worker and its session-wide Postgres and broker."""
+    for item in items:
+        path = item.nodeid.split("::", 1)[0]
+        if path.startswith(FAULTS):
+            item.add_marker(pytest.mark.faults)
+        if path.startswith(SLOW):
+            item.add_marker(pytest.mark.slow)
+        if any(mark.name == "xdist_group" for mark in item.iter_markers()):
+            continue
+        group = "reliability" if path.startswith("loaders/tests/reliability/") else path
+        item.add_marker(pytest.mark.xdist_group(group))
