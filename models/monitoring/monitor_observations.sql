@@ -60,7 +60,7 @@ window_bounds as (
 
     select
         max(date) as window_end,
-        cast({{ dbt.dateadd('day', 1 - var('monitor_window_days', 7), 'max(date)') }} as date) as window_start
+        cast({{ dbt.dateadd('day', 1 - var('monitor_window_days'), 'max(date)') }} as date) as window_start
     from daily
     where started > 0
 
@@ -114,7 +114,7 @@ same_weekday_baseline as (
 
 input_cutoff as (
 
-    select {{ dbt.dateadd('day', -var('monitor_window_days', 7), 'max(loaded_at)') }} as cutoff
+    select {{ dbt.dateadd('day', -var('monitor_window_days'), 'max(loaded_at)') }} as cutoff
     from events
 
 ),
