@@ -29,7 +29,7 @@ TEST_AS_OF ?= 2026-11-01T00:00:00Z
 CHROMIUM ?= $(or $(TELEMED_CHROMIUM),/usr/bin/chromium)
 select_flag = $(if $(SELECT),--select $(SELECT),) $(if $(SELECTOR),--selector $(SELECTOR),)
 
-.PHONY: help setup up down status db generate load build freshness monitor dashboards chromium docs docs-serve \
+.PHONY: help setup deps up down status db generate load build freshness monitor dashboards chromium docs docs-serve \
 	bench lint format test pytest dbt-test demo clean lock _test insights faketime test-dates test-fast
 
 help: ## list the targets
@@ -46,6 +46,17 @@ profiles.yml: profiles.yml.example
 	@test -f $@ || { cp $< $@ && echo "created profiles.yml from profiles.yml.example"; }
 
 setup: $(STAMP) profiles.yml ## create .venv with the pinned dependencies and profiles.yml
+
+# dbt packages (packages.yml: our local dbt_expectations). dbt refuses to run while they are missing, so
+# every target that runs dbt, directly or through Python (monitors, insights, tests, benchmarks), has this
+# as a prerequisite: installed on first use after a fresh clone or `make clean`; `make deps` reinstalls.
+DBT_PACKAGES := dbt_packages/dbt_expectations
+
+$(DBT_PACKAGES): | setup
+	$(DBT) deps --quiet
+
+deps: setup ## dbt deps: install the dbt packages of packages.yml into dbt_packages/
+	$(DBT) deps --quiet
 
 lock: ## re-pin requirements.txt from pyproject.toml (needs the network)
 	rm -rf .local/lockenv && $(PYTHON) -m venv .local/lockenv
@@ -74,16 +85,16 @@ generate: up ## synthetic data (SCALE=appointments, SEED=n, GENERATE_ARGS=...), 
 load: up ## every loader once, draining what is there
 	$(RUN) load
 
-build: setup ## dbt build: seeds, snapshots, models, tests (SELECT=..., SELECTOR=hourly, FULL_REFRESH=1)
+build: setup $(DBT_PACKAGES) ## dbt build: seeds, snapshots, models, tests (SELECT=..., SELECTOR=hourly, FULL_REFRESH=1)
 	$(DBT) build $(select_flag) $(if $(FULL_REFRESH),--full-refresh,)
 
-insights: setup ## print the Key Insights tables (the dbt analyses) from the marts
+insights: setup $(DBT_PACKAGES) ## print the Key Insights tables (the dbt analyses) from the marts
 	$(RUN) insights
 
-freshness: setup ## dbt source freshness
+freshness: setup $(DBT_PACKAGES) ## dbt source freshness
 	$(DBT) source freshness
 
-monitor: setup ## freshness and tests as monitors, results stored, alerts sent where configured
+monitor: setup $(DBT_PACKAGES) ## freshness and tests as monitors, results stored, alerts sent where configured
 	$(PY) -m monitors $(MONITOR_ARGS)
 
 dashboards: setup ## offline HTML dashboards; Metabase provisioning when METABASE_URL is set
@@ -112,23 +123,23 @@ chromium: ## Debian's chromium for the browser tests (apt-get install when root 
 faketime: ## Debian's faketime (libfaketime) for the faked-date runs (apt-get install when root and missing)
 	$(call debian_package,/usr/bin/faketime,faketime,the faked-date runs)
 
-docs: setup ## dbt docs generate
+docs: setup $(DBT_PACKAGES) ## dbt docs generate
 	$(DBT) docs generate
 
 docs-serve: docs ## dbt docs serve
 	$(DBT) docs serve --host 127.0.0.1 --port $${DOCS_PORT:-8080}
 
-bench: up ## benchmarks, as ratios against references measured in the same run
+bench: up $(DBT_PACKAGES) ## benchmarks, as ratios against references measured in the same run
 	$(PY) -m benchmarks $(BENCH_ARGS)
 
 lint: setup ## ruff, the layering check (import-linter), sqlfluff (dbt templater); MODEL=path limits sqlfluff
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports --no-cache
-	$(DBT) deps --quiet >/dev/null 2>&1 || true
+	$(DBT) deps --quiet
 	$(RUN) env -- $(VENV)/bin/sqlfluff lint $(if $(MODEL),$(MODEL),models tests analyses snapshots) --disable-progress-bar
 
-format: setup ## apply ruff format and sqlfluff fix
+format: setup $(DBT_PACKAGES) ## apply ruff format and sqlfluff fix
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 	$(RUN) env -- $(VENV)/bin/sqlfluff fix $(if $(MODEL),$(MODEL),models tests analyses snapshots) --disable-progress-bar
@@ -144,10 +155,10 @@ _test:
 	$(MAKE) --no-print-directory test-dates
 	$(MAKE) --no-print-directory dbt-test
 
-pytest: setup ## the Python tests (unit and integration on the real Postgres and broker), PYTEST_WORKERS in parallel
+pytest: setup $(DBT_PACKAGES) ## the Python tests (unit and integration on the real Postgres and broker), PYTEST_WORKERS in parallel
 	$(VENV)/bin/pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
-test-fast: setup ## the inner loop (under a minute): ruff, the layering check, pytest without the slow and fault suites
+test-fast: setup $(DBT_PACKAGES) ## the inner loop (under a minute): ruff, the layering check, pytest without the slow and fault suites
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports --no-cache
@@ -155,18 +166,18 @@ test-fast: setup ## the inner loop (under a minute): ruff, the layering check, p
 
 # Tests never read the wall clock (see the README's Tests section); this proves it: the date-sensitive
 # tests (marker `dates`) run again under five faked dates, Python and the warehouse clock both faked.
-test-dates: setup faketime ## the date-sensitive tests under five faked dates (month end, Monday, holiday, 29 Feb, a year on)
+test-dates: setup faketime $(DBT_PACKAGES) ## the date-sensitive tests under five faked dates (month end, Monday, holiday, 29 Feb, a year on)
 	$(RUN) services run -- $(PY) -m testkit.fake_dates --jobs $(DATE_JOBS) -- \
 		$(VENV)/bin/pytest -m dates -q -p no:cacheprovider $(PYTEST_ARGS)
 
 # The reliability suite runs in `make test` at the fast scale; this is its long variant (tens of minutes).
 # It starts its own Postgres and broker, so it needs no `make up`.
 .PHONY: soak
-soak: setup ## the reliability and security suite at soak scale (longer outages, more kills and events)
+soak: setup $(DBT_PACKAGES) ## the reliability and security suite at soak scale (longer outages, more kills and events)
 	RELIABILITY_SCALE=soak $(VENV)/bin/pytest loaders/tests/reliability $(PYTEST_ARGS)
 
 # dbt needs data: a small generated world, loaded through the real loaders (own topic and folders).
-dbt-test: setup ## dbt build with every test on a small generated world (run by `make test` on its database)
+dbt-test: setup $(DBT_PACKAGES) ## dbt build with every test on a small generated world (run by `make test` on its database)
 	rm -rf $(TEST_DATA)
 	$(RUN) generate --scale $(TEST_SCALE) --seed $(SEED) --out $(TEST_DATA)/generated --landing $(TEST_DATA)/landing
 	$(RUN) reference
@@ -180,7 +191,7 @@ dbt-test: setup ## dbt build with every test on a small generated world (run by 
 # and late feedback forms have arrived, and an incremental build takes them in.
 LATE_AS_OF ?= 2026-11-07T00:00:00Z
 
-demo: ## from a fresh clone: services, data, load, dbt build, late data, freshness, monitors, dashboards
+demo: $(DBT_PACKAGES) ## from a fresh clone: services, data, load, dbt build, late data, freshness, monitors, dashboards
 	$(MAKE) --no-print-directory up
 	$(MAKE) --no-print-directory generate
 	$(MAKE) --no-print-directory load

@@ -60,7 +60,7 @@ window_bounds as (
 
     select
         max(date) as window_end,
-        cast({{ dbt.dateadd('day', 1 - var('monitor_window_days', 7), 'max(date)') }} as date) as window_start
+        cast({{ dbt.dateadd('day', 1 - var('monitor_window_days'), 'max(date)') }} as date) as window_start
     from daily
     where started > 0
 
@@ -114,7 +114,7 @@ same_weekday_baseline as (
 
 input_cutoff as (
 
-    select {{ dbt.dateadd('day', -var('monitor_window_days', 7), 'max(loaded_at)') }} as cutoff
+    select {{ dbt.dateadd('day', -var('monitor_window_days'), 'max(loaded_at)') }} as cutoff
     from events
 
 ),
@@ -173,12 +173,12 @@ observations as (
     select
         'key_column_null_share' as check_name,
         greatest(
-            avg(case when provider_key is null then 1.0 else 0.0 end),
-            avg(case when patient_key is null then 1.0 else 0.0 end),
-            avg(case when date_id is null then 1.0 else 0.0 end),
-            avg(case when time_id is null then 1.0 else 0.0 end),
-            avg(case when status_key is null then 1.0 else 0.0 end),
-            avg(case when device_key is null then 1.0 else 0.0 end)
+            {{ share_where('provider_key is null') }},
+            {{ share_where('patient_key is null') }},
+            {{ share_where('date_id is null') }},
+            {{ share_where('time_id is null') }},
+            {{ share_where('status_key is null') }},
+            {{ share_where('device_key is null') }}
         ) as observed_value
     from window_appointments
 
@@ -202,28 +202,28 @@ observations as (
 
     select
         'rejected_input_share' as check_name,
-        rejected / nullif(cast(received as numeric), 0) as observed_value
+        {{ rate('rejected', 'received') }} as observed_value
     from recent_inputs
 
     union all
 
     select
         'completion_rate' as check_name,
-        sum(completed) / nullif(cast(sum(closed_appointments) as numeric), 0) as observed_value
+        {{ rate('sum(completed)', 'sum(closed_appointments)') }} as observed_value
     from window_days
 
     union all
 
     select
         'cancellation_rate' as check_name,
-        sum(cancelled) / nullif(cast(sum(closed_appointments) as numeric), 0) as observed_value
+        {{ rate('sum(cancelled)', 'sum(closed_appointments)') }} as observed_value
     from window_days
 
     union all
 
     select
         'no_show_rate' as check_name,
-        sum(no_shows) / nullif(cast(sum(closed_appointments) as numeric), 0) as observed_value
+        {{ rate('sum(no_shows)', 'sum(closed_appointments)') }} as observed_value
     from window_days
 
     union all
@@ -237,7 +237,7 @@ observations as (
 
     select
         'technical_issue_share' as check_name,
-        avg(case when had_technical_issues then 1.0 else 0.0 end) as observed_value
+        {{ share_where('had_technical_issues') }} as observed_value
     from window_appointments
     where is_started
 

@@ -34,7 +34,7 @@ days as (
 final as (
 
     select
-        days.year_number * 10000 + days.month_number * 100 + days.day_number as date_id,
+        {{ date_id('days.date_day') }} as date_id,
         days.date_day as date,
         days.day_number as day,
         days.month_number as month,

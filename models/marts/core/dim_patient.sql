@@ -19,6 +19,22 @@
 -- now known, newer versions (updated_at or load time changed) and ages changed since the last run (a
 -- birthday); inferred members only for patient ids not here yet. No look-back window is needed.
 
+{#- The columns of the inferred and Unknown members (macro dimension_member): no attributes. -#}
+{%- set member_columns = [
+    ('patient_key', dbt.type_string()),
+    ('patient_id', dbt.type_string()),
+    ('age', 'integer'),
+    ('age_group', dbt.type_string()),
+    ('gender', dbt.type_string()),
+    ('has_insurance', 'boolean'),
+    ('registration_date', 'date'),
+    ('state', dbt.type_string()),
+    ('updated_at', dbt.type_timestamp()),
+    ('is_inferred', 'boolean'),
+    ('last_loaded_at', 'timestamp with time zone'),
+] -%}
+{%- set member_values = {'age_group': "'unknown'"} %}
+
 with
 
 patients as (
@@ -53,14 +69,7 @@ ages as (
         updated_at,
         loaded_at,
         -- Completed years: whole-year difference, minus one before the birthday in the as-of year.
-        cast(floor((
-            ({{ run_date_part('year') }} * 10000 + {{ run_date_part('month') }} * 100 + {{ run_date_part('day') }})
-            - (
-                {{ extract_date_part('year', 'date_of_birth') }} * 10000
-                + {{ extract_date_part('month', 'date_of_birth') }} * 100
-                + {{ extract_date_part('day', 'date_of_birth') }}
-            )
-        ) / 10000) as integer) as exact_age
+        cast(floor(({{ run_date_id() }} - {{ date_id('date_of_birth') }}) / 10000) as integer) as exact_age
     from latest_versions
     where version_rank = 1
 
@@ -116,17 +125,13 @@ changed_known_patients as (
 inferred_patients as (
 
     select
-        {{ dbt.hash('appointments.patient_id') }} as patient_key,
-        appointments.patient_id,
-        cast(null as integer) as age,
-        'unknown' as age_group,
-        cast(null as {{ dbt.type_string() }}) as gender,
-        cast(null as boolean) as has_insurance,
-        cast(null as date) as registration_date,
-        cast(null as {{ dbt.type_string() }}) as state,
-        cast(null as {{ dbt.type_timestamp() }}) as updated_at,
-        true as is_inferred,
-        cast(null as timestamp with time zone) as last_loaded_at
+        {{ dimension_member(
+            member_columns,
+            member_values,
+            patient_key=dbt.hash('appointments.patient_id'),
+            patient_id='appointments.patient_id',
+            is_inferred='true',
+        ) }}
     from appointments
     where
         appointments.patient_id is not null
@@ -153,17 +158,13 @@ inferred_patients as (
 unknown_patient as (
 
     select
-        {{ unknown_key('string') }} as patient_key,
-        'unknown' as patient_id,
-        cast(null as integer) as age,
-        'unknown' as age_group,
-        cast(null as {{ dbt.type_string() }}) as gender,
-        cast(null as boolean) as has_insurance,
-        cast(null as date) as registration_date,
-        cast(null as {{ dbt.type_string() }}) as state,
-        cast(null as {{ dbt.type_timestamp() }}) as updated_at,
-        false as is_inferred,
-        cast(null as timestamp with time zone) as last_loaded_at
+        {{ dimension_member(
+            member_columns,
+            member_values,
+            patient_key=unknown_key('string'),
+            patient_id="'unknown'",
+            is_inferred='false',
+        ) }}
 
 ),
 

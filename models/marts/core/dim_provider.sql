@@ -5,6 +5,32 @@
 -- Versions and their validity come from the full history in raw (int_provider_versions_validity):
 -- exact and reproducible; the snapshot snap_clinic_ops__providers cross-checks it (see README).
 
+{#- The columns of the inferred and Unknown members (macro dimension_member): no attributes, one
+    open-ended version. -#}
+{%- set member_columns = [
+    ('provider_key', dbt.type_string()),
+    ('provider_id', dbt.type_string()),
+    ('first_name', dbt.type_string()),
+    ('last_name', dbt.type_string()),
+    ('specialty', dbt.type_string()),
+    ('years_experience', 'integer'),
+    ('state', dbt.type_string()),
+    ('hourly_rate', 'numeric(10, 2)'),
+    ('available_hours', 'integer'),
+    ('active', 'boolean'),
+    ('version_number', 'integer'),
+    ('valid_from', dbt.type_timestamp()),
+    ('valid_to', dbt.type_timestamp()),
+    ('is_current', 'boolean'),
+    ('is_inferred', 'boolean'),
+] -%}
+{%- set member_values = {
+    'version_number': '0',
+    'valid_from': "cast('1900-01-01' as " ~ dbt.type_timestamp() ~ ")",
+    'valid_to': "cast('9999-12-31' as " ~ dbt.type_timestamp() ~ ")",
+    'is_current': 'true',
+} %}
+
 with
 
 provider_versions as (
@@ -44,21 +70,13 @@ known_versions as (
 inferred_providers as (
 
     select distinct
-        {{ dbt.hash(dbt.concat(['appointments.provider_id', "'|inferred'"])) }} as provider_key,
-        appointments.provider_id,
-        cast(null as {{ dbt.type_string() }}) as first_name,
-        cast(null as {{ dbt.type_string() }}) as last_name,
-        cast(null as {{ dbt.type_string() }}) as specialty,
-        cast(null as integer) as years_experience,
-        cast(null as {{ dbt.type_string() }}) as state,
-        cast(null as numeric(10, 2)) as hourly_rate,
-        cast(null as integer) as available_hours,
-        cast(null as boolean) as active,
-        0 as version_number,
-        cast('1900-01-01' as {{ dbt.type_timestamp() }}) as valid_from,
-        cast('9999-12-31' as {{ dbt.type_timestamp() }}) as valid_to,
-        true as is_current,
-        true as is_inferred
+        {{ dimension_member(
+            member_columns,
+            member_values,
+            provider_key=dbt.hash(dbt.concat(['appointments.provider_id', "'|inferred'"])),
+            provider_id='appointments.provider_id',
+            is_inferred='true',
+        ) }}
     from appointments
     where
         appointments.provider_id is not null
@@ -73,21 +91,13 @@ inferred_providers as (
 unknown_provider as (
 
     select
-        {{ unknown_key('string') }} as provider_key,
-        'unknown' as provider_id,
-        cast(null as {{ dbt.type_string() }}) as first_name,
-        cast(null as {{ dbt.type_string() }}) as last_name,
-        cast(null as {{ dbt.type_string() }}) as specialty,
-        cast(null as integer) as years_experience,
-        cast(null as {{ dbt.type_string() }}) as state,
-        cast(null as numeric(10, 2)) as hourly_rate,
-        cast(null as integer) as available_hours,
-        cast(null as boolean) as active,
-        0 as version_number,
-        cast('1900-01-01' as {{ dbt.type_timestamp() }}) as valid_from,
-        cast('9999-12-31' as {{ dbt.type_timestamp() }}) as valid_to,
-        true as is_current,
-        false as is_inferred
+        {{ dimension_member(
+            member_columns,
+            member_values,
+            provider_key=unknown_key('string'),
+            provider_id="'unknown'",
+            is_inferred='false',
+        ) }}
 
 ),
 

@@ -112,9 +112,7 @@ final as (
             when appointments_in_scope.patient_id is null then {{ unknown_key('string') }}
             else {{ dbt.hash('appointments_in_scope.patient_id') }}
         end as patient_key,
-        {{ extract_date_part('year', 'appointments_in_scope.appointment_at') }} * 10000
-        + {{ extract_date_part('month', 'appointments_in_scope.appointment_at') }} * 100
-        + {{ extract_date_part('day', 'appointments_in_scope.appointment_at') }} as date_id,
+        {{ date_id('appointments_in_scope.appointment_at') }} as date_id,
         {{ extract_date_part('hour', 'appointments_in_scope.appointment_at') }} * 100
         + {{ extract_date_part('minute', 'appointments_in_scope.appointment_at') }} as time_id,
         statuses.status_key,

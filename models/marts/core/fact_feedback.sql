@@ -113,9 +113,7 @@ final as (
         appointment_id,
         provider_key,
         patient_key,
-        {{ extract_date_part('year', 'submitted_at') }} * 10000
-        + {{ extract_date_part('month', 'submitted_at') }} * 100
-        + {{ extract_date_part('day', 'submitted_at') }} as date_id,
+        {{ date_id('submitted_at') }} as date_id,
 
         -- measures
         provider_rating,

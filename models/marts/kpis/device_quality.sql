@@ -21,8 +21,8 @@ started_by_device as (
     select
         device_key,
         count(*) as started_appointments,
-        sum(case when status = 'completed' then 1 else 0 end) as completed,
-        sum(case when had_technical_issues then 1 else 0 end) as with_technical_issues,
+        {{ count_where("status = 'completed'") }} as completed,
+        {{ count_where('had_technical_issues') }} as with_technical_issues,
         avg(wait_time_minutes) as avg_wait_minutes,
         percentile_cont(0.9) within group (order by wait_time_minutes) as p90_wait_minutes,
         avg(connection_quality) as avg_connection_quality,
@@ -44,8 +44,8 @@ final as (
         cast(coalesce(started_by_device.with_technical_issues, 0) as bigint) as with_technical_issues,
         cast(started_by_device.avg_wait_minutes as numeric) as avg_wait_minutes,
         cast(started_by_device.p90_wait_minutes as numeric) as p90_wait_minutes,
-        cast(started_by_device.with_technical_issues as numeric)
-        / nullif(started_by_device.started_appointments, 0) as technical_issue_share,
+        {{ rate('started_by_device.with_technical_issues', 'started_by_device.started_appointments') }}
+            as technical_issue_share,
         cast(started_by_device.avg_connection_quality as numeric) as avg_connection_quality,
         cast(started_by_device.avg_duration_minutes as numeric) as avg_duration_minutes
     from devices

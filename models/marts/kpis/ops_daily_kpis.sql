@@ -121,13 +121,13 @@ appointments_by_day as (
     select
         appointments.date_id,
         count(*) as appointments,
-        sum(case when statuses.is_terminal then 1 else 0 end) as closed_appointments,
-        sum(case when appointments.status = 'completed' then 1 else 0 end) as completed,
-        sum(case when appointments.status = 'cancelled' then 1 else 0 end) as cancelled,
-        sum(case when appointments.status = 'rescheduled' then 1 else 0 end) as rescheduled,
-        sum(case when appointments.status = 'no_show' then 1 else 0 end) as no_shows,
-        sum(case when appointments.is_started then 1 else 0 end) as started,
-        sum(case when appointments.is_started and appointments.had_technical_issues then 1 else 0 end)
+        {{ count_where('statuses.is_terminal') }} as closed_appointments,
+        {{ count_where("appointments.status = 'completed'") }} as completed,
+        {{ count_where("appointments.status = 'cancelled'") }} as cancelled,
+        {{ count_where("appointments.status = 'rescheduled'") }} as rescheduled,
+        {{ count_where("appointments.status = 'no_show'") }} as no_shows,
+        {{ count_where('appointments.is_started') }} as started,
+        {{ count_where('appointments.is_started and appointments.had_technical_issues') }}
             as started_with_technical_issues,
         avg(appointments.wait_time_minutes) as avg_wait_minutes,
         percentile_cont(0.9) within group (order by appointments.wait_time_minutes) as p90_wait_minutes,
@@ -175,18 +175,14 @@ final as (
         cast(coalesce(appointments_by_day.rescheduled, 0) as bigint) as rescheduled,
         cast(coalesce(appointments_by_day.no_shows, 0) as bigint) as no_shows,
         cast(coalesce(appointments_by_day.started, 0) as bigint) as started,
-        cast(appointments_by_day.completed as numeric)
-        / nullif(appointments_by_day.closed_appointments, 0) as completion_rate,
-        cast(appointments_by_day.cancelled as numeric)
-        / nullif(appointments_by_day.closed_appointments, 0) as cancellation_rate,
-        cast(appointments_by_day.no_shows as numeric)
-        / nullif(appointments_by_day.closed_appointments, 0) as no_show_rate,
-        cast(appointments_by_day.rescheduled as numeric)
-        / nullif(appointments_by_day.closed_appointments, 0) as reschedule_rate,
+        {{ rate('appointments_by_day.completed', 'appointments_by_day.closed_appointments') }} as completion_rate,
+        {{ rate('appointments_by_day.cancelled', 'appointments_by_day.closed_appointments') }} as cancellation_rate,
+        {{ rate('appointments_by_day.no_shows', 'appointments_by_day.closed_appointments') }} as no_show_rate,
+        {{ rate('appointments_by_day.rescheduled', 'appointments_by_day.closed_appointments') }} as reschedule_rate,
         cast(appointments_by_day.avg_wait_minutes as numeric) as avg_wait_minutes,
         cast(appointments_by_day.p90_wait_minutes as numeric) as p90_wait_minutes,
-        cast(appointments_by_day.started_with_technical_issues as numeric)
-        / nullif(appointments_by_day.started, 0) as technical_issue_share,
+        {{ rate('appointments_by_day.started_with_technical_issues', 'appointments_by_day.started') }}
+            as technical_issue_share,
         cast(appointments_by_day.avg_connection_quality as numeric) as avg_connection_quality,
         cast(appointments_by_day.avg_duration_minutes as numeric) as avg_duration_minutes,
         cast(coalesce(feedback_by_day.feedback_forms, 0) as bigint) as feedback_forms,

@@ -41,10 +41,10 @@ appointments_by_provider as (
     select
         appointments.provider_id,
         count(*) as appointments,
-        sum(case when statuses.is_terminal then 1 else 0 end) as closed_appointments,
-        sum(case when appointments.status = 'completed' then 1 else 0 end) as completed,
-        sum(case when appointments.status = 'no_show' then 1 else 0 end) as no_shows,
-        sum(case when appointments.status = 'cancelled' then 1 else 0 end) as cancelled,
+        {{ count_where('statuses.is_terminal') }} as closed_appointments,
+        {{ count_where("appointments.status = 'completed'") }} as completed,
+        {{ count_where("appointments.status = 'no_show'") }} as no_shows,
+        {{ count_where("appointments.status = 'cancelled'") }} as cancelled,
         avg(appointments.wait_time_minutes) as avg_wait_minutes,
         avg(appointments.duration_minutes) as avg_duration_minutes,
         avg(appointments.connection_quality) as avg_connection_quality
@@ -62,7 +62,7 @@ feedback_by_provider as (
         count(*) as feedback_forms,
         avg(feedback.provider_rating) as avg_provider_rating,
         avg(feedback.overall_satisfaction) as avg_overall_satisfaction,
-        avg(case when feedback.would_recommend then 1.0 else 0.0 end) as recommend_rate
+        {{ share_where('feedback.would_recommend') }} as recommend_rate
     from feedback
     inner join providers
         on feedback.provider_key = providers.provider_key
@@ -85,12 +85,12 @@ final as (
         cast(coalesce(appointments_by_provider.completed, 0) as bigint) as completed,
         cast(coalesce(appointments_by_provider.no_shows, 0) as bigint) as no_shows,
         cast(coalesce(appointments_by_provider.cancelled, 0) as bigint) as cancelled,
-        cast(appointments_by_provider.completed as numeric)
-        / nullif(appointments_by_provider.closed_appointments, 0) as completion_rate,
-        cast(appointments_by_provider.no_shows as numeric)
-        / nullif(appointments_by_provider.closed_appointments, 0) as no_show_rate,
-        cast(appointments_by_provider.cancelled as numeric)
-        / nullif(appointments_by_provider.closed_appointments, 0) as cancellation_rate,
+        {{ rate('appointments_by_provider.completed', 'appointments_by_provider.closed_appointments') }}
+            as completion_rate,
+        {{ rate('appointments_by_provider.no_shows', 'appointments_by_provider.closed_appointments') }}
+            as no_show_rate,
+        {{ rate('appointments_by_provider.cancelled', 'appointments_by_provider.closed_appointments') }}
+            as cancellation_rate,
         cast(appointments_by_provider.avg_wait_minutes as numeric) as avg_wait_minutes,
         cast(appointments_by_provider.avg_duration_minutes as numeric) as avg_duration_minutes,
         cast(appointments_by_provider.avg_connection_quality as numeric) as avg_connection_quality,

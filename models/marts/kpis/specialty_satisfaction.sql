@@ -32,7 +32,7 @@ feedback_by_specialty as (
         avg(feedback.ease_of_use_rating) as avg_ease_of_use_rating,
         avg(feedback.audio_quality_rating) as avg_audio_quality_rating,
         avg(feedback.video_quality_rating) as avg_video_quality_rating,
-        avg(case when feedback.would_recommend then 1.0 else 0.0 end) as recommend_rate
+        {{ share_where('feedback.would_recommend') }} as recommend_rate
     from feedback
     inner join providers
         on feedback.provider_key = providers.provider_key

@@ -12,5 +12,5 @@ from latest
 where
     latest_value is null
     or cast(latest_value as {{ dbt.type_timestamp() }})
-    < {{ dbt.dateadd(datepart, -1 * interval, to_utc(dbt.current_timestamp())) }}
+    < {{ dbt.dateadd(datepart, -1 * interval, dbt_expectations.utc_now()) }}
 {% endtest %}
