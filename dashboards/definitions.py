@@ -6,83 +6,149 @@ in ``monitoring``). Dashboard filters never appear in that SQL: a card names the
 applies to, and the filter keeps the result rows whose column matches, in Metabase (optional clauses around
 the query) and in the HTML page (client-side, on the embedded rows) alike. ``rollup: sum`` then adds up the
 filtered rows per ``x`` (or into one number for a scalar), which is how a pie or a total follows a date range.
+
+The classes below are the schema: pydantic dataclasses that validate a definition as they are built, so a
+malformed one is refused with every problem located by file, dashboard, card and field.
 """
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
+from typing import Annotated, Any, Literal, get_args
 
+import sqlparse.lexer
 import yaml
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    model_validator,
+)
+from pydantic.dataclasses import dataclass
+from sqlparse import tokens as T
 
 DEFINITIONS_DIR = Path(__file__).parent / "definitions"
 
 # Metabase lays dashboards on a 24-column grid (since v0.46); the HTML pages use the same grid.
 GRID_COLUMNS = 24
-FILTERS = ("date_range", "specialty", "device")
-VISUALIZATIONS = ("bar", "line", "row", "pie", "scatter", "table", "scalar")
+FilterName = Literal["date_range", "specialty", "device"]
+VisualizationType = Literal["bar", "line", "row", "pie", "scatter", "table", "scalar"]
+FILTERS: tuple[str, ...] = get_args(FilterName)
+VISUALIZATIONS: tuple[str, ...] = get_args(VisualizationType)
 ROLLUP_VISUALIZATIONS = ("bar", "row", "pie", "scalar")
 ALLOWED_SCHEMAS = ("marts", "monitoring")
-_IDENT = re.compile(r"^[a-z][a-z0-9_]*$")
-_TABLE_REF = re.compile(r"\b(?:from|join)\s+([a-z_][a-z0-9_]*)\s*\.\s*([a-z_][a-z0-9_]*)\b(?!\s*[()])", re.IGNORECASE)
-# "from x" that is not a table: extract(day from x), trim(both from x) end at ")"; functions open "(".
-_BARE_TABLE = re.compile(r"\b(?:from|join)\s+([a-z_][a-z0-9_]*)\b(?!\s*[.()])", re.IGNORECASE)
+_SCHEMA = ConfigDict(extra="forbid")
 
 
 class DefinitionError(ValueError):
-    """A dashboard definition is malformed; the message names the file and the card."""
+    """A dashboard definition is malformed; the message names the file, the dashboard, the card and the field."""
 
 
-@dataclass(frozen=True)
+def _one_or_many(value: Any) -> Any:
+    """``y: count`` is short for ``y: [count]``; an absent list is empty."""
+    if value is None:
+        return ()
+    return [value] if isinstance(value, str) else value
+
+
+def _text(value: Any) -> Any:
+    return "" if value is None else value
+
+
+def _or_empty(value: Any) -> Any:
+    """An empty YAML key (``filters:``) is no entries."""
+    return () if value is None else value
+
+
+# Keys and result column names: lower_snake_case, as dbt names the marts' columns.
+Name = Annotated[StrictStr, Field(pattern=r"^[a-z][a-z0-9_]*$")]
+Columns = Annotated[tuple[Name, ...], BeforeValidator(_one_or_many)]
+Description = Annotated[StrictStr, BeforeValidator(_text), AfterValidator(str.strip)]
+Sql = Annotated[StrictStr, AfterValidator(lambda sql: sql.strip().rstrip(";"))]
+Size = Annotated[StrictInt, Field(ge=1)]
+Offset = Annotated[StrictInt, Field(ge=0)]
+
+
+@dataclass(frozen=True, config=_SCHEMA)
 class Position:
-    row: int
-    col: int
-    width: int
-    height: int
+    row: Offset
+    col: Offset
+    width: Size
+    height: Size
+
+    @model_validator(mode="after")
+    def _fits_the_grid(self) -> Position:
+        if self.col + self.width > GRID_COLUMNS:
+            raise ValueError(f"card overflows the {GRID_COLUMNS}-column grid")
+        return self
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=_SCHEMA)
 class Visualization:
-    type: str
-    x: str | None = None
-    y: tuple[str, ...] = ()
-    stacked: bool = False
-    percent: tuple[str, ...] = ()
-    columns: tuple[str, ...] = ()
-    x_label: str | None = None
-    y_label: str | None = None
+    type: VisualizationType
+    x: Name | None = None
+    y: Columns = ()
+    stacked: StrictBool = False
+    percent: Columns = ()
+    columns: Columns = ()
+    x_label: StrictStr | None = None
+    y_label: StrictStr | None = None
+
+    @model_validator(mode="after")
+    def _has_its_axes(self) -> Visualization:
+        if self.type == "table":
+            if not self.columns:
+                raise ValueError("a table lists its 'columns'")
+        elif self.type == "scalar":
+            if len(self.y) != 1 or self.x:
+                raise ValueError("a scalar shows exactly one 'y' column and no 'x'")
+        elif not self.x or not self.y:
+            raise ValueError(f"a {self.type} chart needs 'x' and 'y'")
+        elif self.type == "pie" and len(self.y) != 1:
+            raise ValueError("a pie has exactly one 'y' column")
+        return self
 
 
-@dataclass(frozen=True)
+def _sort_entry(item: Any) -> Any:
+    """``column`` or ``column desc`` (``asc`` allowed) in YAML; a ``Sort`` as is."""
+    if isinstance(item, Sort):
+        return item
+    parts = item.split() if isinstance(item, str) else []
+    if len(parts) not in (1, 2) or (len(parts) == 2 and parts[1].lower() not in ("asc", "desc")):
+        raise ValueError(f"sort entries are 'column' or 'column desc', got {item!r}")
+    return {"column": parts[0], "descending": len(parts) == 2 and parts[1].lower() == "desc"}
+
+
+@dataclass(frozen=True, config=_SCHEMA)
 class Sort:
-    column: str
-    descending: bool = False
+    column: Name
+    descending: StrictBool = False
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True, config=_SCHEMA)
 class Card:
-    key: str
-    title: str
-    description: str
-    sql: str
+    key: Name
+    title: StrictStr
+    description: Description = ""
+    sql: Sql
     visualization: Visualization
     position: Position
-    filters: dict[str, str] = field(default_factory=dict)
-    rollup: str | None = None
-    sort: tuple[Sort, ...] = ()
-    limit: int | None = None
-    missing_message: str | None = None
+    filters: Annotated[dict[StrictStr, Name], BeforeValidator(_or_empty)] = field(default_factory=dict)
+    rollup: Literal["sum"] | None = None
+    sort: Annotated[tuple[Annotated[Sort, BeforeValidator(_sort_entry)], ...], BeforeValidator(_or_empty)] = ()
+    limit: Size | None = None
+    missing_message: StrictStr | None = None
 
     @property
     def tables(self) -> list[tuple[str, str]]:
         """(schema, table) pairs the SQL reads, in order of first appearance."""
-        seen: list[tuple[str, str]] = []
-        for schema, table in _TABLE_REF.findall(_strip_comments(self.sql)):
-            pair = (schema.lower(), table.lower())
-            if pair not in seen:
-                seen.append(pair)
-        return seen
+        return list(dict.fromkeys((schema, table) for schema, table in _table_references(self.sql) if schema))
 
     @property
     def result_columns(self) -> list[str]:
@@ -100,169 +166,178 @@ class Card:
         needed = [*self.result_columns, *self.filters.values(), *(s.column for s in self.sort)]
         return list(dict.fromkeys(c for c in needed if c))
 
+    @model_validator(mode="after")
+    def _rollup_fits(self) -> Card:
+        kind = self.visualization.type
+        if self.rollup is None:
+            if kind == "scalar":
+                raise ValueError("a scalar needs 'rollup: sum' so that it follows the filters")
+            return self
+        if kind not in ROLLUP_VISUALIZATIONS:
+            raise ValueError(f"rollup applies to {', '.join(ROLLUP_VISUALIZATIONS)} only")
+        stray = [s.column for s in self.sort if s.column not in self.result_columns]
+        if stray:
+            raise ValueError(f"after a rollup only {self.result_columns} remain; cannot sort by {stray}")
+        return self
 
-@dataclass(frozen=True)
+    @model_validator(mode="after")
+    def _reads_only_the_marts(self) -> Card:
+        if not self.tables:
+            raise ValueError("the SQL reads no schema-qualified table")
+        for schema, table in self.tables:
+            if schema not in ALLOWED_SCHEMAS:
+                raise ValueError(f"reads {schema}.{table}; cards read only {', '.join(ALLOWED_SCHEMAS)}")
+        ctes = _cte_names(self.sql)
+        for schema, table in _table_references(self.sql):
+            if schema is None and table not in ctes:
+                raise ValueError(f"table {table!r} must be schema-qualified (Metabase runs the SQL as is)")
+        return self
+
+
+@dataclass(frozen=True, kw_only=True, config=_SCHEMA)
 class Dashboard:
-    key: str
-    name: str
-    description: str
-    filters: tuple[str, ...]
+    key: Name
+    name: StrictStr
+    description: Description = ""
+    filters: Annotated[tuple[FilterName, ...], BeforeValidator(_one_or_many)] = ()
     cards: tuple[Card, ...]
     source: Path
 
     @property
     def tables(self) -> list[tuple[str, str]]:
-        seen: list[tuple[str, str]] = []
+        return list(dict.fromkeys(pair for card in self.cards for pair in card.tables))
+
+    @model_validator(mode="after")
+    def _cards_fit_together(self) -> Dashboard:
+        if not self.cards:
+            raise ValueError("a dashboard needs cards")
+        keys = [c.key for c in self.cards]
+        if len(set(keys)) != len(keys):
+            raise ValueError(f"card keys repeat: {sorted({k for k in keys if keys.count(k) > 1})}")
+        for i, first in enumerate(self.cards):
+            for second in self.cards[i + 1 :]:
+                if _overlaps(first.position, second.position):
+                    raise ValueError(f"cards {first.key!r} and {second.key!r} overlap")
+        return self
+
+    @model_validator(mode="after")
+    def _filters_match_the_cards(self) -> Dashboard:
         for card in self.cards:
-            for pair in card.tables:
-                if pair not in seen:
-                    seen.append(pair)
-        return seen
-
-
-def _strip_comments(sql: str) -> str:
-    return re.sub(r"--[^\n]*", "", sql)
-
-
-def _require(mapping: dict, key: str, where: str, kind: type | tuple[type, ...] = str):
-    if key not in mapping:
-        raise DefinitionError(f"{where}: missing {key!r}")
-    value = mapping[key]
-    if not isinstance(value, kind) or (isinstance(value, bool) and kind is int):
-        raise DefinitionError(f"{where}: {key!r} must be {getattr(kind, '__name__', kind)}, got {value!r}")
-    return value
-
-
-def _names(value, where: str, what: str) -> tuple[str, ...]:
-    if value is None:
-        return ()
-    if isinstance(value, str):
-        value = [value]
-    if not isinstance(value, list) or not all(isinstance(v, str) and _IDENT.match(v) for v in value):
-        raise DefinitionError(f"{where}: {what} must be column names, got {value!r}")
-    return tuple(value)
-
-
-def _visualization(raw: dict, where: str) -> Visualization:
-    if not isinstance(raw, dict):
-        raise DefinitionError(f"{where}: 'visualization' must be a mapping")
-    kind = _require(raw, "type", where)
-    if kind not in VISUALIZATIONS:
-        raise DefinitionError(f"{where}: visualization type {kind!r} is not one of {', '.join(VISUALIZATIONS)}")
-    unknown = set(raw) - {"type", "x", "y", "stacked", "percent", "columns", "x_label", "y_label"}
-    if unknown:
-        raise DefinitionError(f"{where}: unknown visualization keys {sorted(unknown)}")
-    viz = Visualization(
-        type=kind,
-        x=_names(raw.get("x"), where, "x")[0] if raw.get("x") else None,
-        y=_names(raw.get("y"), where, "y"),
-        stacked=bool(raw.get("stacked", False)),
-        percent=_names(raw.get("percent"), where, "percent"),
-        columns=_names(raw.get("columns"), where, "columns"),
-        x_label=raw.get("x_label"),
-        y_label=raw.get("y_label"),
-    )
-    if kind == "table":
-        if not viz.columns:
-            raise DefinitionError(f"{where}: a table lists its 'columns'")
-    elif kind == "scalar":
-        if len(viz.y) != 1 or viz.x:
-            raise DefinitionError(f"{where}: a scalar shows exactly one 'y' column and no 'x'")
-    else:
-        if not viz.x or not viz.y:
-            raise DefinitionError(f"{where}: a {kind} chart needs 'x' and 'y'")
-        if kind == "pie" and len(viz.y) != 1:
-            raise DefinitionError(f"{where}: a pie has exactly one 'y' column")
-    return viz
-
-
-def _card(raw: dict, where: str, dashboard_filters: tuple[str, ...]) -> Card:
-    if not isinstance(raw, dict):
-        raise DefinitionError(f"{where}: a card must be a mapping")
-    key = _require(raw, "key", where)
-    if not _IDENT.match(key):
-        raise DefinitionError(f"{where}: card key {key!r} must be lower_snake_case")
-    where = f"{where} card {key!r}"
-    unknown = set(raw) - {
-        "key",
-        "title",
-        "description",
-        "sql",
-        "visualization",
-        "position",
-        "filters",
-        "rollup",
-        "sort",
-        "limit",
-        "missing_message",
-    }
-    if unknown:
-        raise DefinitionError(f"{where}: unknown keys {sorted(unknown)}")
-    pos = _require(raw, "position", where, dict)
-    position = Position(*(_require(pos, k, f"{where} position", int) for k in ("row", "col", "width", "height")))
-    if position.col < 0 or position.row < 0 or position.width < 1 or position.height < 1:
-        raise DefinitionError(f"{where}: position must be non-negative with a positive size")
-    if position.col + position.width > GRID_COLUMNS:
-        raise DefinitionError(f"{where}: card overflows the {GRID_COLUMNS}-column grid")
-    filters = raw.get("filters") or {}
-    if not isinstance(filters, dict):
-        raise DefinitionError(f"{where}: 'filters' maps a dashboard filter to a result column")
-    for name, column in filters.items():
-        if name not in dashboard_filters:
-            raise DefinitionError(f"{where}: filter {name!r} is not a filter of this dashboard")
-        _names(column, where, f"filter {name}")
-    rollup = raw.get("rollup")
-    viz = _visualization(raw.get("visualization"), where)
-    if rollup is not None:
-        if rollup != "sum":
-            raise DefinitionError(f"{where}: the only rollup is 'sum'")
-        if viz.type not in ROLLUP_VISUALIZATIONS:
-            raise DefinitionError(f"{where}: rollup applies to {', '.join(ROLLUP_VISUALIZATIONS)} only")
-    elif viz.type == "scalar":
-        raise DefinitionError(f"{where}: a scalar needs 'rollup: sum' so that it follows the filters")
-    sort = []
-    for item in raw.get("sort") or []:
-        parts = str(item).split()
-        if len(parts) not in (1, 2) or (len(parts) == 2 and parts[1].lower() not in ("asc", "desc")):
-            raise DefinitionError(f"{where}: sort entries are 'column' or 'column desc', got {item!r}")
-        _names(parts[0], where, "sort")
-        sort.append(Sort(parts[0], len(parts) == 2 and parts[1].lower() == "desc"))
-    limit = raw.get("limit")
-    if limit is not None and (not isinstance(limit, int) or limit < 1):
-        raise DefinitionError(f"{where}: 'limit' must be a positive integer")
-    sql = _require(raw, "sql", where).strip().rstrip(";")
-    card = Card(
-        key=key,
-        title=_require(raw, "title", where),
-        description=str(raw.get("description") or "").strip(),
-        sql=sql,
-        visualization=viz,
-        position=position,
-        filters=dict(filters),
-        rollup=rollup,
-        sort=tuple(sort),
-        limit=limit,
-        missing_message=raw.get("missing_message"),
-    )
-    if rollup:
-        stray = [s.column for s in card.sort if s.column not in card.result_columns]
-        if stray:
-            raise DefinitionError(f"{where}: after a rollup only {card.result_columns} remain; cannot sort by {stray}")
-    tables = card.tables
-    if not tables:
-        raise DefinitionError(f"{where}: the SQL reads no schema-qualified table")
-    for schema, table in tables:
-        if schema not in ALLOWED_SCHEMAS:
-            raise DefinitionError(f"{where}: reads {schema}.{table}; cards read only {', '.join(ALLOWED_SCHEMAS)}")
-    ctes = {m.lower() for m in re.findall(r"\b([a-z_][a-z0-9_]*)\s+as\s*\(", sql, flags=re.IGNORECASE)}
-    for bare in _BARE_TABLE.findall(_strip_comments(sql)):
-        if bare.lower() not in ctes and bare.lower() not in ("lateral", "unnest", "generate_series"):
-            raise DefinitionError(f"{where}: table {bare!r} must be schema-qualified (Metabase runs the SQL as is)")
-    return card
+            for name in card.filters:
+                if name not in self.filters:
+                    raise ValueError(
+                        f"card {card.key!r}, filters.{name}: filter {name!r} is not a filter of this dashboard "
+                        f"({', '.join(self.filters) or 'it has none'})"
+                    )
+        for name in self.filters:
+            if not any(name in c.filters for c in self.cards):
+                raise ValueError(f"filter {name!r} applies to no card")
+        return self
 
 
 def _overlaps(a: Position, b: Position) -> bool:
     return a.col < b.col + b.width and b.col < a.col + a.width and a.row < b.row + b.height and b.row < a.row + a.height
+
+
+# The SQL, read as Postgres tokens (comments and string literals are never mistaken for SQL) --------------------
+
+_NAME_TYPES = (T.Name, T.Keyword, T.Literal.String.Symbol)
+_END = (None, "")
+
+
+def _significant_tokens(sql: str) -> list[tuple[Any, str]]:
+    return [
+        (ttype, value)
+        for ttype, value in sqlparse.lexer.tokenize(sql)
+        if ttype not in T.Whitespace and ttype not in T.Comment and ttype is not T.Newline
+    ]
+
+
+def _name(token: tuple[Any, str]) -> str | None:
+    ttype, value = token
+    if ttype in T.Literal.String.Symbol:
+        return value.strip('"')
+    if ttype in T.Keyword.DML or ttype in T.Keyword.CTE or not any(ttype in t for t in _NAME_TYPES):
+        return None
+    return value.lower()
+
+
+def _table_references(sql: str) -> list[tuple[str | None, str]]:
+    """(schema or None, table) of each relation named after FROM or JOIN, in order.
+
+    Only FROM and JOIN of a query count: inside the parentheses of a function (``extract(day from x)``,
+    ``trim(both from x)``) FROM is no table. A subquery's parentheses open a query again; what FROM reads
+    through a function call or a subquery (``unnest(...)``, ``lateral (...)``) is not a named relation."""
+    tokens = [*_significant_tokens(sql), *[_END] * 4]  # look-ahead never runs past the end
+    in_query = [True]  # one entry per open parenthesis: does it hold a query (or function arguments)?
+    references: list[tuple[str | None, str]] = []
+    for i, (ttype, value) in enumerate(tokens[:-4]):
+        if value == "(":
+            following = tokens[i + 1][0]
+            in_query.append(following is not None and (following in T.Keyword.DML or following in T.Keyword.CTE))
+        elif value == ")" and len(in_query) > 1:
+            in_query.pop()
+        elif in_query[-1] and ttype in T.Keyword and value.lower().split()[-1] in ("from", "join"):
+            reference = _relation_at(tokens, i + 1)
+            if reference is not None:
+                references.append(reference)
+    return references
+
+
+def _relation_at(tokens: list[tuple[Any, str]], i: int) -> tuple[str | None, str] | None:
+    """The relation named at ``tokens[i]``: ``schema.table``, ``table`` or None (a function or subquery)."""
+    if tokens[i][1].lower() == "lateral":
+        i += 1
+    first = _name(tokens[i])
+    if first is None:
+        return None
+    if tokens[i + 1][1] == "." and (second := _name(tokens[i + 2])) is not None:
+        schema, table, after = first, second, tokens[i + 3]
+    else:
+        schema, table, after = None, first, tokens[i + 1]
+    return None if after[1] == "(" else (schema, table)
+
+
+def _cte_names(sql: str) -> set[str]:
+    """Names the query defines with ``name as (...)``."""
+    tokens = _significant_tokens(sql)
+    return {
+        name
+        for first, as_, paren in zip(tokens, tokens[1:], tokens[2:], strict=False)
+        if as_[1].lower() == "as" and paren[1] == "(" and (name := _name(first)) is not None
+    }
+
+
+# Loading -----------------------------------------------------------------------------------------------------
+
+
+def _where(raw: dict, loc: tuple) -> str:
+    """A validation error's location, as the definition's author reads it: the card by its key, then the field."""
+    parts = [f"dashboard {raw['key']!r}" if isinstance(raw.get("key"), str) else "dashboard"]
+    if len(loc) >= 2 and loc[0] == "cards" and isinstance(loc[1], int):
+        cards = raw.get("cards")
+        card = cards[loc[1]] if isinstance(cards, list) and loc[1] < len(cards) else None
+        key = card.get("key") if isinstance(card, dict) else None
+        parts.append(f"card {key!r}" if isinstance(key, str) else f"card #{loc[1] + 1}")
+        loc = loc[2:]
+    path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
+    return ", ".join([*parts, path] if path else parts)
+
+
+def _problem(error: dict) -> str:
+    """pydantic's message, said in the words of a definition."""
+    kind, value = error["type"], error.get("input")
+    if kind in ("missing", "missing_argument", "missing_keyword_only_argument"):
+        return "missing"
+    if kind in ("extra_forbidden", "unexpected_keyword_argument"):
+        return "unknown key"
+    if kind == "literal_error":
+        return f"{value!r} is not one of {error['ctx']['expected']}"
+    if kind in ("dataclass_type", "dict_type"):
+        return f"must be a mapping, got {value!r}"
+    if kind == "string_pattern_mismatch":
+        return f"{value!r} must be lower_snake_case"
+    return error["msg"].removeprefix("Value error, ")
 
 
 def load_dashboard(path: Path) -> Dashboard:
@@ -270,38 +345,15 @@ def load_dashboard(path: Path) -> Dashboard:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
         raise DefinitionError(f"{path.name}: not valid YAML: {exc}") from None
-    where = path.name
     if not isinstance(raw, dict):
-        raise DefinitionError(f"{where}: expected a mapping at the top")
-    key = _require(raw, "key", where)
-    if not _IDENT.match(key):
-        raise DefinitionError(f"{where}: dashboard key {key!r} must be lower_snake_case")
-    filters = tuple(raw.get("filters") or ())
-    for name in filters:
-        if name not in FILTERS:
-            raise DefinitionError(f"{where}: filter {name!r} is not one of {', '.join(FILTERS)}")
-    cards_raw = _require(raw, "cards", where, list)
-    cards = tuple(_card(item, where, filters) for item in cards_raw)
-    if not cards:
-        raise DefinitionError(f"{where}: a dashboard needs cards")
-    keys = [c.key for c in cards]
-    if len(set(keys)) != len(keys):
-        raise DefinitionError(f"{where}: card keys repeat")
-    for i, first in enumerate(cards):
-        for second in cards[i + 1 :]:
-            if _overlaps(first.position, second.position):
-                raise DefinitionError(f"{where}: cards {first.key!r} and {second.key!r} overlap")
-    for name in filters:
-        if not any(name in c.filters for c in cards):
-            raise DefinitionError(f"{where}: filter {name!r} applies to no card")
-    return Dashboard(
-        key=key,
-        name=_require(raw, "name", where),
-        description=str(raw.get("description") or "").strip(),
-        filters=filters,
-        cards=cards,
-        source=path,
-    )
+        raise DefinitionError(f"{path.name}: expected a mapping at the top")
+    if "source" in raw:
+        raise DefinitionError(f"{path.name}: unknown key 'source' (the loader sets it to the file)")
+    try:
+        return Dashboard(**{str(k): v for k, v in raw.items()}, source=path)
+    except ValidationError as exc:
+        problems = [f"{path.name}: {_where(raw, e['loc'])}: {_problem(e)}" for e in exc.errors()]
+        raise DefinitionError("\n".join(problems)) from None
 
 
 def load_all(directory: Path = DEFINITIONS_DIR) -> list[Dashboard]:

@@ -30,6 +30,17 @@ log = logging.getLogger("monitors")
 
 OBSERVATION_CHECKS = [name for name in checks.CHECK_TYPES if checks.CHECK_TYPES[name] != "performance"]
 
+# The dbt calls of one run: (arguments, the artifact it writes, the folder under target/monitor it is kept in).
+DBT_STEPS = [
+    (["source", "freshness"], "sources.json", "freshness"),
+    # The monitor models and every data test, in one invocation (tests after what they test).
+    (
+        ["build", "--select", "tag:monitor", "resource_type:test", "--exclude-resource-type", "unit_test"],
+        "run_results.json",
+        "tests",
+    ),
+]
+
 
 def run_dbt(settings: Settings, args: list[str], target_path: Path) -> int:
     dbt = shutil.which("dbt", path=str(Path(sys.executable).parent)) or "dbt"
@@ -101,7 +112,7 @@ def performance_results(conn, build_results: Path, thresholds: checks.Thresholds
     ]
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m monitors", description=__doc__)
     parser.add_argument("--dry-run", action="store_true", help="print the alerts instead of sending them")
     parser.add_argument("--skip-dbt", action="store_true", help="use the artifacts already in target/monitor")
@@ -110,105 +121,97 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--dbt-target", type=Path, default=PROJECT_ROOT / "target", help="dbt's target folder (default target/)"
     )
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"), format="%(asctime)s %(levelname)s %(message)s")
+    return parser.parse_args(argv)
 
-    settings = Settings.from_env()
-    thresholds = checks.Thresholds.load(args.thresholds)
-    started_at = checks.utcnow()
-    run_id = f"{started_at:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
-    target = args.dbt_target
-    monitor_target = target / "monitor"
 
-    # The last `dbt build` left its timings in target/; keep them before our own dbt calls.
+def keep_last_build_timings(target: Path, monitor_target: Path) -> Path:
+    """The last `dbt build` left its timings in target/; keep them before our own dbt calls."""
     build_results = monitor_target / "last_build_run_results.json"
     if checks.invocation_command(target / "run_results.json") in ("build", "run"):
         monitor_target.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(target / "run_results.json", build_results)
+    return build_results
 
-    if not args.skip_dbt:
-        # One target path and the same vars for every call, so dbt parses the project once.
-        dbt_vars = json.dumps(
-            {
-                "freshness_warn_after_hours": thresholds.freshness_warn_hours,
-                "freshness_error_after_hours": thresholds.freshness_error_hours,
-                "monitor_window_days": thresholds.window_days,
-            }
-        )
-        steps = [
-            (["source", "freshness"], "sources.json", "freshness"),
-            # The monitor models and every data test, in one invocation (tests after what they test).
-            (
-                ["build", "--select", "tag:monitor", "resource_type:test", "--exclude-resource-type", "unit_test"],
-                "run_results.json",
-                "tests",
-            ),
-        ]
-        for dbt_args, artifact, keep_as in steps:
-            # Never read a previous run's artifact as this run's.
-            shutil.rmtree(monitor_target / keep_as, ignore_errors=True)
-            (monitor_target / artifact).unlink(missing_ok=True)
-            run_dbt(settings, [*dbt_args, "--vars", dbt_vars], monitor_target)
-            (monitor_target / keep_as).mkdir(parents=True, exist_ok=True)
-            produced = monitor_target / artifact
-            if produced.exists():
-                shutil.move(produced, monitor_target / keep_as / artifact)
-                shutil.copyfile(monitor_target / "manifest.json", monitor_target / keep_as / "manifest.json")
 
-    conn = db.connect(settings, role=DBT_ROLE)
-    try:
-        store.ensure_tables(conn, reporting_role=REPORTING_ROLE)
-        results = [
-            *checks.freshness_checks(monitor_target / "freshness" / "sources.json"),
-            *observation_results(conn, thresholds),
-            *performance_results(conn, build_results, thresholds),
-            *checks.test_checks(
-                monitor_target / "tests" / "run_results.json", monitor_target / "tests" / "manifest.json"
-            ),
-        ]
-        for keep_as, artifact in (("freshness", "sources.json"), ("tests", "run_results.json")):
-            if not (monitor_target / keep_as / artifact).exists():
-                # dbt itself failed (cannot connect, cannot parse): that is the loudest failure of all.
-                results.append(
-                    checks.CheckResult(
-                        check_name=f"dbt_run:{keep_as}",
-                        check_type="dbt_test" if keep_as == "tests" else "freshness",
-                        status="error",
-                        observed_value=None,
-                        message=f"dbt produced no {artifact}: see logs/dbt.log",
-                    )
+def run_monitor_dbt(settings: Settings, thresholds: checks.Thresholds, monitor_target: Path) -> None:
+    """Source freshness, then the monitor models and tests; each artifact kept with its manifest."""
+    # One target path and the same vars for every call, so dbt parses the project once.
+    dbt_vars = json.dumps(
+        {
+            "freshness_warn_after_hours": thresholds.freshness_warn_hours,
+            "freshness_error_after_hours": thresholds.freshness_error_hours,
+            "monitor_window_days": thresholds.window_days,
+        }
+    )
+    for dbt_args, artifact, keep_as in DBT_STEPS:
+        # Never read a previous run's artifact as this run's.
+        shutil.rmtree(monitor_target / keep_as, ignore_errors=True)
+        (monitor_target / artifact).unlink(missing_ok=True)
+        run_dbt(settings, [*dbt_args, "--vars", dbt_vars], monitor_target)
+        (monitor_target / keep_as).mkdir(parents=True, exist_ok=True)
+        produced = monitor_target / artifact
+        if produced.exists():
+            shutil.move(produced, monitor_target / keep_as / artifact)
+            shutil.copyfile(monitor_target / "manifest.json", monitor_target / keep_as / "manifest.json")
+
+
+def evaluate_checks(
+    conn, thresholds: checks.Thresholds, monitor_target: Path, build_results: Path
+) -> list[checks.CheckResult]:
+    """Every check of the run: freshness, observations, performance, data tests, and dbt's own failures."""
+    tests = monitor_target / "tests"
+    results = [
+        *checks.freshness_checks(monitor_target / "freshness" / "sources.json"),
+        *observation_results(conn, thresholds),
+        *performance_results(conn, build_results, thresholds),
+        *checks.test_checks(tests / "run_results.json", tests / "manifest.json"),
+    ]
+    for _, artifact, keep_as in DBT_STEPS:
+        if not (monitor_target / keep_as / artifact).exists():
+            # dbt itself failed (cannot connect, cannot parse): that is the loudest failure of all.
+            results.append(
+                checks.CheckResult(
+                    check_name=f"dbt_run:{keep_as}",
+                    check_type="dbt_test" if keep_as == "tests" else "freshness",
+                    status="error",
+                    observed_value=None,
+                    message=f"dbt produced no {artifact}: see logs/dbt.log",
                 )
-        store.start_run(conn, run_id, started_at)
-        store.store_results(conn, run_id, started_at, results)
+            )
+    return results
 
-        now = checks.utcnow()
-        realert = timedelta(minutes=thresholds.realert_after_minutes)
-        outcome: dict[str, dict] = {}
-        channels = alerts.channels_from_env()
-        if not channels and not args.dry_run:
-            log.info("no alert channel configured (SLACK_WEBHOOK_URL, SMTP_HOST + ALERT_EMAIL_TO)")
-        for channel in channels or ([alerts.PrintChannel()] if args.dry_run else []):
-            pending = store.transitions(conn, channel.name, results, now, realert)
-            if not pending:
-                outcome[channel.name] = {"sent": 0}
-                continue
-            message = alerts.AlertMessage(run_id=run_id, project="telemed-elt", transitions=pending)
-            if args.dry_run:
-                print(f"--- would send to {channel.name} ---\n{message.text()}")
-                outcome[channel.name] = {"dry_run": len(pending)}
-                continue
-            error = alerts.deliver(channel, message)
-            if error is None:
-                store.record_delivery(conn, channel.name, results, pending, now)
-                outcome[channel.name] = {"sent": len(pending)}
-            else:
-                outcome[channel.name] = {"failed": error, "pending": len(pending)}
-        store.finish_run(conn, run_id, checks.utcnow(), outcome)
-        report_path = args.report or settings.state_dir / "monitoring" / "index.html"
-        report.write_report(conn, report_path, checks.utcnow())
-    finally:
-        conn.close()
 
+def send_alerts(
+    conn, run_id: str, results: list[checks.CheckResult], thresholds: checks.Thresholds, *, dry_run: bool
+) -> dict[str, dict]:
+    """Alert each channel about the checks whose status changed (or is due again); the outcome by channel."""
+    now = checks.utcnow()
+    realert = timedelta(minutes=thresholds.realert_after_minutes)
+    outcome: dict[str, dict] = {}
+    channels = alerts.channels_from_env()
+    if not channels and not dry_run:
+        log.info("no alert channel configured (SLACK_WEBHOOK_URL, SMTP_HOST + ALERT_EMAIL_TO)")
+    for channel in channels or ([alerts.PrintChannel()] if dry_run else []):
+        pending = store.transitions(conn, channel.name, results, now, realert)
+        if not pending:
+            outcome[channel.name] = {"sent": 0}
+            continue
+        message = alerts.AlertMessage(run_id=run_id, project="telemed-elt", transitions=pending)
+        if dry_run:
+            print(f"--- would send to {channel.name} ---\n{message.text()}")
+            outcome[channel.name] = {"dry_run": len(pending)}
+            continue
+        error = alerts.deliver(channel, message)
+        if error is None:
+            store.record_delivery(conn, channel.name, results, pending, now)
+            outcome[channel.name] = {"sent": len(pending)}
+        else:
+            outcome[channel.name] = {"failed": error, "pending": len(pending)}
+    return outcome
+
+
+def print_summary(run_id: str, results: list[checks.CheckResult], outcome: dict, report_path: Path) -> int:
+    """One line per run and per problem; the exit status: 1 when any check is at error level."""
     errors = [r for r in results if r.status == "error"]
     warns = [r for r in results if r.status == "warn"]
     print(f"monitor run {run_id}: {len(results)} checks, {len(warns)} warn, {len(errors)} error; alerts {outcome}")
@@ -216,6 +219,33 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {result.status.upper():5} {result.check_name}: {result.message}")
     print(f"dashboard: {report_path}")
     return 1 if errors else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"), format="%(asctime)s %(levelname)s %(message)s")
+    settings = Settings.from_env()
+    thresholds = checks.Thresholds.load(args.thresholds)
+    started_at = checks.utcnow()
+    run_id = f"{started_at:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
+    monitor_target = args.dbt_target / "monitor"
+    build_results = keep_last_build_timings(args.dbt_target, monitor_target)
+    if not args.skip_dbt:
+        run_monitor_dbt(settings, thresholds, monitor_target)
+
+    conn = db.connect(settings, role=DBT_ROLE)
+    try:
+        store.ensure_tables(conn, reporting_role=REPORTING_ROLE)
+        results = evaluate_checks(conn, thresholds, monitor_target, build_results)
+        store.start_run(conn, run_id, started_at)
+        store.store_results(conn, run_id, started_at, results)
+        outcome = send_alerts(conn, run_id, results, thresholds, dry_run=args.dry_run)
+        store.finish_run(conn, run_id, checks.utcnow(), outcome)
+        report_path = args.report or settings.state_dir / "monitoring" / "index.html"
+        report.write_report(conn, report_path, checks.utcnow())
+    finally:
+        conn.close()
+    return print_summary(run_id, results, outcome, report_path)
 
 
 if __name__ == "__main__":

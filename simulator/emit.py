@@ -157,35 +157,59 @@ class Emitter:
 
     def add(self, appt: Appointment) -> None:
         as_of = self.as_of
-        truth = self.truth
-        dirt = self.dirt
         events = appt.events
-        render = self._render
-        if dirt is None:
-            messages = [(event.arrival, i, render(appt, event, 0), None) for i, event in enumerate(events)]
-        else:
-            kinds = [dirt.event_kind() for _ in events]
-            if len(events) >= 3 and dirt.out_of_order():
-                # Hold back a middle event (started or a technical issue) until after the next one arrived.
-                i = 1 + dirt.rng.randrange(len(events) - 2)
-                events[i].arrival = events[i + 1].arrival + dirt.rng.randint(5, 6 * 3600)
-            # (arrival, order, line, kind): kind None = a valid first delivery
-            messages = []
-            for i, (event, kind) in enumerate(zip(events, kinds, strict=True)):
-                offset = dirt.offset() if kind == "utc_offset" else 0
-                line = render(appt, event, offset)
-                messages.append((event.arrival, i, line, None))
-                if kind is None or kind == "utc_offset":
-                    if kind:
-                        truth.non_utc += event.arrival <= as_of
-                    continue
-                arrival = event.arrival + dirt.rng.randint(1, 7200 if kind == "duplicate" else 600)
-                extra = line if kind == "duplicate" else dirt.bad_event(kind, self._payload(appt, event, offset))
-                messages.append((arrival, 100 + i, extra, kind))
-            messages.sort()
+        messages = self._messages(appt)
+        self._emit_messages(messages)
+        arrived = [e for e in events if e.arrival <= as_of]
+        for event in events:
+            if event.arrival > as_of >= event.ts:
+                self.truth.not_yet_arrived += 1
+        if not arrived or arrived[0].event_type != "scheduled":
+            # Not known yet (the scheduled event always arrives first), so neither is its form; the
+            # form's dirty draws still happen, as the world must not depend on --as-of.
+            if appt.form is not None:
+                self._add_form(appt, known=False)
+            return
+        self._count_late_and_out_of_order(events, messages)
+        self._count_appointment(appt, {e.event_type for e in arrived})
+        if appt.form is not None:
+            self._add_form(appt, known=True)
+
+    def _messages(self, appt: Appointment) -> list[tuple[int, int, str, str | None]]:
+        """(arrival, order, line, kind) of every message of the appointment, in delivery order; kind None
+        is a valid first delivery, any other kind a dirty extra."""
+        if self.dirt is None:
+            return [(event.arrival, i, self._render(appt, event, 0), None) for i, event in enumerate(appt.events)]
+        return self._dirty_messages(appt, self.dirt)
+
+    def _dirty_messages(self, appt: Appointment, dirt: Dirt) -> list[tuple[int, int, str, str | None]]:
+        events = appt.events
+        kinds = [dirt.event_kind() for _ in events]
+        if len(events) >= 3 and dirt.out_of_order():
+            # Hold back a middle event (started or a technical issue) until after the next one arrived.
+            i = 1 + dirt.rng.randrange(len(events) - 2)
+            events[i].arrival = events[i + 1].arrival + dirt.rng.randint(5, 6 * 3600)
+        messages = []
+        for i, (event, kind) in enumerate(zip(events, kinds, strict=True)):
+            offset = dirt.offset() if kind == "utc_offset" else 0
+            line = self._render(appt, event, offset)
+            messages.append((event.arrival, i, line, None))
+            if kind is None or kind == "utc_offset":
+                if kind:
+                    self.truth.non_utc += event.arrival <= self.as_of
+                continue
+            arrival = event.arrival + dirt.rng.randint(1, 7200 if kind == "duplicate" else 600)
+            extra = line if kind == "duplicate" else dirt.bad_event(kind, self._payload(appt, event, offset))
+            messages.append((arrival, 100 + i, extra, kind))
+        messages.sort()
+        return messages
+
+    def _emit_messages(self, messages: list[tuple[int, int, str, str | None]]) -> None:
+        """Write the messages that arrived by as-of, counting valid, duplicate and rejected ones."""
+        truth = self.truth
         write = self._write_line if self.events_dir is not None else None
         for arrival, _, line, kind in messages:
-            if arrival > as_of:
+            if arrival > self.as_of:
                 continue
             truth.messages += 1
             if write:
@@ -197,22 +221,17 @@ class Emitter:
             else:
                 truth.rejected_events[EVENT_KINDS[kind]] += 1
 
-        arrived = [e for e in events if e.arrival <= as_of]
-        for event in events:
-            if event.arrival > as_of >= event.ts:
-                truth.not_yet_arrived += 1
-        if not arrived or arrived[0].event_type != "scheduled":
-            # Not known yet (the scheduled event always arrives first), so neither is its form; the
-            # form's dirty draws still happen, as the world must not depend on --as-of.
-            if appt.form is not None:
-                self._add_form(appt, known=False)
-            return
-        # Out of order: delivered after an event of the same appointment that happened later.
+    def _count_late_and_out_of_order(
+        self, events: list[Event], messages: list[tuple[int, int, str, str | None]]
+    ) -> None:
+        """Late: arrived over an hour after it happened. Out of order: delivered after an event of the same
+        appointment that happened later."""
+        truth = self.truth
         latest = None
         for _, i, _, kind in messages:
             if kind is None:
                 event = events[i]
-                if event.arrival > as_of:
+                if event.arrival > self.as_of:
                     break
                 if event.arrival - event.ts > 3600:
                     truth.late += 1
@@ -220,7 +239,10 @@ class Emitter:
                     truth.out_of_order += 1
                 elif latest is None or event.ts > latest:
                     latest = event.ts
-        types = {e.event_type for e in arrived}
+
+    def _count_appointment(self, appt: Appointment, types: set[str]) -> None:
+        """The appointment's status as of as-of (from the event types arrived), its day and its device."""
+        truth = self.truth
         terminal = next((t for t in TERMINAL if t in types), None)
         started = "started" in types
         status = terminal or ("in_progress" if started else "scheduled")
@@ -231,8 +253,6 @@ class Emitter:
             truth.wait_sum[appt.device] += appt.wait
             if "technical_issue" in types:
                 truth.with_issues[appt.device] += 1
-        if appt.form is not None:
-            self._add_form(appt, known=True)
 
     # feedback -------------------------------------------------------------------------------------
     def _write_file(self, arrival: int, name: str, content: bytes) -> None:

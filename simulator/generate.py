@@ -20,7 +20,7 @@ from runtime import db
 from runtime.settings import Settings, SettingsError
 from simulator import reference
 from simulator.dirty import Dirt
-from simulator.emit import Emitter
+from simulator.emit import Emitter, Truth
 from simulator.seasonality import EPOCH_DAY, ClinicClock
 from simulator.world import World
 
@@ -204,24 +204,56 @@ def generate(
 ) -> dict:
     """Generate everything and return the manifest (also written to ``<out_dir>/manifest.json``)."""
     started = time.perf_counter()
+    anomalies = anomalies or []
     clock = ClinicClock()
-    start_epoch = (start - EPOCH_DAY).days * 86400
-    end_epoch = (end - EPOCH_DAY).days * 86400 + 86400
     pools = reference.Pools.build(seed)
-    providers = reference.build_providers(seed, scale, pools, start_epoch, end_epoch)
+    start_epoch = (start - EPOCH_DAY).days * 86400
+    providers = reference.build_providers(seed, scale, pools, start_epoch, (end - EPOCH_DAY).days * 86400 + 86400)
     patients = reference.Patients(seed, scale, pools, start, end)
-    world = World(
-        seed, scale, start, end, providers, patients.count, sorted(patients.canaries), anomalies=anomalies or []
-    )
-    dirt = Dirt(seed, dirty_rate) if dirty_rate > 0 else None
+    world = World(seed, scale, start, end, providers, patients.count, sorted(patients.canaries), anomalies=anomalies)
     out_dir.mkdir(parents=True, exist_ok=True)
     emitter = Emitter(
         events_dir=out_dir / "events" if write_files else None,
         landing_dir=landing_dir if write_files else None,
         as_of=as_of,
         clock=clock,
-        dirt=dirt,
+        dirt=Dirt(seed, dirty_rate) if dirty_rate > 0 else None,
     )
+    appointments = _emit_world(world, emitter)
+    truth = emitter.truth
+    patient_versions = _clinic_tables_as_of(providers, patients, as_of, clock, settings)
+    manifest = {
+        "generator": {
+            "seed": seed,
+            "scale": scale,
+            "as_of": clock.iso(as_of),
+            "start_date": start.isoformat(),
+            "end_date": end.isoformat(),
+            "dirty_rate": dirty_rate,
+            "world_appointments": appointments,
+            "anomalies": [{"kind": kind, "date": day.isoformat(), "factor": factor} for kind, day, factor in anomalies],
+        },
+        **_truth_blocks(truth),
+        "reference": _reference_counts(providers, patients, as_of, patient_versions),
+        "key_insights": truth.key_insights(),
+        "canaries": [
+            {"patient_id": c.patient_id, "column": c.column, "token": c.token}
+            for _, c in sorted(patients.canaries.items())
+        ],
+    }
+    (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    log.info(
+        "generated %d appointments, %d event messages, %d feedback files in %.1f s",
+        appointments,
+        truth.messages,
+        truth.files,
+        time.perf_counter() - started,
+    )
+    return manifest
+
+
+def _emit_world(world: World, emitter: Emitter) -> int:
+    """Play the world's appointments through the emitter; returns how many there were."""
     appointments = 0
     try:
         for appointment in world.appointments():
@@ -229,9 +261,18 @@ def generate(
             appointments += 1
     finally:
         emitter.close()
-    truth = emitter.truth
+    return appointments
 
-    provider_versions = sum(1 for p in providers for v in p.versions if v.updated_at <= as_of)
+
+def _clinic_tables_as_of(
+    providers: list[reference.Provider],
+    patients: reference.Patients,
+    as_of: int,
+    clock: ClinicClock,
+    settings: Settings | None,
+) -> int:
+    """Write the clinic's providers and patients as of ``as_of`` (unless ``settings`` is None, then only
+    count); returns how many patient versions exist by then."""
     patient_versions = 0
 
     def provider_rows():
@@ -257,20 +298,24 @@ def generate(
     else:
         for _ in patient_rows():
             pass
+    return patient_versions
 
-    manifest = {
-        "generator": {
-            "seed": seed,
-            "scale": scale,
-            "as_of": clock.iso(as_of),
-            "start_date": start.isoformat(),
-            "end_date": end.isoformat(),
-            "dirty_rate": dirty_rate,
-            "world_appointments": appointments,
-            "anomalies": [
-                {"kind": kind, "date": day.isoformat(), "factor": factor} for kind, day, factor in anomalies or []
-            ],
-        },
+
+def _reference_counts(
+    providers: list[reference.Provider], patients: reference.Patients, as_of: int, patient_versions: int
+) -> dict:
+    """How many providers and patients the clinic's tables hold as of ``as_of``, and their versions."""
+    return {
+        "providers": len(providers),
+        "provider_versions": sum(1 for p in providers for v in p.versions if v.updated_at <= as_of),
+        "patients": patients.count,
+        "patient_versions": patient_versions,
+    }
+
+
+def _truth_blocks(truth: Truth) -> dict:
+    """The manifest's ground truth of what was emitted: appointments, events, feedback, rejections."""
+    return {
         "appointments": truth.appointments_block(),
         "events": {
             "messages": truth.messages,
@@ -293,28 +338,7 @@ def generate(
             "feedback_forms": dict(sorted(truth.rejected_forms.items())),
             "feedback_files": dict(sorted(truth.rejected_files.items())),
         },
-        "reference": {
-            "providers": len(providers),
-            "provider_versions": provider_versions,
-            "patients": patients.count,
-            "patient_versions": patient_versions,
-        },
-        "key_insights": truth.key_insights(),
-        "canaries": [
-            {"patient_id": c.patient_id, "column": c.column, "token": c.token}
-            for _, c in sorted(patients.canaries.items())
-        ],
     }
-    (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-    elapsed = time.perf_counter() - started
-    log.info(
-        "generated %d appointments, %d event messages, %d feedback files in %.1f s",
-        appointments,
-        truth.messages,
-        truth.files,
-        elapsed,
-    )
-    return manifest
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -79,6 +79,32 @@ class Rebooking:
     rescheduled_from: str
 
 
+@dataclass
+class _Slot:
+    """An appointment as booked, before its outcome is drawn."""
+
+    appointment_id: str
+    patient_index: int
+    provider: Provider
+    version: ProviderVersion
+    appointment_type: str
+    scheduled_for: int
+    booked_at: int
+    lead_days: float
+    hour: int  # local hour of scheduled_for: the wait depends on it
+    rescheduled_from: str | None = None
+
+
+def _arrive_in_order(events: list[Event]) -> None:
+    """In the clean world one appointment's events arrive in the order they happened (jitter of a few
+    seconds must not reorder close events); out-of-order delivery is a dirty kind."""
+    previous = 0
+    for event in events:
+        if event.arrival < previous:
+            event.arrival = previous
+        previous = event.arrival
+
+
 class Blocks:
     """Shuffled blocks of strata: every block of ``size`` draws covers each stratum once, in random order.
 
@@ -238,127 +264,160 @@ class World:
         rebooking: Rebooking | None = None,
         patient: int | None = None,
     ) -> Appointment:
-        rng = self.rng
-        clock = self.clock
-        if rebooking is None:
-            hour = self.hour_pick(rng.random())
-            scheduled_for = clock.local_to_epoch(day, hour * 60 + int(rng.random() * 4) * 15)
-            provider, version = self.book.choose(rng, scheduled_for)
-            appointment_type = self.type_pick[version.specialty](rng.random())
-            lo, hi = self.lead_pick[appointment_type](rng.random())
-            lead_days = rng.uniform(lo, hi)
-            booked_at = scheduled_for - int(lead_days * 86400)
-            appointment_id = self._appointment_id()
-            patient_index = self._patient() if patient is None else patient
-            rescheduled_from = None
-        else:
-            scheduled_for = rebooking.scheduled_for
-            local_day = self.start + timedelta(days=day_index)
-            hour = (scheduled_for + clock.utc_offset_seconds(local_day)) // 3600 % 24
-            provider, version = rebooking.provider, None
-            if provider is not None:
-                version = provider.version_at(scheduled_for)
-                if not version.active:
-                    provider = None
-            if provider is None:
-                provider, version = self.book.choose(rng, scheduled_for, rebooking.specialty)
-            appointment_type = rebooking.appointment_type
-            booked_at = rebooking.booked_at
-            lead_days = (scheduled_for - booked_at) / 86400
-            appointment_id = rebooking.appointment_id
-            patient_index = rebooking.patient_index
-            rescheduled_from = rebooking.rescheduled_from
+        slot = self._new_slot(day, patient) if rebooking is None else self._rebooked_slot(rebooking, day_index)
+        appt = Appointment(
+            appointment_id=slot.appointment_id,
+            patient_index=slot.patient_index,
+            provider=slot.provider,
+            version=slot.version,
+            appointment_type=slot.appointment_type,
+            scheduled_for=slot.scheduled_for,
+            booked_at=slot.booked_at,
+            status=self._draw_status(slot.lead_days, day_index),
+            rescheduled_from=slot.rescheduled_from,
+        )
+        appt.events.append(self._scheduled_event(appt))
+        terminal = self._terminal_event(appt, slot.hour, day_index)
+        self._draw_terminal_arrival(terminal)
+        appt.events.append(terminal)
+        _arrive_in_order(appt.events)
+        return appt
 
+    def _new_slot(self, day: date, patient: int | None) -> _Slot:
+        """A new booking on ``day``: hour, provider, type and lead time drawn from the profiles."""
+        rng = self.rng
+        hour = self.hour_pick(rng.random())
+        scheduled_for = self.clock.local_to_epoch(day, hour * 60 + int(rng.random() * 4) * 15)
+        provider, version = self.book.choose(rng, scheduled_for)
+        appointment_type = self.type_pick[version.specialty](rng.random())
+        lo, hi = self.lead_pick[appointment_type](rng.random())
+        lead_days = rng.uniform(lo, hi)
+        return _Slot(
+            appointment_id=self._appointment_id(),
+            patient_index=self._patient() if patient is None else patient,
+            provider=provider,
+            version=version,
+            appointment_type=appointment_type,
+            scheduled_for=scheduled_for,
+            booked_at=scheduled_for - int(lead_days * 86400),
+            lead_days=lead_days,
+            hour=hour,
+        )
+
+    def _rebooked_slot(self, rebooking: Rebooking, day_index: int) -> _Slot:
+        """The appointment a reschedule booked; a colleague takes over if its provider is gone by then."""
+        scheduled_for = rebooking.scheduled_for
+        local_day = self.start + timedelta(days=day_index)
+        provider, version = rebooking.provider, None
+        if provider is not None:
+            version = provider.version_at(scheduled_for)
+            if not version.active:
+                provider = None
+        if provider is None:
+            provider, version = self.book.choose(self.rng, scheduled_for, rebooking.specialty)
+        return _Slot(
+            appointment_id=rebooking.appointment_id,
+            patient_index=rebooking.patient_index,
+            provider=provider,
+            version=version,
+            appointment_type=rebooking.appointment_type,
+            scheduled_for=scheduled_for,
+            booked_at=rebooking.booked_at,
+            lead_days=(scheduled_for - rebooking.booked_at) / 86400,
+            hour=(scheduled_for + self.clock.utc_offset_seconds(local_day)) // 3600 % 24,
+            rescheduled_from=rebooking.rescheduled_from,
+        )
+
+    def _draw_status(self, lead_days: float, day_index: int) -> str:
+        """The final status; the no-show chance grows with the lead time (kept on target on average)."""
         factor = profiles.NO_SHOW_BASE + profiles.NO_SHOW_SLOPE * lead_days
         self.lead_factor_sum += factor
         self.lead_factor_n += 1
         no_show_p = profiles.NO_SHOW_SHARE * factor / (self.lead_factor_sum / self.lead_factor_n)
         if self.no_show_spike:
             no_show_p *= self.no_show_spike.get(self.start + timedelta(days=day_index), 1.0)
-        u = rng.random()
+        u = self.rng.random()
         r_share, c_share = profiles.RESCHEDULED_SHARE, profiles.CANCELLED_SHARE
         if u < r_share:
-            status = "rescheduled"
-        elif u < r_share + c_share:
-            status = "cancelled"
-        elif u < r_share + c_share + no_show_p:
-            status = "no_show"
-        else:
-            status = "completed"
+            return "rescheduled"
+        if u < r_share + c_share:
+            return "cancelled"
+        if u < r_share + c_share + no_show_p:
+            return "no_show"
+        return "completed"
 
-        appt = Appointment(
-            appointment_id=appointment_id,
-            patient_index=patient_index,
-            provider=provider,
-            version=version,
-            appointment_type=appointment_type,
-            scheduled_for=scheduled_for,
-            booked_at=booked_at,
-            status=status,
-            rescheduled_from=rescheduled_from,
-        )
-        scheduled_fields = {
-            "patient_id": f"PAT-{patient_index + 1:07d}",
-            "provider_id": provider.provider_id,
-            "appointment_type": appointment_type,
-            "scheduled_for": scheduled_for,
+    def _scheduled_event(self, appt: Appointment) -> Event:
+        fields = {
+            "patient_id": f"PAT-{appt.patient_index + 1:07d}",
+            "provider_id": appt.provider.provider_id,
+            "appointment_type": appt.appointment_type,
+            "scheduled_for": appt.scheduled_for,
         }
-        if rescheduled_from is not None:
-            scheduled_fields["rescheduled_from_appointment_id"] = rescheduled_from
-        events = appt.events
-        events.append(Event(booked_at, booked_at + int(rng.random() * 3), "scheduled", self._uuid(), scheduled_fields))
+        if appt.rescheduled_from is not None:
+            fields["rescheduled_from_appointment_id"] = appt.rescheduled_from
+        booked_at = appt.booked_at
+        return Event(booked_at, booked_at + int(self.rng.random() * 3), "scheduled", self._uuid(), fields)
 
-        if status in ("rescheduled", "cancelled"):
-            span = max(scheduled_for - booked_at, 120)
-            ts = booked_at + 60 + int(rng.uniform(0.3, 0.97) * (span - 60))
-            if status == "rescheduled":
-                new_index = day_index + rng.randint(*profiles.RESCHEDULE_DAYS)
-                new_day = self.start + timedelta(days=new_index)
-                new_hour = self.hour_pick(rng.random())
-                new_time = clock.local_to_epoch(new_day, new_hour * 60 + int(rng.random() * 4) * 15)
-                new_id = self._appointment_id()
-                same = rng.random() < profiles.RESCHEDULE_SAME_PROVIDER
-                self.pending.setdefault(new_index, []).append(
-                    Rebooking(
-                        new_id,
-                        patient_index,
-                        provider if same else None,
-                        version.specialty,
-                        appointment_type,
-                        new_time,
-                        ts,
-                        appointment_id,
-                    )
-                )
-                fields = {"rescheduled_to_appointment_id": new_id, "new_scheduled_for": new_time}
-                reason = rng.choice(profiles.RESCHEDULE_REASONS)
-                if reason:
-                    fields["reason"] = reason
-            else:
-                fields = {"cancelled_by": self.cancelled_by_pick(rng.random())}
-                reason = rng.choice(profiles.CANCEL_REASONS)
-                if reason:
-                    fields["reason"] = reason
-            terminal = Event(ts, ts, status, self._uuid(), fields)
-        elif status == "no_show":
-            ts = scheduled_for + (15 + int(rng.random() * 16)) * 60
-            terminal = Event(ts, ts, "no_show", self._uuid(), {})
-        else:
-            terminal = self._visit(appt, hour)
+    def _terminal_event(self, appt: Appointment, hour: int, day_index: int) -> Event:
+        """The event that ends the appointment (a visit also adds its started and issue events)."""
+        if appt.status == "rescheduled":
+            return self._rescheduled_event(appt, day_index)
+        if appt.status == "cancelled":
+            return self._cancelled_event(appt)
+        if appt.status == "no_show":
+            ts = appt.scheduled_for + (15 + int(self.rng.random() * 16)) * 60
+            return Event(ts, ts, "no_show", self._uuid(), {})
+        return self._visit(appt, hour)
+
+    def _withdrawal_time(self, appt: Appointment) -> int:
+        """When a reschedule or cancellation happens: between the booking and the appointment."""
+        span = max(appt.scheduled_for - appt.booked_at, 120)
+        return appt.booked_at + 60 + int(self.rng.uniform(0.3, 0.97) * (span - 60))
+
+    def _rescheduled_event(self, appt: Appointment, day_index: int) -> Event:
+        """The reschedule, and the new appointment it books a few days later (played out on its day)."""
+        rng = self.rng
+        ts = self._withdrawal_time(appt)
+        new_index = day_index + rng.randint(*profiles.RESCHEDULE_DAYS)
+        new_day = self.start + timedelta(days=new_index)
+        new_hour = self.hour_pick(rng.random())
+        new_time = self.clock.local_to_epoch(new_day, new_hour * 60 + int(rng.random() * 4) * 15)
+        new_id = self._appointment_id()
+        same = rng.random() < profiles.RESCHEDULE_SAME_PROVIDER
+        self.pending.setdefault(new_index, []).append(
+            Rebooking(
+                new_id,
+                appt.patient_index,
+                appt.provider if same else None,
+                appt.version.specialty,
+                appt.appointment_type,
+                new_time,
+                ts,
+                appt.appointment_id,
+            )
+        )
+        fields = {"rescheduled_to_appointment_id": new_id, "new_scheduled_for": new_time}
+        reason = rng.choice(profiles.RESCHEDULE_REASONS)
+        if reason:
+            fields["reason"] = reason
+        return Event(ts, ts, "rescheduled", self._uuid(), fields)
+
+    def _cancelled_event(self, appt: Appointment) -> Event:
+        ts = self._withdrawal_time(appt)
+        fields = {"cancelled_by": self.cancelled_by_pick(self.rng.random())}
+        reason = self.rng.choice(profiles.CANCEL_REASONS)
+        if reason:
+            fields["reason"] = reason
+        return Event(ts, ts, "cancelled", self._uuid(), fields)
+
+    def _draw_terminal_arrival(self, terminal: Event) -> None:
+        """Most terminal events arrive within seconds; a share arrives hours late."""
+        rng = self.rng
         if rng.random() < profiles.LATE_TERMINAL_SHARE:
             lo, hi = profiles.LATE_DELAY_HOURS
             terminal.arrival = terminal.ts + int(rng.uniform(lo, hi) * 3600)
         else:
             terminal.arrival = terminal.ts + int(rng.random() * 4)
-        events.append(terminal)
-        # In the clean world one appointment's events arrive in the order they happened (jitter of a
-        # few seconds must not reorder close events); out-of-order delivery is a dirty kind.
-        previous = 0
-        for event in events:
-            if event.arrival < previous:
-                event.arrival = previous
-            previous = event.arrival
-        return appt
 
     def _visit(self, appt: Appointment, hour: int) -> Event:
         """started, technical issues, completed; possibly a feedback form. Returns the terminal event."""

@@ -73,6 +73,35 @@ def test_malformed_definitions_are_refused(tmp_path, change, message):
         load_dashboard(_write(tmp_path, GOOD_CARD.replace(*change)))
 
 
+def test_a_refusal_names_the_file_the_dashboard_the_card_and_the_field(tmp_path):
+    with pytest.raises(DefinitionError) as refused:
+        load_dashboard(_write(tmp_path, GOOD_CARD.replace("y: appointments", "y: [appointments, Total]")))
+    assert str(refused.value) == (
+        "x.yml: dashboard 'test_dash', card 'total', visualization.y[1]: 'Total' must be lower_snake_case"
+    )
+
+
+def test_every_problem_of_a_definition_is_reported_at_once(tmp_path):
+    card = GOOD_CARD.replace("width: 6", "width: 30").replace("    title: Total\n", "    colour: red\n")
+    with pytest.raises(DefinitionError) as refused:
+        load_dashboard(_write(tmp_path, card))
+    problems = str(refused.value).splitlines()
+    assert "x.yml: dashboard 'test_dash', card 'total', title: missing" in problems
+    assert "x.yml: dashboard 'test_dash', card 'total', colour: unknown key" in problems
+    assert "x.yml: dashboard 'test_dash', card 'total', position: card overflows the 24-column grid" in problems
+
+
+def test_comments_and_string_literals_are_not_mistaken_for_tables(tmp_path):
+    sql = (
+        "select kpis.date, 'from raw.x' as note, kpis.appointments -- join raw.y\n"
+        "      from marts.ops_daily_kpis as kpis"
+    )
+    card = GOOD_CARD.replace(
+        "sql: select kpis.date, kpis.appointments from marts.ops_daily_kpis as kpis", f"sql: |\n      {sql}"
+    )
+    assert load_dashboard(_write(tmp_path, card)).cards[0].tables == [("marts", "ops_daily_kpis")]
+
+
 def test_sql_functions_with_from_are_not_mistaken_for_tables(tmp_path):
     sql = "select kpis.date, extract(day from kpis.date) as dom, kpis.appointments from marts.ops_daily_kpis as kpis"
     card = GOOD_CARD.replace(
