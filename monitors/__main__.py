@@ -9,7 +9,6 @@ the monitoring dashboard. Exit status 1 when any check is at error level (for sc
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import shutil
@@ -133,21 +132,15 @@ def keep_last_build_timings(target: Path, monitor_target: Path) -> Path:
     return build_results
 
 
-def run_monitor_dbt(settings: Settings, thresholds: checks.Thresholds, monitor_target: Path) -> None:
-    """Source freshness, then the monitor models and tests; each artifact kept with its manifest."""
-    # One target path and the same vars for every call, so dbt parses the project once.
-    dbt_vars = json.dumps(
-        {
-            "freshness_warn_after_hours": thresholds.freshness_warn_hours,
-            "freshness_error_after_hours": thresholds.freshness_error_hours,
-            "monitor_window_days": thresholds.window_days,
-        }
-    )
+def run_monitor_dbt(settings: Settings, monitor_target: Path) -> None:
+    """Source freshness, then the monitor models and tests; each artifact kept with its manifest. The
+    freshness thresholds and the window are dbt_project.yml's vars; one target path for every call, so
+    dbt parses the project once."""
     for dbt_args, artifact, keep_as in DBT_STEPS:
         # Never read a previous run's artifact as this run's.
         shutil.rmtree(monitor_target / keep_as, ignore_errors=True)
         (monitor_target / artifact).unlink(missing_ok=True)
-        run_dbt(settings, [*dbt_args, "--vars", dbt_vars], monitor_target)
+        run_dbt(settings, dbt_args, monitor_target)
         (monitor_target / keep_as).mkdir(parents=True, exist_ok=True)
         produced = monitor_target / artifact
         if produced.exists():
@@ -231,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     monitor_target = args.dbt_target / "monitor"
     build_results = keep_last_build_timings(args.dbt_target, monitor_target)
     if not args.skip_dbt:
-        run_monitor_dbt(settings, thresholds, monitor_target)
+        run_monitor_dbt(settings, monitor_target)
 
     conn = db.connect(settings, role=DBT_ROLE)
     try:

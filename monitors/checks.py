@@ -55,15 +55,18 @@ class Bounds:
 
 @dataclass(frozen=True)
 class Thresholds:
-    window_days: int
-    freshness_warn_hours: float
-    freshness_error_hours: float
     realert_after_minutes: int
     checks: dict[str, tuple[Bounds, Bounds]]
 
     @classmethod
     def load(cls, path: Path = THRESHOLDS_FILE) -> Thresholds:
         raw = yaml.safe_load(path.read_text())
+        moved = sorted({"freshness", "window_days"} & set(raw or {}))
+        if moved:
+            raise ConfigError(
+                f"{path}: {', '.join(moved)} moved to dbt_project.yml's vars (freshness_warn_after_hours, "
+                "freshness_error_after_hours, monitor_window_days), their one home"
+            )
         try:
             checks = {}
             for name, levels in raw["checks"].items():
@@ -73,11 +76,7 @@ class Thresholds:
             missing = set(CHECK_TYPES) - set(checks)
             if missing:
                 raise ConfigError(f"{path} has no thresholds for {sorted(missing)}")
-            freshness = raw["freshness"]
             return cls(
-                window_days=int(raw["window_days"]),
-                freshness_warn_hours=float(freshness["warn_after_hours"]),
-                freshness_error_hours=float(freshness["error_after_hours"]),
                 realert_after_minutes=int(raw["realert_after_minutes"]),
                 checks=checks,
             )

@@ -140,15 +140,21 @@ def test_channels_keep_separate_state(monitor_conn):
     ]
 
 
-def test_plain_dbt_freshness_uses_the_monitors_thresholds():
-    """`make freshness` reads dbt_project.yml; `make monitor` passes thresholds.yml: they must agree."""
+def test_freshness_and_window_have_one_home_in_dbt_project(tmp_path):
+    """`make freshness` and `make monitor` read the same dbt vars; thresholds.yml does not repeat them, and
+    an old thresholds file that still does is refused with where they went."""
     import yaml
 
     from runtime.settings import PROJECT_ROOT
 
     project_vars = yaml.safe_load((PROJECT_ROOT / "dbt_project.yml").read_text())["vars"]
-    assert project_vars["freshness_warn_after_hours"] == THRESHOLDS.freshness_warn_hours
-    assert project_vars["freshness_error_after_hours"] == THRESHOLDS.freshness_error_hours
+    assert {"freshness_warn_after_hours", "freshness_error_after_hours", "monitor_window_days"} <= set(project_vars)
+    raw = yaml.safe_load(checks.THRESHOLDS_FILE.read_text())
+    assert "freshness" not in raw and "window_days" not in raw
+    raw["freshness"] = {"warn_after_hours": 2, "error_after_hours": 6}
+    (tmp_path / "old.yml").write_text(yaml.safe_dump(raw))
+    with pytest.raises(checks.ConfigError, match=r"freshness moved to dbt_project\.yml's vars"):
+        checks.Thresholds.load(tmp_path / "old.yml")
 
 
 def test_thresholds_file_rejects_unknown_and_missing_checks(tmp_path):
