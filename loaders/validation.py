@@ -4,13 +4,18 @@ Written for the hot path: plain dict and set lookups, no schema library, one pas
 field rules per event type. A check returns ``None`` for a valid record or ``(reason, detail)`` with a
 reason code from the contract; the first failing rule wins, in the order of the contract's tables.
 Details name the field and the problem, never the value (it may be patient data).
+
+Every timestamp must lie between EARLIEST_TIMESTAMP and the load time plus FUTURE_YEARS: what passes here,
+the marts can hold (dim_date covers that span, no lead time overflows). The load time is the wall clock,
+read at most once per BOUND_REFRESH_SECONDS (see latest_timestamp), never per message.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from datetime import datetime
+import time
+from datetime import datetime, timezone
 
 # Reason codes, shared with the generator's manifest.
 INVALID_JSON = "invalid_json"
@@ -34,6 +39,14 @@ TECHNICAL_ISSUE_TYPES = frozenset(("audio", "video", "connection_drop", "login",
 CANCELLED_BY = frozenset(("patient", "provider", "clinic"))
 
 Problem = tuple[str, str]
+
+# The range of every timestamp: from EARLIEST_TIMESTAMP to the load time plus FUTURE_YEARS, both inclusive.
+EARLIEST_TIMESTAMP = datetime(2000, 1, 1, tzinfo=timezone.utc)
+FUTURE_YEARS = 2
+# How long the latest allowed timestamp is reused before the wall clock is read again.
+BOUND_REFRESH_SECONDS = 60.0
+_EARLIEST_YEAR = EARLIEST_TIMESTAMP.year
+_TIME_RANGE = f"[2000-01-01T00:00:00Z, load time + {FUTURE_YEARS} years]"
 
 # Rule kinds. Each rule is (field, kind, required, argument).
 _STR, _TS, _ENUM, _NUM, _INT, _BOOL = range(6)
@@ -112,6 +125,56 @@ def parse_timestamp(value: object) -> datetime | None:
     return parsed if parsed.tzinfo is not None else None
 
 
+# The cached upper bound (see latest_timestamp). It starts below every timestamp, so the first check reads
+# the clock; _sure_year is the last year whose every moment is inside the range, whatever its UTC offset.
+_latest = EARLIEST_TIMESTAMP
+_latest_expires = float("-inf")
+_sure_year = _EARLIEST_YEAR
+
+
+def _years_later(moment: datetime, years: int) -> datetime:
+    try:
+        return moment.replace(year=moment.year + years)
+    except ValueError:  # 29 February in a year that has none
+        return moment.replace(year=moment.year + years, day=28)
+
+
+def latest_timestamp() -> datetime:
+    """The latest timestamp accepted: the wall clock plus FUTURE_YEARS, read again only when the cached
+    value is older than BOUND_REFRESH_SECONDS (by time.monotonic)."""
+    global _latest, _latest_expires, _sure_year
+    now = time.monotonic()
+    if now >= _latest_expires:
+        _latest = _years_later(datetime.now(timezone.utc), FUTURE_YEARS)
+        _latest_expires = now + BOUND_REFRESH_SECONDS
+        # A local time in a year before the bound's previous year is, in UTC (offsets stay under a day),
+        # before the bound's year starts.
+        _sure_year = _latest.year - 2
+    return _latest
+
+
+def reset_latest_timestamp() -> None:
+    """Forget the cached upper bound, so the next check reads the clock: for tests that move the clock."""
+    global _latest, _latest_expires, _sure_year
+    _latest, _latest_expires, _sure_year = EARLIEST_TIMESTAMP, float("-inf"), _EARLIEST_YEAR
+
+
+def in_time_range(parsed: datetime) -> bool:
+    """True when an aware timestamp lies in [EARLIEST_TIMESTAMP, load time + FUTURE_YEARS].
+
+    No clock read for the common case: a year strictly inside the range needs two integer comparisons
+    (comparing aware datetimes of different offsets is slow); a timestamp up to the cached bound needs
+    none; only one after it reads the clock, and at most once per BOUND_REFRESH_SECONDS. The bound only
+    grows as time passes, so a cached one is never more lenient than the clock (unless the clock is set
+    back, which reset_latest_timestamp covers in tests).
+    """
+    if _EARLIEST_YEAR < parsed.year <= _sure_year:
+        return True
+    if parsed < EARLIEST_TIMESTAMP:
+        return False
+    return parsed <= _latest or parsed <= latest_timestamp()
+
+
 def _check_rules(record: dict, rules: tuple[tuple[str, int, bool, object], ...]) -> Problem | None:
     for name, kind, required, arg in rules:
         value = record.get(name)
@@ -131,8 +194,11 @@ def _check_rules(record: dict, rules: tuple[tuple[str, int, bool, object], ...])
         elif kind == _TS:
             if vtype is not str:
                 return INVALID_TYPE, f"{name} must be a string"
-            if parse_timestamp(value) is None:
+            parsed = parse_timestamp(value)
+            if parsed is None:
                 return INVALID_TIMESTAMP, f"{name} is not ISO 8601 with a UTC offset"
+            if not in_time_range(parsed):
+                return OUT_OF_RANGE, f"{name} is outside {_TIME_RANGE}"
         elif kind == _BOOL:
             if vtype is not bool:
                 return INVALID_TYPE, f"{name} must be a boolean"
@@ -184,6 +250,8 @@ def check_event(event: object) -> tuple[Problem | None, str | None]:
     parsed = parse_timestamp(event_ts)
     if parsed is None:
         return (INVALID_TIMESTAMP, "event_ts is not ISO 8601 with a UTC offset"), None
+    if not in_time_range(parsed):
+        return (OUT_OF_RANGE, f"event_ts is outside {_TIME_RANGE}"), None
     appointment_id = event.get("appointment_id")
     if appointment_id is None:
         return (MISSING_FIELD, "appointment_id is missing or null"), None
@@ -223,7 +291,7 @@ def check_form(form: object) -> tuple[Problem | None, str | None]:
         and (get("comments") is None or type(get("comments")) is str)
     ):
         parsed = parse_timestamp(submitted_at)
-        if parsed is not None:
+        if parsed is not None and in_time_range(parsed):
             return None, timestamp_for_postgres(submitted_at, parsed)
     problem = _check_header(form) or _check_rules(form, _FORM_RULES)
     if problem:

@@ -30,3 +30,19 @@
     from day_offsets
     where day_offset < {{ days }}
 {%- endmacro %}
+
+
+{#- The last day of dim_date: 31 December of the year var date_spine_years_ahead after the as-of's year, or
+    after the run's year when that is later (a backfill pinned in the past still loads events stamped by
+    today's clock). The loaders accept timestamps up to the load time plus two years (loaders/CONTRACTS.md),
+    and the load happens before the run, so three years ahead always covers them, with a year to spare. -#}
+{% macro date_spine_end() -%}
+    {%- set years_ahead = var('date_spine_years_ahead') | int -%}
+    {%- if years_ahead < 3 -%}
+        {{ exceptions.raise_compiler_error(
+            "var date_spine_years_ahead must be at least 3: the loaders accept timestamps up to the load time"
+            ~ " plus two years, got " ~ years_ahead) }}
+    {%- endif -%}
+    {%- set base_year = [as_of().year, run_started_at.year] | max -%}
+    {{- return((base_year + years_ahead) ~ '-12-31') -}}
+{%- endmacro %}

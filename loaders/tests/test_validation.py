@@ -1,12 +1,35 @@
-"""The schema checks on their own: every reason code, and the edges of types, ranges and timestamps."""
+"""The schema checks on their own: every reason code, and the edges of types, ranges and timestamps.
+
+The upper bound of timestamps is the load time plus two years, so every test here runs at a pinned load
+time (LOAD_TIME, by time-machine) with the validation's cached bound reset: nothing depends on the wall
+clock.
+"""
 
 from __future__ import annotations
 
 import copy
+from datetime import datetime, timedelta, timezone
 
 import pytest
+import time_machine
 
+from loaders import validation
 from loaders.validation import check_event, check_form, parse_timestamp, storable_json_text
+
+LOAD_TIME = datetime(2026, 11, 1, tzinfo=timezone.utc)
+# The edges of every timestamp at LOAD_TIME: 2000-01-01T00:00:00Z and LOAD_TIME plus two years.
+EARLIEST = "2000-01-01T00:00:00Z"
+LATEST = "2028-11-01T00:00:00Z"
+TIME_RANGE = "[2000-01-01T00:00:00Z, load time + 2 years]"
+
+
+@pytest.fixture(autouse=True)
+def pinned_load_time():
+    with time_machine.travel(LOAD_TIME, tick=False) as traveller:
+        validation.reset_latest_timestamp()
+        yield traveller
+    validation.reset_latest_timestamp()
+
 
 STARTED = {
     "schema_version": 1,
@@ -103,6 +126,155 @@ def test_edges_that_are_valid():
     assert check_event(changed(STARTED, extra={"drift": [1, 2]}))[0] is None
     assert check_event({**changed(STARTED, event_type="cancelled"), "cancelled_by": None})[0] is None
     assert check_event(changed(STARTED, event_type="no_show"))[0] is None
+
+
+SCHEDULED = {
+    **changed(STARTED, event_type="scheduled"),
+    "patient_id": "PAT-1",
+    "provider_id": "PRV-1",
+    "appointment_type": "follow_up",
+    "scheduled_for": "2026-10-08T09:00:00Z",
+}
+RESCHEDULED = {
+    **changed(STARTED, event_type="rescheduled"),
+    "rescheduled_to_appointment_id": "APT-2",
+    "new_scheduled_for": "2026-10-09T09:00:00Z",
+}
+COMPLETED = {**changed(STARTED, event_type="completed"), "duration_minutes": 30, "connection_quality": 4}
+for _record in (SCHEDULED, RESCHEDULED, COMPLETED):
+    del _record["device_type"], _record["wait_time_minutes"]
+
+# Every timestamp field of the contract, with a record that is valid apart from it.
+TIMESTAMP_FIELDS = [
+    ("event_ts", STARTED, check_event),
+    ("event_ts", SCHEDULED, check_event),
+    ("scheduled_for", SCHEDULED, check_event),
+    ("new_scheduled_for", RESCHEDULED, check_event),
+    ("submitted_at", FORM, check_form),
+]
+# (timestamp, inside the range at LOAD_TIME)
+TIMESTAMP_EDGES = [
+    ("2026-10-01T09:00:00Z", True),
+    ("2027-06-30T23:00:00-05:00", True),  # next year, another offset: the exact comparison
+    (EARLIEST, True),
+    ("2000-01-01T01:00:00+01:00", True),  # the same instant, another offset
+    ("2000-01-01T00:00:00.000001Z", True),
+    ("1999-12-31T23:59:59.999999Z", False),
+    ("2000-01-01T00:30:00+01:00", False),  # 23:30 UTC on 31 December 1999
+    ("0001-01-01T00:00:00+00:00", False),
+    (LATEST, True),
+    ("2028-10-31T20:00:00-04:00", True),  # the same instant, another offset
+    ("2028-10-31T23:59:59.999999Z", True),
+    ("2028-11-01T00:00:00.000001Z", False),
+    ("2028-11-01T01:00:00+00:30", False),  # 00:30 UTC
+    ("2029-01-01T00:00:00Z", False),
+    ("9999-12-31T23:59:59Z", False),
+]
+
+
+@pytest.mark.parametrize(("field", "record", "check"), TIMESTAMP_FIELDS, ids=lambda v: v if type(v) is str else "")
+@pytest.mark.parametrize(("value", "inside"), TIMESTAMP_EDGES)
+def test_timestamp_range(field, record, check, value, inside):
+    problem, text = check(changed(record, **{field: value}))
+    if inside:
+        assert problem is None
+        assert text is not None
+    else:
+        # The detail names the field and the range, never the value.
+        assert problem == ("out_of_range", f"{field} is outside {TIME_RANGE}")
+        assert value not in problem[1] and text is None
+
+
+def test_the_upper_bound_follows_the_load_time(pinned_load_time):
+    late = changed(SCHEDULED, scheduled_for="2028-11-02T00:00:00Z")
+    assert check_event(late)[0][0] == "out_of_range"
+    pinned_load_time.move_to(LOAD_TIME + timedelta(days=1))
+    validation.reset_latest_timestamp()
+    assert check_event(late)[0] is None
+    # 29 February plus two years is 28 February.
+    pinned_load_time.move_to(datetime(2028, 2, 29, 12, tzinfo=timezone.utc))
+    validation.reset_latest_timestamp()
+    assert check_event(changed(SCHEDULED, scheduled_for="2030-02-28T12:00:00Z"))[0] is None
+    assert check_event(changed(SCHEDULED, scheduled_for="2030-02-28T12:00:01Z"))[0][0] == "out_of_range"
+
+
+def test_the_clock_is_read_at_most_once_a_minute(pinned_load_time, monkeypatch):
+    monotonic = [1000.0]
+    monkeypatch.setattr(validation.time, "monotonic", lambda: monotonic[0])
+    reads = []
+
+    class CountingDatetime(datetime):
+        @classmethod
+        def now(cls, tz=None):
+            reads.append(tz)
+            return datetime.now(tz)
+
+    monkeypatch.setattr(validation, "datetime", CountingDatetime)
+    validation.reset_latest_timestamp()
+    for _ in range(1000):
+        assert check_event(SCHEDULED)[0] is None
+        assert check_form(FORM)[0] is None
+    assert check_event(changed(SCHEDULED, scheduled_for=LATEST))[0] is None
+    assert len(reads) == 1
+    # A day later, a timestamp beyond the cached bound is rejected until the cache is a minute old, with
+    # no further clock read; then the clock is read once and it passes.
+    pinned_load_time.move_to(LOAD_TIME + timedelta(days=1))
+    beyond = changed(SCHEDULED, scheduled_for="2028-11-01T12:00:00Z")
+    monotonic[0] += 59
+    for _ in range(100):
+        assert check_event(beyond)[0][0] == "out_of_range"
+    assert len(reads) == 1
+    monotonic[0] += 2
+    assert check_event(beyond)[0] is None
+    assert check_event(beyond)[0] is None
+    assert len(reads) == 2
+
+
+@pytest.mark.parametrize(
+    ("record", "field", "value", "valid"),
+    [
+        (STARTED, "wait_time_minutes", 0, True),
+        (STARTED, "wait_time_minutes", 0.0, True),
+        (STARTED, "wait_time_minutes", 240, True),
+        (STARTED, "wait_time_minutes", 240.0, True),
+        (STARTED, "wait_time_minutes", -0.01, False),
+        (STARTED, "wait_time_minutes", 240.01, False),
+        (STARTED, "wait_time_minutes", 1e400, False),  # a JSON number too large for a float: infinity
+        (COMPLETED, "duration_minutes", 0.01, True),
+        (COMPLETED, "duration_minutes", 240, True),
+        (COMPLETED, "duration_minutes", 0, False),
+        (COMPLETED, "duration_minutes", -1, False),
+        (COMPLETED, "duration_minutes", 240.01, False),
+        (COMPLETED, "duration_minutes", 10**30, False),
+        (COMPLETED, "connection_quality", 1, True),
+        (COMPLETED, "connection_quality", 5, True),
+        (COMPLETED, "connection_quality", 0, False),
+        (COMPLETED, "connection_quality", 6, False),
+    ],
+)
+def test_number_ranges(record, field, value, valid):
+    problem, _ = check_event(changed(record, **{field: value}))
+    if valid:
+        assert problem is None
+    else:
+        assert problem is not None and problem[0] == "out_of_range" and problem[1].startswith(f"{field} is outside ")
+
+
+RATINGS = [
+    "provider_rating",
+    "ease_of_use_rating",
+    "audio_quality_rating",
+    "video_quality_rating",
+    "overall_satisfaction",
+]
+
+
+@pytest.mark.parametrize("field", RATINGS)
+def test_rating_ranges(field):
+    for value in (1, 5):
+        assert check_form(changed(FORM, **{field: value}))[0] is None
+    for value in (0, 6, -1, 10**30):
+        assert check_form(changed(FORM, **{field: value}))[0] == ("out_of_range", f"{field} is outside [1, 5]")
 
 
 def test_forms():

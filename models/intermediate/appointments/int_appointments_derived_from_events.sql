@@ -171,6 +171,8 @@ final as (
         appointments_pivoted.rescheduled_to_appointment_id,
         appointments_pivoted.rescheduled_to_at,
         -- Lead time: how far ahead the visit was booked (first booking event to the visit time).
+        -- An integer holds it: the loaders accept timestamps from 2000-01-01 to the load time plus two
+        -- years (loaders/CONTRACTS.md), some 16 million minutes apart; an integer goes to 2.1 billion.
         cast(
             {{ dbt.datediff('appointments_pivoted.booked_at', 'appointments_pivoted.scheduled_at', 'minute') }}
             as integer

@@ -1,13 +1,14 @@
 {{ config(tags=['static']) }}
 
--- Grain: one row per calendar day from var date_spine_start to var date_spine_end.
+-- Grain: one row per calendar day from var date_spine_start (2000-01-01) to macro date_spine_end (31 December,
+-- var date_spine_years_ahead years after the as-of's year): every day a timestamp the loaders accept can fall on.
 -- date_id is the yyyymmdd integer the facts carry; holidays come from the holidays seed.
 
 with
 
 date_spine as (
 
-    {{ date_spine(var('date_spine_start'), var('date_spine_end')) }}
+    {{ date_spine(var('date_spine_start'), date_spine_end()) }}
 
 ),
 
