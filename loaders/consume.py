@@ -2,8 +2,8 @@
 
 How exactly-once holds (ARCHITECTURE.md, Guarantees):
 - each batch's valid rows, its rejected rows and the next offset of every partition in it are written in
-  ONE Postgres transaction (COPY into a temporary table, then ``insert ... on conflict (event_id) do
-  nothing``; rejected rows are unique on topic/partition/offset);
+  ONE Postgres transaction (loaders/rawwrite.py: COPY, or after a key conflict ``insert ... on conflict
+  (event_id) do nothing``; rejected rows are unique on topic/partition/offset);
 - on every (re)assignment the consumer seeks to the offsets stored in Postgres, so Postgres is the truth;
 - offsets are committed to Kafka only after the Postgres commit, so lag tools never run ahead of raw;
 - a topic whose id changed (deleted and created again, or an in-memory broker that restarted) makes the
@@ -19,49 +19,36 @@ one formatted line.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
-import queue
 import signal
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 import psycopg2
-import psycopg2.errors
-import psycopg2.extras
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
-from loaders.pgcopy import copy_rows, escape, existing_keys, stage_tables_ddl
-from loaders.retry import TRANSIENT_DB_ERRORS, Backoff, RetryDeadlineExceeded
+from loaders.pgcopy import escape
+from loaders.rawwrite import BackgroundWriter, PgSession, RawTable, insert_values
+from loaders.retry import Backoff, RetryDeadlineExceeded
 from loaders.runs import LoadRun, RunCounts
 from loaders.validation import INVALID_JSON, JSON_DECODER, check_event, storable_json_text
-from runtime import db
 from runtime.kafka import admin_client, client_config, topic_exists, topic_id
 from runtime.progress import Progress
-from runtime.settings import LOADER_ROLE, Settings
+from runtime.settings import Settings
 
 log = logging.getLogger(__name__)
 
 DEFAULT_GROUP = "telemed-raw-loader"
 LOADER_NAME = "consume"
 _NULL = "\\N"
-# After a duplicate event_id shows up, this many batches look their ids up before the COPY.
-LOOKUP_BATCHES = 20
 
 # Columns in the order of the COPY lines built by add_messages; the constant ones come last.
 _COLUMNS = (
     "event_id, appointment_id, event_type, event_ts, payload, kafka_partition, kafka_offset, kafka_timestamp,"
     " schema_version, kafka_topic, _load_run_id"
 )
-_STAGE_DDL = stage_tables_ddl("_stage_events", "raw.appointment_events", _COLUMNS, "event_id")
-_INSERT_STAGED = f"""
-insert into raw.appointment_events ({_COLUMNS})
-select {_COLUMNS} from _stage_events
-on conflict (event_id) do nothing
-"""
 _INSERT_REJECTED = """
 insert into raw.appointment_events_rejected (
     reason, error_detail, event_id, raw_text, raw_bytes, kafka_topic, kafka_partition, kafka_offset,
@@ -197,121 +184,52 @@ def _decode_padded(value: bytes) -> object:
 
 
 class EventWriter:
-    """Owns the consumer's Postgres connection: stored offsets, and one transaction per batch."""
+    """The consumer's side of Postgres: stored offsets, and one transaction per batch (events, rejected
+    messages, next offsets and the run's counters)."""
 
     def __init__(self, settings: Settings, run: LoadRun, group: str, topic: str, backoff: Backoff):
-        self.settings, self.run, self.group, self.topic = settings, run, group, topic
-        self.backoff = backoff
+        self.run, self.group, self.topic = run, group, topic
         self.topic_id: str | None = None
-        self._lookup_batches = 0
-        self._conn = None
-        self._lock = threading.Lock()
-
-    def _connection(self):
-        if self._conn is None or self._conn.closed:
-            self._conn = db.connect(self.settings, role=LOADER_ROLE)
-            with self._conn, self._conn.cursor() as cur:
-                cur.execute(_STAGE_DDL)
-        return self._conn
-
-    def _drop_connection(self) -> None:
-        if self._conn is not None:
-            with contextlib.suppress(psycopg2.Error):
-                self._conn.close()
-        self._conn = None
-
-    def retrying(self, what: str, work):
-        """Run ``work(conn)`` until it succeeds, reconnecting after transient errors, up to the deadline."""
-        with self._lock:
-            while True:
-                try:
-                    result = work(self._connection())
-                except TRANSIENT_DB_ERRORS as exc:
-                    self._drop_connection()
-                    self.backoff.wait(what, exc)
-                    continue
-                self.backoff.reset()
-                return result
+        self.events = RawTable("raw.appointment_events", _COLUMNS, "event_id", "_stage_events")
+        self.session = PgSession(settings, backoff, setup=self.events.ddl)
 
     def open_run(self, details: dict) -> None:
-        self.retrying("opening the load run", lambda conn: self.run.open(conn, details))
+        self.session.run("opening the load run", lambda conn: self.run.open(conn, details))
 
     def close_run(self, status: str, error: str | None, details: dict) -> None:
-        self.retrying("closing the load run", lambda conn: self.run.close(conn, status, error, details))
+        self.session.run("closing the load run", lambda conn: self.run.close(conn, status, error, details))
 
     def stored_offsets(self) -> dict[int, tuple[int, str | None]]:
-        def fetch(conn):
-            with conn, conn.cursor() as cur:
-                cur.execute(
-                    "select partition, next_offset, topic_id from raw.kafka_offsets"
-                    " where consumer_group = %s and topic = %s",
-                    (self.group, self.topic),
-                )
-                return {row[0]: (row[1], row[2]) for row in cur.fetchall()}
+        def fetch(cur):
+            cur.execute(
+                "select partition, next_offset, topic_id from raw.kafka_offsets"
+                " where consumer_group = %s and topic = %s",
+                (self.group, self.topic),
+            )
+            return {row[0]: (row[1], row[2]) for row in cur.fetchall()}
 
-        return self.retrying("reading stored offsets", fetch)
+        return self.session.transaction("reading stored offsets", fetch)
 
     def write(self, batch: Batch) -> RunCounts:
-        def work(conn) -> RunCounts:
+        def work(cur) -> RunCounts:
             counts = RunCounts(read=batch.read, duplicates=batch.duplicates)
-            with conn, conn.cursor() as cur:
-                if batch.lines:
-                    counts.loaded, skipped = self._write_events(cur, batch)
-                    counts.duplicates += skipped
-                if batch.rejects:
-                    rows = [(*reject, self.run.run_id) for reject in batch.rejects]
-                    # One statement for all of them, so rowcount is the number actually inserted.
-                    psycopg2.extras.execute_values(
-                        cur, _INSERT_REJECTED, rows, template=_REJECTED_TEMPLATE, page_size=len(rows)
-                    )
-                    counts.rejected = cur.rowcount
-                    # A rejected message seen again (re-read after a crash) is not a new rejection.
-                    counts.duplicates += len(rows) - cur.rowcount
-                psycopg2.extras.execute_values(
-                    cur,
-                    _UPSERT_OFFSETS,
-                    [(self.group, self.topic, p, o, self.topic_id) for p, o in sorted(batch.next_offsets.items())],
-                    template="(%s, %s, %s, %s, %s, now())",
-                )
-                self.run.advance(cur, counts)
+            if batch.lines:
+                counts.loaded = len(self.events.insert(cur, batch.ids, batch.lines))
+                counts.duplicates += len(batch.lines) - counts.loaded
+            if batch.rejects:
+                rows = [(*reject, self.run.run_id) for reject in batch.rejects]
+                counts.rejected = insert_values(cur, _INSERT_REJECTED, rows, _REJECTED_TEMPLATE)
+                # A rejected message seen again (re-read after a crash) is not a new rejection.
+                counts.duplicates += len(rows) - counts.rejected
+            offsets = [(self.group, self.topic, p, o, self.topic_id) for p, o in sorted(batch.next_offsets.items())]
+            insert_values(cur, _UPSERT_OFFSETS, offsets, "(%s, %s, %s, %s, %s, now())")
+            self.run.advance(cur, counts)
             return counts
 
-        return self.retrying(f"writing a batch of {batch.read} messages", work)
-
-    def _write_events(self, cur, batch: Batch) -> tuple[int, int]:
-        """Insert the batch's events; returns (loaded, duplicates skipped).
-
-        Fast path: COPY straight into raw.appointment_events inside a savepoint. An event_id already in
-        raw (a duplicate delivery from an earlier batch, or a batch read again after a crash) fails it on
-        the key; the batch then takes the general path, COPY into a temporary table and insert ... on
-        conflict do nothing, and the next batches first look their event_ids up and leave the known ones
-        out, until a run of clean batches switches the lookup off again.
-        """
-        ids, lines = batch.ids, batch.lines
-        if self._lookup_batches > 0:
-            self._lookup_batches -= 1
-            existing = {
-                escape(event_id)
-                for event_id in existing_keys(cur, "_stage_events", "raw.appointment_events", "event_id", ids)
-            }
-            if existing:
-                lines = [line for event_id, line in zip(ids, lines, strict=True) if event_id not in existing]
-                self._lookup_batches = LOOKUP_BATCHES
-        data = "".join(lines).encode()
-        cur.execute("savepoint direct_copy")
-        try:
-            copy_rows(cur, "raw.appointment_events", _COLUMNS, data)
-        except psycopg2.errors.UniqueViolation:
-            cur.execute("rollback to savepoint direct_copy")
-            self._lookup_batches = LOOKUP_BATCHES
-            copy_rows(cur, "_stage_events", _COLUMNS, data)
-            cur.execute(_INSERT_STAGED)
-            return cur.rowcount, len(batch.lines) - cur.rowcount
-        cur.execute("release savepoint direct_copy")
-        return len(lines), len(batch.lines) - len(lines)
+        return self.session.transaction(f"writing a batch of {batch.read} messages", work)
 
     def close(self) -> None:
-        self._drop_connection()
+        self.session.close()
 
 
 @dataclass
@@ -358,10 +276,7 @@ class EventConsumer:
         self.last_commit_at: float | None = None
         self.first_message_at: float | None = None
         self._pending: Batch | None = None
-        self._inbox: queue.Queue = queue.Queue(maxsize=2)
-        self._outbox: queue.Queue = queue.Queue()
-        self._in_flight = 0
-        self._thread: threading.Thread | None = None
+        self._writer: BackgroundWriter[Batch, RunCounts] | None = None
         self._consumer: Consumer | None = None
         self._progress: Progress | None = None
         self._last_broker_error = 0.0
@@ -370,47 +285,22 @@ class EventConsumer:
 
     # ------------------------------------------------------------------ writer thread
 
-    def _writer_loop(self) -> None:
-        while True:
-            batch = self._inbox.get()
-            if batch is None:
-                return
-            try:
-                counts = self.writer.write(batch)
-            except BaseException as exc:  # noqa: BLE001 - handed to the main thread, which stops the run
-                self._outbox.put((batch, exc))
-                return
-            self._outbox.put((batch, counts))
-
     def _submit(self, batch: Batch) -> None:
-        while True:
-            self._collect(block=False)
-            if not self._thread.is_alive():
-                raise RuntimeError("the writer thread stopped unexpectedly")
-            try:
-                self._inbox.put(batch, timeout=0.5)
-            except queue.Full:
-                continue
-            self._in_flight += 1
-            return
+        self._count(self._writer.submit(batch))
 
     def _collect(self, block: bool) -> None:
         """Take finished batches from the writer: count them, then commit their offsets to Kafka."""
-        while self._in_flight:
-            try:
-                batch, outcome = self._outbox.get(timeout=0.5) if block else self._outbox.get_nowait()
-            except queue.Empty:
-                if not block:
-                    return
-                if self._thread is not None and not self._thread.is_alive() and self._outbox.empty():
-                    raise RuntimeError("the writer thread stopped unexpectedly") from None
-                continue
-            self._in_flight -= 1
-            if isinstance(outcome, BaseException):
-                self._failed = True
-                raise outcome
+        try:
+            done = self._writer.finished(block)
+        except BaseException:
+            self._failed = True
+            raise
+        self._count(done)
+
+    def _count(self, done: list[tuple[Batch, RunCounts]]) -> None:
+        for batch, counts in done:
             self.last_commit_at = time.monotonic()
-            self.counts.add(outcome)
+            self.counts.add(counts)
             self.offsets.update(batch.next_offsets)
             if self._progress:
                 self._progress.update(batch.read)
@@ -529,8 +419,7 @@ class EventConsumer:
         self.writer.open_run(details)
         self._tail = f"\t1\t{escape(self.topic)}\t{self.run.run_id}\n"
         status, error = "succeeded", None
-        self._thread = threading.Thread(target=self._writer_loop, name="raw-writer", daemon=True)
-        self._thread.start()
+        self._writer = BackgroundWriter(self.writer.write, "raw-writer")
         try:
             if opts.drain and not self._topic_ready():
                 log.info("topic %s does not exist: nothing to drain", self.topic)
@@ -545,8 +434,7 @@ class EventConsumer:
         finally:
             if self._consumer is not None:
                 self._consumer.close()
-            self._inbox.put(None)
-            self._thread.join(timeout=30)
+            self._writer.close()
             if self._progress:
                 self._progress.close()
         seconds = time.monotonic() - started

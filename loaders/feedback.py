@@ -22,28 +22,22 @@ import signal
 import sys
 import time
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
 
-import psycopg2
-import psycopg2.errors
-import psycopg2.extras
-
 from loaders.pgcopy import copy_rows, escape, existing_keys, stage_tables_ddl
-from loaders.retry import TRANSIENT_DB_ERRORS, Backoff, RetryDeadlineExceeded
+from loaders.rawwrite import BackgroundWriter, PgSession, RawTable, insert_values
+from loaders.retry import Backoff, RetryDeadlineExceeded
 from loaders.runs import LoadRun, RunCounts
 from loaders.validation import INVALID_JSON, JSON_DECODER, NOT_JSON, check_form, storable_json_text
-from runtime import db
 from runtime.progress import Progress
-from runtime.settings import LOADER_ROLE, Settings
+from runtime.settings import Settings
 
 log = logging.getLogger(__name__)
 
 LOADER_NAME = "feedback"
-# After a duplicate feedback_id shows up, this many batches look their ids up before the COPY.
-LOOKUP_BATCHES = 20
 # A batch ends at this much file content (or at --batch-files files), whichever comes first.
 BATCH_BYTES = 4 << 20
 # Files are read by READ_THREADS threads, READ_GROUP files per task.
@@ -54,16 +48,6 @@ _COLUMNS = (
     "feedback_id, appointment_id, submitted_at, payload, source_path, source_sha256, form_index,"
     " schema_version, _load_run_id"
 )
-_STAGE_DDL = stage_tables_ddl("_stage_feedback", "raw.patient_feedback", _COLUMNS, "feedback_id")
-_INSERT_STAGED = f"""
-with inserted as (
-    insert into raw.patient_feedback ({_COLUMNS})
-    select {_COLUMNS} from _stage_feedback
-    on conflict (feedback_id) do nothing
-    returning source_sha256
-)
-select source_sha256, count(*) from inserted group by source_sha256
-"""
 _INSERT_REJECTED = """
 insert into raw.patient_feedback_rejected (
     reason, error_detail, feedback_id, payload, source_path, source_sha256, form_index, _load_run_id
@@ -225,7 +209,7 @@ def _text_or_null(value: str | None) -> str:
 
 
 class FeedbackLoader:
-    """Reads, hashes and validates batch N+1 in the main thread while a writer thread commits batch N."""
+    """Reads, hashes and validates batch N+1 in the caller's thread while a background writer commits batch N."""
 
     def __init__(self, settings: Settings, landing: Path, batch_files: int = 1000, max_retry_seconds: float = 300):
         self.settings = settings
@@ -235,37 +219,20 @@ class FeedbackLoader:
         self.backoff = Backoff(max_retry_seconds)
         self.counts = RunCounts()
         self.files = {"seen": 0, "loaded": 0, "failed": 0, "skipped": 0}
-        # One connection per thread: the main thread looks up known files, the writer writes batches.
-        self._conns: dict[str, object] = {}
+        self.forms = RawTable("raw.patient_feedback", _COLUMNS, "feedback_id", "_stage_feedback")
+        setup = self.forms.ddl + ";" + _STAGE_FILES_DDL
+        # One session per thread: the caller looks up known files, the writer writes batches.
+        self.reader_session = PgSession(settings, self.backoff, setup)
+        self.writer_session = PgSession(settings, self.backoff, setup)
         self._seen_shas: set[str] = set()
         self._readers = ThreadPoolExecutor(max_workers=READ_THREADS, thread_name_prefix="feedback-reader")
-        self._lookup_batches = 0
-
-    def _retrying(self, slot: str, what: str, work):
-        while True:
-            try:
-                conn = self._conns.get(slot)
-                if conn is None or conn.closed:
-                    conn = self._conns[slot] = db.connect(self.settings, role=LOADER_ROLE)
-                    with conn, conn.cursor() as cur:
-                        cur.execute(_STAGE_DDL + ";" + _STAGE_FILES_DDL)
-                result = work(conn)
-            except TRANSIENT_DB_ERRORS as exc:
-                conn = self._conns.pop(slot, None)
-                if conn is not None:
-                    conn.close()
-                self.backoff.wait(what, exc)
-                continue
-            self.backoff.reset()
-            return result
 
     def run_once(self) -> tuple[str, str | None]:
         details = {"landing": str(self.landing)}
-        self._retrying("main", "opening the load run", lambda conn: self.run.open(conn, details))
+        self.reader_session.run("opening the load run", lambda conn: self.run.open(conn, details))
         status, error = "succeeded", None
         progress = Progress("feedback", "files")
-        writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="feedback-writer")
-        in_flight: Future | None = None
+        writer: BackgroundWriter[FileBatch, RunCounts] = BackgroundWriter(self._write_batch, "feedback-writer")
         try:
             if not self.landing.is_dir():
                 log.info("landing folder %s does not exist: nothing to load", self.landing)
@@ -276,30 +243,26 @@ class FeedbackLoader:
                     if not paths:
                         break
                     batch = self._prepare(hashed)
-                    if in_flight is not None:
-                        self._finish(in_flight.result())
-                        in_flight = None
                     if batch.files:
-                        in_flight = writer.submit(self._write_batch, batch)
+                        self._finish(writer.submit(batch))
                     progress.update(len(paths))
-                if in_flight is not None:
-                    self._finish(in_flight.result())
+                self._finish(writer.finished(block=True))
         except RetryDeadlineExceeded as exc:
             status, error = "failed", str(exc)
             log.error("%s", error)
         except KeyboardInterrupt:
             status, error = "interrupted", "interrupted by a signal"
         finally:
-            writer.shutdown(wait=True)
+            writer.close()
             self._readers.shutdown(wait=True)
             progress.close()
         final = {**details, "files": self.files}
         try:
-            self._retrying("main", "closing the load run", lambda conn: self.run.close(conn, status, error, final))
+            self.reader_session.run("closing the load run", lambda conn: self.run.close(conn, status, error, final))
         except RetryDeadlineExceeded as exc:
             log.error("could not record the end of run %s: %s", self.run.run_id, exc)
-        for conn in self._conns.values():
-            conn.close()
+        self.reader_session.close()
+        self.writer_session.close()
         return status, error
 
     def _read_some(self, listing: Iterator[str]) -> tuple[list[str], list[tuple[str, bytes, str]]]:
@@ -330,12 +293,11 @@ class FeedbackLoader:
         """Validate a batch of read files, leaving out those loaded before."""
         self.files["seen"] += len(hashed)
 
-        def known(conn) -> set[str]:
-            with conn, conn.cursor() as cur:
-                shas = [sha for _, _, sha in hashed]
-                return set(existing_keys(cur, "_stage_files", "raw.feedback_files", "sha256", shas))
+        def known(cur) -> set[str]:
+            shas = [sha for _, _, sha in hashed]
+            return set(existing_keys(cur, "_stage_files", "raw.feedback_files", "sha256", shas))
 
-        already = self._retrying("main", "looking up loaded files", known) if hashed else set()
+        already = self.reader_session.transaction("looking up loaded files", known) if hashed else set()
         batch = FileBatch()
         tail = f"\t1\t{self.run.run_id}\n"
         prefix = len(str(self.landing)) + 1
@@ -351,76 +313,39 @@ class FeedbackLoader:
             read_file(batch, landed, data, tail)
         return batch
 
-    def _finish(self, counts: RunCounts) -> None:
-        self.counts.add(counts)
+    def _finish(self, done: list[tuple[FileBatch, RunCounts]]) -> None:
+        for batch, counts in done:
+            self.counts.add(counts)
+            for landed in batch.files:
+                self.files["loaded" if landed.status == "loaded" else "failed"] += 1
 
     def _write_batch(self, batch: FileBatch) -> RunCounts:
-        counts = self._retrying("writer", f"writing {len(batch.files)} files", lambda conn: self._write(conn, batch))
-        for landed in batch.files:
-            self.files["loaded" if landed.status == "loaded" else "failed"] += 1
-        return counts
+        return self.writer_session.transaction(f"writing {len(batch.files)} files", lambda cur: self._write(cur, batch))
 
-    def _write(self, conn, batch: FileBatch) -> RunCounts:
+    def _write(self, cur, batch: FileBatch) -> RunCounts:
         for landed in batch.files:
             landed.loaded = 0
-        with conn, conn.cursor() as cur:
-            if batch.lines:
-                self._write_forms(cur, batch)
-            rejected_new = 0
-            if batch.rejects:
-                rows = [(*reject, self.run.run_id) for reject in batch.rejects]
-                psycopg2.extras.execute_values(cur, _INSERT_REJECTED, rows, page_size=len(rows))
-                rejected_new = cur.rowcount
-            counts = RunCounts(rejected=rejected_new)
-            file_lines = []
-            run_id = self.run.run_id
-            for landed in batch.files:
-                duplicates = landed.duplicates + landed.valid - landed.loaded
-                file_lines.append(
-                    f"{escape(landed.path)}\t{landed.size}\t{landed.sha256}\t{landed.status}\t"
-                    f"{_text_or_null(landed.reason)}\t{_text_or_null(landed.error)}\t{landed.read}\t"
-                    f"{landed.loaded}\t{landed.rejected}\t{duplicates}\t{run_id}\n"
-                )
-                counts.read += landed.read
-                counts.loaded += landed.loaded
-                counts.duplicates += duplicates
-            copy_rows(cur, "_stage_files", _FILE_COLUMNS, "".join(file_lines).encode())
-            cur.execute(_INSERT_FILES)
-            self.run.advance(cur, counts)
+        if batch.lines:
+            for i in self.forms.insert(cur, batch.ids, batch.lines):
+                batch.owners[i].loaded += 1
+        rows = [(*reject, self.run.run_id) for reject in batch.rejects]
+        counts = RunCounts(rejected=insert_values(cur, _INSERT_REJECTED, rows))
+        file_lines = []
+        run_id = self.run.run_id
+        for landed in batch.files:
+            duplicates = landed.duplicates + landed.valid - landed.loaded
+            file_lines.append(
+                f"{escape(landed.path)}\t{landed.size}\t{landed.sha256}\t{landed.status}\t"
+                f"{_text_or_null(landed.reason)}\t{_text_or_null(landed.error)}\t{landed.read}\t"
+                f"{landed.loaded}\t{landed.rejected}\t{duplicates}\t{run_id}\n"
+            )
+            counts.read += landed.read
+            counts.loaded += landed.loaded
+            counts.duplicates += duplicates
+        copy_rows(cur, "_stage_files", _FILE_COLUMNS, "".join(file_lines).encode())
+        cur.execute(_INSERT_FILES)
+        self.run.advance(cur, counts)
         return counts
-
-    def _write_forms(self, cur, batch: FileBatch) -> None:
-        """Insert the valid forms and set each file's ``loaded`` count (see consume.py for the two paths)."""
-        lines, owners = batch.lines, batch.owners
-        if self._lookup_batches > 0:
-            self._lookup_batches -= 1
-            existing = {
-                escape(feedback_id)
-                for feedback_id in existing_keys(
-                    cur, "_stage_feedback", "raw.patient_feedback", "feedback_id", batch.ids
-                )
-            }
-            if existing:
-                keep = [i for i, feedback_id in enumerate(batch.ids) if feedback_id not in existing]
-                lines = [lines[i] for i in keep]
-                owners = [owners[i] for i in keep]
-                self._lookup_batches = LOOKUP_BATCHES
-        data = "".join(lines).encode()
-        cur.execute("savepoint direct_copy")
-        try:
-            copy_rows(cur, "raw.patient_feedback", _COLUMNS, data)
-        except psycopg2.errors.UniqueViolation:
-            cur.execute("rollback to savepoint direct_copy")
-            self._lookup_batches = LOOKUP_BATCHES
-            copy_rows(cur, "_stage_feedback", _COLUMNS, data)
-            cur.execute(_INSERT_STAGED)
-            by_sha = dict(cur.fetchall())
-            for landed in batch.files:
-                landed.loaded = by_sha.get(landed.sha256, 0)
-            return
-        cur.execute("release savepoint direct_copy")
-        for landed in owners:
-            landed.loaded += 1
 
 
 def _read_all(fd: int) -> bytes:

@@ -1,0 +1,237 @@
+"""The loaders' one write path into raw: a reconnecting session, exactly-once inserts, a background writer.
+
+- `PgSession` is the only reconnect loop: ``session.run(what, work)`` calls ``work(conn)`` until it
+  succeeds, dropping the connection and waiting with the loader's `Backoff` after each infrastructure
+  error, up to the retry deadline. Every loader (consume, feedback, reference) goes through it.
+- `RawTable` inserts a batch of COPY lines into a raw table keyed on one column, exactly once: a COPY
+  straight into the table (the fast path) or, after a key conflict, COPY into a temporary stage and
+  ``insert ... on conflict do nothing``. The caller runs it inside the transaction that also writes its
+  bookkeeping (Kafka offsets, feedback file records, the load run's counters), so rows and bookkeeping
+  commit together or not at all.
+- `BackgroundWriter` is the only threading design: the caller reads and decodes batch N+1 while one
+  background thread writes batch N (psycopg2 releases the GIL while the server works).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import threading
+from collections.abc import Callable, Sequence
+from typing import Generic, TypeVar
+
+import psycopg2
+import psycopg2.errors
+import psycopg2.extras
+
+from loaders.pgcopy import copy_rows, escape, existing_keys, stage_tables_ddl
+from loaders.retry import TRANSIENT_DB_ERRORS, Backoff
+from runtime import db
+from runtime.settings import LOADER_ROLE, Settings
+
+T = TypeVar("T")
+B = TypeVar("B")
+R = TypeVar("R")
+
+# After a key already in raw shows up, this many batches look their keys up before the COPY.
+LOOKUP_BATCHES = 20
+
+
+class PgSession:
+    """One Postgres connection as the loader role, made again after every transient error.
+
+    ``setup`` is SQL run on each new connection (the session's temporary tables). A lock makes the
+    session safe to share between the caller's thread and a background writer.
+    """
+
+    def __init__(self, settings: Settings, backoff: Backoff, setup: str | None = None):
+        self.settings = settings
+        self.backoff = backoff
+        self.setup = setup
+        self._conn = None
+        self._lock = threading.Lock()
+
+    def _connection(self):
+        if self._conn is None or self._conn.closed:
+            conn = db.connect(self.settings, role=LOADER_ROLE)
+            if self.setup:
+                with conn, conn.cursor() as cur:
+                    cur.execute(self.setup)
+            self._conn = conn
+        return self._conn
+
+    def run(self, what: str, work: Callable[[object], T]) -> T:
+        """``work(conn)`` until it succeeds; RetryDeadlineExceeded once the outage outlasts the deadline."""
+        with self._lock:
+            while True:
+                try:
+                    result = work(self._connection())
+                except TRANSIENT_DB_ERRORS as exc:
+                    self._drop()
+                    self.backoff.wait(what, exc)
+                    continue
+                self.backoff.reset()
+                return result
+
+    def transaction(self, what: str, work: Callable[[object], T]) -> T:
+        """``work(cursor)`` inside one transaction, retried whole (see `run`)."""
+
+        def in_transaction(conn) -> T:
+            with conn, conn.cursor() as cur:
+                return work(cur)
+
+        return self.run(what, in_transaction)
+
+    def _drop(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(psycopg2.Error):
+                self._conn.close()
+        self._conn = None
+
+    def close(self) -> None:
+        with self._lock:
+            self._drop()
+
+
+class RawTable:
+    """Exactly-once inserts of COPY text lines into ``table``, unique on ``key``.
+
+    Fast path: COPY straight into the table inside a savepoint. A key already in raw (a duplicate
+    delivery, or a batch read again after a crash) fails it on the key; the batch then takes the general
+    path, COPY into the stage table and ``insert ... on conflict do nothing``, and the next
+    LOOKUP_BATCHES batches first look their keys up and leave the known ones out, until a run of clean
+    batches switches the lookup off again.
+    """
+
+    def __init__(self, table: str, columns: str, key: str, stage: str):
+        self.table, self.columns, self.key, self.stage = table, columns, key, stage
+        self.ddl = stage_tables_ddl(stage, table, columns, key)
+        self._insert_staged = (
+            f"insert into {table} ({columns}) select {columns} from {stage}"
+            f" on conflict ({key}) do nothing returning {key}"
+        )
+        self._lookup_batches = 0
+
+    def insert(self, cur, keys: list[str], lines: list[str]) -> Sequence[int]:
+        """Insert ``lines`` (``keys[i]`` is the COPY-escaped key of ``lines[i]``, unique in the batch).
+
+        Returns the indexes of the lines inserted; the others' keys were in the table already.
+        """
+        candidates: Sequence[int] = range(len(lines))
+        if self._lookup_batches > 0:
+            self._lookup_batches -= 1
+            existing = {escape(found) for found in existing_keys(cur, self.stage, self.table, self.key, keys)}
+            if existing:
+                candidates = [i for i, key in enumerate(keys) if key not in existing]
+                self._lookup_batches = LOOKUP_BATCHES
+        if len(candidates) == len(lines):
+            data = "".join(lines).encode()
+        else:
+            data = "".join([lines[i] for i in candidates]).encode()
+        cur.execute("savepoint direct_copy")
+        try:
+            copy_rows(cur, self.table, self.columns, data)
+        except psycopg2.errors.UniqueViolation:
+            cur.execute("rollback to savepoint direct_copy")
+            self._lookup_batches = LOOKUP_BATCHES
+            copy_rows(cur, self.stage, self.columns, data)
+            cur.execute(self._insert_staged)
+            inserted = {escape(row[0]) for row in cur.fetchall()}
+            cur.execute(f"delete from {self.stage}")
+            return [i for i in candidates if keys[i] in inserted]
+        cur.execute("release savepoint direct_copy")
+        return candidates
+
+
+def insert_values(cur, statement: str, rows: list[tuple], template: str | None = None) -> int:
+    """``statement`` (``insert ... values %s``) for all ``rows`` at once; returns the rows inserted.
+
+    One statement for all of them, so rowcount is the number actually inserted (``on conflict do
+    nothing`` leaves out rows that are there already).
+    """
+    if not rows:
+        return 0
+    psycopg2.extras.execute_values(cur, statement, rows, template=template, page_size=len(rows))
+    return cur.rowcount
+
+
+_DONE = object()
+
+
+class BackgroundWriter(Generic[B, R]):
+    """``write(batch)`` for each submitted batch, in order, in one background thread.
+
+    The caller submits a batch and goes on reading the next one; at most ``depth`` batches wait for the
+    writer. `finished` hands back (batch, result) of the batches written, in order. An exception raised
+    by ``write`` stops the writer and is raised again in the caller by the next `submit` or `finished`.
+    """
+
+    def __init__(self, write: Callable[[B], R], name: str, depth: int = 2):
+        self._write = write
+        self._inbox: queue.Queue = queue.Queue(maxsize=depth)
+        self._outbox: queue.Queue = queue.Queue()
+        self._in_flight = 0
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
+        self._thread.start()
+
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
+
+    def _loop(self) -> None:
+        while True:
+            batch = self._inbox.get()
+            if batch is _DONE:
+                return
+            try:
+                result = self._write(batch)
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller, which stops the run
+                self._outbox.put((batch, exc, True))
+                return
+            self._outbox.put((batch, result, False))
+
+    def _check_alive(self) -> None:
+        if not self._thread.is_alive() and self._outbox.empty():
+            raise RuntimeError("the writer thread stopped unexpectedly")
+
+    def submit(self, batch: B) -> list[tuple[B, R]]:
+        """Queue ``batch`` (waiting while the queue is full); returns the batches finished meanwhile."""
+        done: list[tuple[B, R]] = []
+        while True:
+            done += self.finished(block=False)
+            self._check_alive()
+            try:
+                self._inbox.put(batch, timeout=0.5)
+            except queue.Full:
+                continue
+            self._in_flight += 1
+            return done
+
+    def finished(self, block: bool) -> list[tuple[B, R]]:
+        """The batches written so far; with ``block`` wait until every submitted batch is written."""
+        done: list[tuple[B, R]] = []
+        while self._in_flight:
+            try:
+                batch, outcome, failed = self._outbox.get(timeout=0.5) if block else self._outbox.get_nowait()
+            except queue.Empty:
+                if not block:
+                    break
+                self._check_alive()
+                continue
+            self._in_flight -= 1
+            if failed:
+                raise outcome
+            done.append((batch, outcome))
+        return done
+
+    def close(self, timeout: float = 30) -> None:
+        """Let the writer finish what it holds, then end its thread (waits at most ``timeout``)."""
+        if self._thread.is_alive():
+            while True:
+                try:
+                    self._inbox.put(_DONE, timeout=0.5)
+                    break
+                except queue.Full:
+                    if not self._thread.is_alive():
+                        break
+            self._thread.join(timeout=timeout)
