@@ -33,7 +33,14 @@ from loaders.pgcopy import escape
 from loaders.rawwrite import BackgroundWriter, PgSession, RawTable, insert_values
 from loaders.retry import Backoff, RetryDeadlineExceeded
 from loaders.runs import LoadRun, RunCounts
-from loaders.validation import INVALID_JSON, JSON_DECODER, check_event, storable_json_text
+from loaders.validation import (
+    INVALID_JSON,
+    JSON_DECODER,
+    UNDECODABLE,
+    UNSTORABLE,
+    check_event,
+    storable_json_text,
+)
 from runtime.kafka import admin_client, client_config, topic_exists, topic_id
 from runtime.progress import Progress
 from runtime.settings import Settings
@@ -75,6 +82,7 @@ class Batch:
     tail: str = "\n"
     ids: list[str] = field(default_factory=list)  # COPY-escaped event_id of each line
     lines: list[str] = field(default_factory=list)
+    messages: list = field(default_factory=list)  # the Kafka message of each line
     seen: set[str] = field(default_factory=set)
     rejects: list[tuple] = field(default_factory=list)
     next_offsets: dict[int, int] = field(default_factory=dict)
@@ -84,6 +92,11 @@ class Batch:
 
 
 def _reject(batch: Batch, reason: str, detail: str, value: bytes | None, msg, event_id: str | None = None) -> None:
+    batch.rejects.append(_rejected_row(reason, detail, value, msg, event_id))
+
+
+def _rejected_row(reason: str, detail: str, value: bytes | None, msg, event_id: str | None = None) -> tuple:
+    """A raw.appointment_events_rejected row (without the run id): the message as it came, and its lineage."""
     text = None
     raw = None
     if value is not None:
@@ -98,26 +111,24 @@ def _reject(batch: Batch, reason: str, detail: str, value: bytes | None, msg, ev
     if key is not None:
         key = key.decode("utf-8", "replace").replace("\x00", "\ufffd")
     ts_type, ts_ms = msg.timestamp()
-    batch.rejects.append(
-        (
-            reason,
-            detail,
-            event_id,
-            text,
-            psycopg2.Binary(raw) if raw is not None else None,
-            msg.topic(),
-            msg.partition(),
-            msg.offset(),
-            key,
-            ts_ms if ts_type else None,
-        )
+    return (
+        reason,
+        detail,
+        event_id,
+        text,
+        psycopg2.Binary(raw) if raw is not None else None,
+        msg.topic(),
+        msg.partition(),
+        msg.offset(),
+        key,
+        ts_ms if ts_type else None,
     )
 
 
 def add_messages(batch: Batch, messages: list) -> list:
     """Validate and stage ``messages`` into ``batch``; returns the error events among them."""
     errors = []
-    ids, lines, seen, tail = batch.ids, batch.lines, batch.seen, batch.tail
+    ids, lines, seen, tail, messages_kept = batch.ids, batch.lines, batch.seen, batch.tail, batch.messages
     next_offsets = batch.next_offsets
     raw_decode = JSON_DECODER.raw_decode
     last_ms, last_ts = None, _NULL
@@ -130,49 +141,61 @@ def add_messages(batch: Batch, messages: list) -> list:
         next_offsets[partition] = offset + 1
         value = msg.value()
         try:
-            text = value.decode()
-            # raw_decode skips the whitespace regexes of decode(); trailing text is checked below.
-            event, end = raw_decode(text)
-            if end != len(text) and text[end:].strip():
-                raise ValueError("extra data after the JSON value")
-        except (AttributeError, UnicodeDecodeError, ValueError) as exc:
-            if value is not None and value[:1].isspace():
-                event = _decode_padded(value)
-                if event is not _INVALID:
-                    text = value.decode()
-            else:
-                event = _INVALID
-            if event is _INVALID:
-                detail = "empty message" if not value else f"not valid UTF-8 JSON ({type(exc).__name__})"
-                _reject(batch, INVALID_JSON, detail, value, msg)
+            try:
+                text = value.decode()
+                # raw_decode skips the whitespace regexes of decode(); trailing text is checked below.
+                event, end = raw_decode(text)
+                if end != len(text) and text[end:].strip():
+                    raise ValueError("extra data after the JSON value")
+            except (AttributeError, UnicodeDecodeError, ValueError) as exc:
+                if value is not None and value[:1].isspace():
+                    event = _decode_padded(value)
+                    if event is not _INVALID:
+                        text = value.decode()
+                else:
+                    event = _INVALID
+                if event is _INVALID:
+                    detail = "empty message" if not value else f"not valid UTF-8 JSON ({type(exc).__name__})"
+                    _reject(batch, INVALID_JSON, detail, value, msg)
+                    continue
+            problem, event_ts = check_event(event)
+            if problem is not None:
+                event_id = event.get("event_id") if type(event) is dict else None
+                _reject(batch, problem[0], problem[1], value, msg, event_id if type(event_id) is str else None)
                 continue
-        problem, event_ts = check_event(event)
-        if problem is not None:
-            event_id = event.get("event_id") if type(event) is dict else None
-            _reject(batch, problem[0], problem[1], value, msg, event_id if type(event_id) is str else None)
-            continue
-        if not storable_json_text(text):
-            _reject(batch, INVALID_JSON, "holds a NUL character or an unpaired surrogate", value, msg)
-            continue
-        event_id = escape(event["event_id"])
-        if event_id in seen:
-            batch.duplicates += 1
-            continue
-        seen.add(event_id)
-        ts_type, ts_ms = msg.timestamp()
-        if ts_ms != last_ms:
-            last_ms = ts_ms
-            last_ts = datetime.fromtimestamp(ts_ms / 1000, timezone.utc).isoformat() if ts_type else _NULL
-        ids.append(event_id)
-        lines.append(
-            f"{event_id}\t{escape(event['appointment_id'])}\t{event['event_type']}\t{event_ts}\t{escape(text)}\t"
-            f"{partition}\t{offset}\t{last_ts}{tail}"
-        )
+            if not storable_json_text(text):
+                _reject(batch, INVALID_JSON, "holds a NUL character or an unpaired surrogate", value, msg)
+                continue
+            event_id = escape(event["event_id"])
+            if event_id in seen:
+                batch.duplicates += 1
+                continue
+            ts_type, ts_ms = msg.timestamp()
+            if ts_ms != last_ms:
+                last_ms = ts_ms
+                last_ts = datetime.fromtimestamp(ts_ms / 1000, timezone.utc).isoformat() if ts_type else _NULL
+            line = (
+                f"{event_id}\t{escape(event['appointment_id'])}\t{event['event_type']}\t{event_ts}\t{escape(text)}\t"
+                f"{partition}\t{offset}\t{last_ts}{tail}"
+            )
+            seen.add(event_id)
+            ids.append(event_id)
+            lines.append(line)
+            messages_kept.append(msg)
+        except Exception as exc:  # noqa: BLE001 - whatever the decoder or a check raises about one message
+            # RecursionError on deep nesting, for one: the message is quarantined, the batch goes on.
+            _reject(batch, UNDECODABLE, f"the decoder or validator raised {type(exc).__name__}", value, msg)
     batch.read += len(messages) - len(errors)
     return errors
 
 
 _INVALID = object()
+
+
+def _unstorable(msg, detail: str) -> tuple:
+    """The rejected row of a valid event that Postgres refused (its bytes decoded before, so again now)."""
+    event_id = JSON_DECODER.decode(msg.value().decode())["event_id"]
+    return _rejected_row(UNSTORABLE, detail, msg.value(), msg, event_id)
 
 
 def _decode_padded(value: bytes) -> object:
@@ -213,12 +236,16 @@ class EventWriter:
     def write(self, batch: Batch) -> RunCounts:
         def work(cur) -> RunCounts:
             counts = RunCounts(read=batch.read, duplicates=batch.duplicates)
+            rejects = batch.rejects
             if batch.lines:
-                counts.loaded = len(self.events.insert(cur, batch.ids, batch.lines))
-                counts.duplicates += len(batch.lines) - counts.loaded
-            if batch.rejects:
-                rows = [(*reject, self.run.run_id) for reject in batch.rejects]
-                counts.rejected = insert_values(cur, _INSERT_REJECTED, rows, _REJECTED_TEMPLATE)
+                inserted, refused = self.events.insert(cur, batch.ids, batch.lines)
+                counts.loaded = len(inserted)
+                counts.duplicates += len(batch.lines) - counts.loaded - len(refused)
+                if refused:
+                    rejects = rejects + [_unstorable(batch.messages[i], detail) for i, detail in refused]
+            if rejects:
+                rows = [(*reject, self.run.run_id) for reject in rejects]
+                counts.rejected = insert_values(cur, _INSERT_REJECTED, rows, _REJECTED_TEMPLATE, droppable=(3, 4))
                 # A rejected message seen again (re-read after a crash) is not a new rejection.
                 counts.duplicates += len(rows) - counts.rejected
             offsets = [(self.group, self.topic, p, o, self.topic_id) for p, o in sorted(batch.next_offsets.items())]

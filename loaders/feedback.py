@@ -14,11 +14,14 @@ transaction, so a run killed midway leaves no file half loaded, and the next run
 from __future__ import annotations
 
 import argparse
+import errno
+import functools
 import hashlib
 import logging
 import os
 import re
 import signal
+import stat
 import sys
 import time
 from collections.abc import Iterator
@@ -31,9 +34,19 @@ from loaders.pgcopy import copy_rows, escape, existing_keys, stage_tables_ddl
 from loaders.rawwrite import BackgroundWriter, PgSession, RawTable, insert_values
 from loaders.retry import Backoff, RetryDeadlineExceeded
 from loaders.runs import LoadRun, RunCounts
-from loaders.validation import INVALID_JSON, JSON_DECODER, NOT_JSON, check_form, storable_json_text
+from loaders.validation import (
+    INVALID_JSON,
+    JSON_DECODER,
+    NOT_A_REGULAR_FILE,
+    NOT_JSON,
+    TOO_LARGE,
+    UNDECODABLE,
+    UNSTORABLE,
+    check_form,
+    storable_json_text,
+)
 from runtime.progress import Progress
-from runtime.settings import Settings
+from runtime.settings import DEFAULT_FEEDBACK_MAX_FILE_BYTES, Settings
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +84,7 @@ class LandedFile:
     valid: int = 0
     loaded: int = 0
     rejected: int = 0
+    unstorable: int = 0  # valid forms Postgres refused (set by the write)
     duplicates: int = 0
 
 
@@ -78,17 +92,19 @@ class LandedFile:
 class FileBatch:
     files: list[LandedFile] = field(default_factory=list)
     ids: list[str] = field(default_factory=list)  # COPY-escaped feedback_id of each line
-    owners: list[LandedFile] = field(default_factory=list)  # the file of each line
+    # The file, form index and feedback_id of each line
+    sources: list[tuple[LandedFile, int, str]] = field(default_factory=list)
     lines: list[str] = field(default_factory=list)
     seen: set[str] = field(default_factory=set)
     rejects: list[tuple] = field(default_factory=list)
 
 
 def list_files(root: Path) -> Iterator[str]:
-    """Every regular file under ``root``, depth first in name order (stable across runs), lazily.
+    """Every entry under ``root`` that is not a folder, depth first in name order (stable across runs), lazily.
 
     Hidden entries (a leading dot) are left out: writers stage files there and rename them into place,
-    so a file being written is never read half way.
+    so a file being written is never read half way. Symbolic links (to files or folders), FIFOs and the
+    like are listed, never followed: the reader records them as failed, unread.
     """
     stack = [str(root)]
     while stack:
@@ -103,7 +119,7 @@ def list_files(root: Path) -> Iterator[str]:
                 continue
             if entry.is_dir(follow_symlinks=False):
                 subfolders.append(entry.path)
-            elif entry.is_file():
+            else:
                 yield entry.path
         stack.extend(reversed(subfolders))
 
@@ -156,15 +172,24 @@ def read_file(batch: FileBatch, landed: LandedFile, data: bytes, tail: str) -> N
         landed.status, landed.reason = "failed", INVALID_JSON
         landed.error = f"not valid UTF-8 JSON: {str(exc).splitlines()[0][:200]}"
         return
+    except Exception as exc:  # noqa: BLE001 - whatever else the decoder raises (RecursionError on deep nesting)
+        landed.status, landed.reason = "failed", UNDECODABLE
+        landed.error = f"the JSON decoder raised {type(exc).__name__}"
+        return
     path, sha = escape(landed.path), landed.sha256
     for index, (form, form_text) in enumerate(forms):
         landed.read += 1
-        problem, submitted_at = check_form(form)
-        if problem is None and not storable_json_text(form_text):
-            problem = INVALID_JSON, "holds a NUL character or an unpaired surrogate"
+        try:
+            problem, submitted_at = check_form(form)
+            storable = storable_json_text(form_text)
+        except Exception as exc:  # noqa: BLE001 - whatever a check raises about one form
+            problem, storable = (UNDECODABLE, f"the validator raised {type(exc).__name__}"), False
+        else:
+            if problem is None and not storable:
+                problem = INVALID_JSON, "holds a NUL character or an unpaired surrogate"
         if problem is not None:
             feedback_id = form.get("feedback_id") if type(form) is dict else None
-            payload = form_text if storable_json_text(form_text) else None
+            payload = form_text if storable else None
             batch.rejects.append(
                 (
                     problem[0],
@@ -185,7 +210,7 @@ def read_file(batch: FileBatch, landed: LandedFile, data: bytes, tail: str) -> N
         batch.seen.add(feedback_id)
         landed.valid += 1
         batch.ids.append(feedback_id)
-        batch.owners.append(landed)
+        batch.sources.append((landed, index, form["feedback_id"]))
         batch.lines.append(
             f"{feedback_id}\t{escape(form['appointment_id'])}\t{submitted_at}\t{escape(form_text)}\t"
             f"{path}\t{sha}\t{index}{tail}"
@@ -211,10 +236,18 @@ def _text_or_null(value: str | None) -> str:
 class FeedbackLoader:
     """Reads, hashes and validates batch N+1 in the caller's thread while a background writer commits batch N."""
 
-    def __init__(self, settings: Settings, landing: Path, batch_files: int = 1000, max_retry_seconds: float = 300):
+    def __init__(
+        self,
+        settings: Settings,
+        landing: Path,
+        batch_files: int = 1000,
+        max_retry_seconds: float = 300,
+        max_file_bytes: int | None = None,
+    ):
         self.settings = settings
         self.landing = landing
         self.batch_files = batch_files
+        self.max_file_bytes = max_file_bytes or settings.feedback_max_file_bytes
         self.run = LoadRun(LOADER_NAME)
         self.backoff = Backoff(max_retry_seconds)
         self.counts = RunCounts()
@@ -265,36 +298,37 @@ class FeedbackLoader:
         self.writer_session.close()
         return status, error
 
-    def _read_some(self, listing: Iterator[str]) -> tuple[list[str], list[tuple[str, bytes, str]]]:
+    def _read_some(self, listing: Iterator[str]) -> tuple[list[str], list[ReadResult]]:
         """The next batch: up to ``batch_files`` files or ``BATCH_BYTES`` of content, read and hashed.
 
         Files are read by a few threads, a group of them per task (os.read releases the GIL), so a
         folder that is not in the page cache is read with several requests in flight.
         """
         paths: list[str] = []
-        hashed: list[tuple[str, bytes, str]] = []
+        hashed: list[ReadResult] = []
         size = 0
+        read = functools.partial(_read_files, max_bytes=self.max_file_bytes)
         while len(paths) < self.batch_files and size < BATCH_BYTES:
             chunk = list(islice(listing, READ_GROUP * READ_THREADS))
             if not chunk:
                 break
             paths.extend(chunk)
             groups = [chunk[i : i + READ_GROUP] for i in range(0, len(chunk), READ_GROUP)]
-            for group in self._readers.map(_read_files, groups):
-                for path, data, sha in group:
-                    if data is None:
-                        log.warning("%s vanished before it was read", path)
+            for group in self._readers.map(read, groups):
+                for found in group:
+                    if found[2] is None:
+                        log.warning("%s vanished before it was read", found[0])
                         continue
-                    hashed.append((path, data, sha))
-                    size += len(data)
+                    hashed.append(found)
+                    size += len(found[1]) if found[1] is not None else 0
         return paths, hashed
 
-    def _prepare(self, hashed: list[tuple[str, bytes, str]]) -> FileBatch:
+    def _prepare(self, hashed: list[ReadResult]) -> FileBatch:
         """Validate a batch of read files, leaving out those loaded before."""
         self.files["seen"] += len(hashed)
 
         def known(cur) -> set[str]:
-            shas = [sha for _, _, sha in hashed]
+            shas = [found[2] for found in hashed]
             return set(existing_keys(cur, "_stage_files", "raw.feedback_files", "sha256", shas))
 
         already = self.reader_session.transaction("looking up loaded files", known) if hashed else set()
@@ -302,12 +336,16 @@ class FeedbackLoader:
         tail = f"\t1\t{self.run.run_id}\n"
         prefix = len(str(self.landing)) + 1
         seen = self._seen_shas
-        for path, data, sha in hashed:
+        for path, data, sha, refused in hashed:
             # Known to raw, or the same content earlier in this run (a copy under another name).
             if sha in already or sha in seen:
                 self.files["skipped"] += 1
                 continue
             seen.add(sha)
+            if refused is not None:
+                reason, error, size = refused
+                batch.files.append(LandedFile(path[prefix:], size, sha, "failed", reason, error))
+                continue
             landed = LandedFile(path[prefix:], len(data), sha)
             batch.files.append(landed)
             read_file(batch, landed, data, tail)
@@ -323,21 +361,28 @@ class FeedbackLoader:
         return self.writer_session.transaction(f"writing {len(batch.files)} files", lambda cur: self._write(cur, batch))
 
     def _write(self, cur, batch: FileBatch) -> RunCounts:
+        # Counted afresh by each attempt: a transaction retried after a reconnect starts from zero.
         for landed in batch.files:
-            landed.loaded = 0
-        if batch.lines:
-            for i in self.forms.insert(cur, batch.ids, batch.lines):
-                batch.owners[i].loaded += 1
-        rows = [(*reject, self.run.run_id) for reject in batch.rejects]
-        counts = RunCounts(rejected=insert_values(cur, _INSERT_REJECTED, rows))
-        file_lines = []
+            landed.loaded = landed.unstorable = 0
         run_id = self.run.run_id
+        rows = [(*reject, run_id) for reject in batch.rejects]
+        if batch.lines:
+            inserted, refused = self.forms.insert(cur, batch.ids, batch.lines)
+            sources = batch.sources
+            for i in inserted:
+                sources[i][0].loaded += 1
+            for i, detail in refused:
+                landed, index, feedback_id = sources[i]
+                landed.unstorable += 1
+                rows.append((UNSTORABLE, detail, feedback_id, None, landed.path, landed.sha256, index, run_id))
+        counts = RunCounts(rejected=insert_values(cur, _INSERT_REJECTED, rows, droppable=(3,)))
+        file_lines = []
         for landed in batch.files:
-            duplicates = landed.duplicates + landed.valid - landed.loaded
+            duplicates = landed.duplicates + landed.valid - landed.loaded - landed.unstorable
             file_lines.append(
                 f"{escape(landed.path)}\t{landed.size}\t{landed.sha256}\t{landed.status}\t"
                 f"{_text_or_null(landed.reason)}\t{_text_or_null(landed.error)}\t{landed.read}\t"
-                f"{landed.loaded}\t{landed.rejected}\t{duplicates}\t{run_id}\n"
+                f"{landed.loaded}\t{landed.rejected + landed.unstorable}\t{duplicates}\t{run_id}\n"
             )
             counts.read += landed.read
             counts.loaded += landed.loaded
@@ -348,30 +393,68 @@ class FeedbackLoader:
         return counts
 
 
-def _read_all(fd: int) -> bytes:
-    """The whole file behind ``fd``: os.read without the io stack, which is most of a small file's cost."""
+def _read_all(fd: int, limit: int) -> bytes:
+    """At most ``limit`` bytes of the file behind ``fd``: os.read without the io stack, which is most of a
+    small file's cost."""
     chunks = []
-    while True:
-        chunk = os.read(fd, 1 << 16)
+    left = limit
+    while left > 0:
+        chunk = os.read(fd, min(1 << 16, left))
         if not chunk:
-            return b"".join(chunks)
+            break
         chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
 
 
-def _read_files(paths: list[str]) -> list[tuple[str, bytes | None, str | None]]:
-    """(path, content, sha256) of each file; content None when the file vanished meanwhile."""
-    out = []
+# (path, content, sha256, refusal): content and sha256 None when the file vanished before it was read;
+# refusal (reason, error, size) for an entry left unread, whose sha256 is then a key of the refusal.
+ReadResult = tuple[str, bytes | None, str | None, tuple[str, str, int] | None]
+
+
+def _refused(path: str, reason: str, error: str, st: os.stat_result) -> ReadResult:
+    # raw.feedback_files is keyed on sha256: an entry left unread is keyed on what it is and where, so the
+    # next run knows it, and the same entry changed (another size or mtime) is judged again.
+    key = f"refused\0{reason}\0{path}\0{st.st_size}\0{st.st_mtime_ns}".encode("utf-8", "surrogateescape")
+    return path, None, hashlib.sha256(key).hexdigest(), (reason, error, st.st_size)
+
+
+def _read_files(paths: list[str], max_bytes: int) -> list[ReadResult]:
+    """Each path read and hashed: regular files of at most ``max_bytes`` only, never through a symlink."""
+    out: list[ReadResult] = []
     for path in paths:
         try:
-            fd = os.open(path, os.O_RDONLY)
+            # O_NOFOLLOW: a symlink fails with ELOOP; O_NONBLOCK: opening a FIFO does not wait for a writer.
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
         except FileNotFoundError:
-            out.append((path, None, None))
+            out.append((path, None, None, None))
+            continue
+        except OSError as exc:
+            if exc.errno not in (errno.ELOOP, errno.ENXIO):  # ENXIO: a socket
+                raise
+            try:
+                st = os.lstat(path)
+            except FileNotFoundError:
+                out.append((path, None, None, None))
+                continue
+            kind = "a symbolic link, not followed" if stat.S_ISLNK(st.st_mode) else "not a regular file"
+            out.append(_refused(path, NOT_A_REGULAR_FILE, kind, st))
             continue
         try:
-            data = _read_all(fd)
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                out.append(_refused(path, NOT_A_REGULAR_FILE, "not a regular file (a FIFO, device or socket)", st))
+                continue
+            if st.st_size > max_bytes:
+                out.append(_refused(path, TOO_LARGE, f"{st.st_size} bytes, over the limit of {max_bytes}", st))
+                continue
+            data = _read_all(fd, max_bytes + 1)
         finally:
             os.close(fd)
-        out.append((path, data, hashlib.sha256(data).hexdigest()))
+        if len(data) > max_bytes:  # it grew after the fstat
+            out.append(_refused(path, TOO_LARGE, f"over the limit of {max_bytes} bytes", st))
+            continue
+        out.append((path, data, hashlib.sha256(data).hexdigest(), None))
     return out
 
 
@@ -381,8 +464,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--landing", type=Path, default=settings.landing_dir, help="landing folder")
     parser.add_argument("--batch-files", type=int, default=1000, help="files per transaction")
     parser.add_argument("--max-retry-seconds", type=float, default=300.0, help="give up on Postgres after this")
+    parser.add_argument(
+        "--max-file-bytes",
+        type=int,
+        default=settings.feedback_max_file_bytes,
+        help="larger files are recorded as failed (too_large), unread "
+        f"(default TELEMED_FEEDBACK_MAX_FILE_BYTES or {DEFAULT_FEEDBACK_MAX_FILE_BYTES})",
+    )
     args = parser.parse_args(argv)
-    loader = FeedbackLoader(settings, args.landing.resolve(), args.batch_files, args.max_retry_seconds)
+    loader = FeedbackLoader(
+        settings, args.landing.resolve(), args.batch_files, args.max_retry_seconds, args.max_file_bytes
+    )
     started = time.monotonic()
     # SIGTERM ends the run like Ctrl-C: the open batch's transaction rolls back, the run is "interrupted".
     previous = signal.signal(signal.SIGTERM, signal.default_int_handler)

@@ -23,6 +23,7 @@ from typing import Generic, TypeVar
 import psycopg2
 import psycopg2.errors
 import psycopg2.extras
+from psycopg2 import errorcodes
 
 from loaders.pgcopy import copy_rows, escape, existing_keys, stage_tables_ddl
 from loaders.retry import TRANSIENT_DB_ERRORS, Backoff
@@ -67,6 +68,8 @@ class PgSession:
                 try:
                     result = work(self._connection())
                 except TRANSIENT_DB_ERRORS as exc:
+                    if is_data_error(exc):  # class 54 is an OperationalError too, but retrying cannot cure it
+                        raise
                     self._drop()
                     self.backoff.wait(what, exc)
                     continue
@@ -112,10 +115,12 @@ class RawTable:
         )
         self._lookup_batches = 0
 
-    def insert(self, cur, keys: list[str], lines: list[str]) -> Sequence[int]:
+    def insert(self, cur, keys: list[str], lines: list[str]) -> tuple[Sequence[int], list[tuple[int, str]]]:
         """Insert ``lines`` (``keys[i]`` is the COPY-escaped key of ``lines[i]``, unique in the batch).
 
-        Returns the indexes of the lines inserted; the others' keys were in the table already.
+        Returns the indexes of the lines inserted, and (index, detail) of the lines Postgres refused on
+        their data (see `is_data_error`): the batch is split in halves until each refused line stands
+        alone, and every other line is inserted. The remaining lines' keys were in the table already.
         """
         candidates: Sequence[int] = range(len(lines))
         if self._lookup_batches > 0:
@@ -124,35 +129,101 @@ class RawTable:
             if existing:
                 candidates = [i for i, key in enumerate(keys) if key not in existing]
                 self._lookup_batches = LOOKUP_BATCHES
-        if len(candidates) == len(lines):
-            data = "".join(lines).encode()
-        else:
-            data = "".join([lines[i] for i in candidates]).encode()
-        cur.execute("savepoint direct_copy")
+        return self._insert(cur, keys, lines, candidates)
+
+    def _insert(self, cur, keys, lines, rows: Sequence[int]) -> tuple[Sequence[int], list[tuple[int, str]]]:
+        if not rows:
+            return rows, []
+        selected = lines if len(rows) == len(lines) else [lines[i] for i in rows]
+        data = "".join(selected).encode()
+        cur.execute("savepoint raw_insert")
         try:
-            copy_rows(cur, self.table, self.columns, data)
-        except psycopg2.errors.UniqueViolation:
-            cur.execute("rollback to savepoint direct_copy")
-            self._lookup_batches = LOOKUP_BATCHES
-            copy_rows(cur, self.stage, self.columns, data)
-            cur.execute(self._insert_staged)
-            inserted = {escape(row[0]) for row in cur.fetchall()}
-            cur.execute(f"delete from {self.stage}")
-            return [i for i in candidates if keys[i] in inserted]
-        cur.execute("release savepoint direct_copy")
-        return candidates
+            try:
+                copy_rows(cur, self.table, self.columns, data)
+                inserted = rows
+            except psycopg2.errors.UniqueViolation:
+                cur.execute("rollback to savepoint raw_insert")
+                self._lookup_batches = LOOKUP_BATCHES
+                inserted = self._merge(cur, keys, rows, data)
+        except psycopg2.Error as exc:
+            if not is_data_error(exc):
+                raise
+            cur.execute("rollback to savepoint raw_insert")
+            cur.execute("release savepoint raw_insert")
+            if len(rows) == 1:
+                return [], [(rows[0], refusal(exc))]
+            half = len(rows) // 2
+            first, refused_first = self._insert(cur, keys, lines, rows[:half])
+            second, refused_second = self._insert(cur, keys, lines, rows[half:])
+            return [*first, *second], refused_first + refused_second
+        cur.execute("release savepoint raw_insert")
+        return inserted, []
+
+    def _merge(self, cur, keys, rows: Sequence[int], data: bytes) -> list[int]:
+        """The general path: COPY into the stage table, then insert what raw does not hold yet."""
+        copy_rows(cur, self.stage, self.columns, data)
+        cur.execute(self._insert_staged)
+        inserted = {escape(row[0]) for row in cur.fetchall()}
+        cur.execute(f"delete from {self.stage}")
+        return [i for i in rows if keys[i] in inserted]
 
 
-def insert_values(cur, statement: str, rows: list[tuple], template: str | None = None) -> int:
+# SQLSTATE classes that blame the data, not the server: 22 data exception (a number out of range, bad
+# encoding), 23 integrity constraint violation, 54 program limit exceeded (nesting too deep, index row
+# too big). Connection, resource and operator classes (08, 53, 57, ...) are infrastructure: retried.
+DATA_ERROR_CLASSES = ("22", "23", "54")
+
+
+def is_data_error(exc: BaseException) -> bool:
+    code = getattr(exc, "pgcode", None)
+    return bool(code) and code[:2] in DATA_ERROR_CLASSES
+
+
+def refusal(exc: BaseException) -> str:
+    """Postgres's verdict on a row without the row's values (they may be patient data)."""
+    code = exc.pgcode
+    return f"Postgres refused it: SQLSTATE {code} ({(errorcodes.lookup(code) or 'unknown').lower()})"
+
+
+def insert_values(
+    cur, statement: str, rows: list[tuple], template: str | None = None, droppable: tuple[int, ...] = ()
+) -> int:
     """``statement`` (``insert ... values %s``) for all ``rows`` at once; returns the rows inserted.
 
     One statement for all of them, so rowcount is the number actually inserted (``on conflict do
-    nothing`` leaves out rows that are there already).
+    nothing`` leaves out rows that are there already). Should Postgres refuse the data, the rows are
+    inserted one by one, and a row it refuses again without its ``droppable`` columns (the raw payload)
+    with the refusal added to its detail, column 1.
     """
     if not rows:
         return 0
-    psycopg2.extras.execute_values(cur, statement, rows, template=template, page_size=len(rows))
-    return cur.rowcount
+    cur.execute("savepoint raw_values")
+    try:
+        psycopg2.extras.execute_values(cur, statement, rows, template=template, page_size=len(rows))
+    except psycopg2.Error as exc:
+        if not is_data_error(exc) or not droppable:
+            raise
+        cur.execute("rollback to savepoint raw_values")
+    else:
+        inserted = cur.rowcount
+        cur.execute("release savepoint raw_values")
+        return inserted
+    inserted = 0
+    for row in rows:
+        try:
+            psycopg2.extras.execute_values(cur, statement, [row], template=template)
+        except psycopg2.Error as exc:
+            if not is_data_error(exc):
+                raise
+            cur.execute("rollback to savepoint raw_values")
+            stripped = [None if i in droppable else value for i, value in enumerate(row)]
+            stripped[1] = f"{row[1]}; payload left out: {refusal(exc)}"
+            psycopg2.extras.execute_values(cur, statement, [tuple(stripped)], template=template)
+        inserted += cur.rowcount
+        cur.execute("release savepoint raw_values")
+        cur.execute("savepoint raw_values")
+    cur.execute("release savepoint raw_values")
+    return inserted
 
 
 _DONE = object()

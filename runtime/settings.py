@@ -20,6 +20,8 @@ EMBEDDED_PG_USER = "postgres"
 EMBEDDED_KAFKA_PORT = 29092
 DEFAULT_DATABASE = "telemed"
 DEFAULT_TOPIC = "telemed.appointment-events"
+# The feedback loader records larger landing files as failed (too_large) without reading them.
+DEFAULT_FEEDBACK_MAX_FILE_BYTES = 5 << 20
 
 LOADER_ROLE = "telemed_loader"
 DBT_ROLE = "telemed_dbt"
@@ -58,6 +60,7 @@ class Settings:
 
     state_dir: Path = PROJECT_ROOT / ".local"
     landing_dir: Path = PROJECT_ROOT / ".local" / "landing" / "feedback"
+    feedback_max_file_bytes: int = DEFAULT_FEEDBACK_MAX_FILE_BYTES
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -108,6 +111,7 @@ class Settings:
             kafka_topic=env.get("TELEMED_TOPIC") or DEFAULT_TOPIC,
             state_dir=state_dir,
             landing_dir=Path(landing).resolve() if landing else state_dir / "landing" / "feedback",
+            feedback_max_file_bytes=_int(env, "TELEMED_FEEDBACK_MAX_FILE_BYTES", DEFAULT_FEEDBACK_MAX_FILE_BYTES),
         )
 
     def dsn(self, database: str | None = None) -> str:
