@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
 import time
 from dataclasses import dataclass, field
@@ -31,7 +30,14 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartiti
 
 from loaders.pgcopy import escape
 from loaders.rawwrite import BackgroundWriter, PgSession, RawTable, insert_values
-from loaders.retry import Backoff, RetryDeadlineExceeded
+from loaders.retry import (
+    Backoff,
+    RetryDeadlineExceeded,
+    RetryGaveUp,
+    RetryInterrupted,
+    deadline_message,
+    stop_on_signals,
+)
 from loaders.runs import LoadRun, RunCounts
 from loaders.validation import (
     INVALID_JSON,
@@ -268,6 +274,8 @@ class ConsumeOptions:
     batch_size: int = 50000
     batch_ms: int = 1000
     max_retry_seconds: float = 300.0
+    # Follow mode: end the run, as drain mode does, when the broker stays unreachable for max_retry_seconds.
+    broker_deadline: bool = False
     session_timeout_ms: int = 6000
     # Fault injection for the reliability suite only: hold each Kafka offset commit this long after the
     # Postgres commit, so a test's kill lands between the two commits every time, not by luck of scheduling.
@@ -307,6 +315,9 @@ class EventConsumer:
         self._consumer: Consumer | None = None
         self._progress: Progress | None = None
         self._last_broker_error = 0.0
+        self._broker_down_since: float | None = None
+        self._last_probe = 0.0
+        self.broker = f"the broker at {settings.kafka_bootstrap_servers}"
         self._last_error_log = 0.0
         self._failed = False
 
@@ -413,6 +424,8 @@ class EventConsumer:
                 raise RuntimeError(f"fatal Kafka error: {err.str()}")
             # Transport errors, a missing topic, a restarting broker: librdkafka retries by itself.
             self._last_broker_error = time.monotonic()
+            if self._broker_down_since is None:
+                self._broker_down_since = self._last_broker_error
             if time.monotonic() - self._last_error_log > 10:
                 self._last_error_log = time.monotonic()
                 log.warning("Kafka: %s (retrying)", err.str())
@@ -438,6 +451,25 @@ class EventConsumer:
         if not self.stop_requested:
             log.info("stop requested: finishing the batch in hand")
         self.stop_requested = True
+        self.backoff.request_stop()  # a wait for Postgres or the broker ends now, the run with it
+
+    def _watch_broker(self, now: float) -> None:
+        """After a broker error, ask the broker once a second whether it is back; give up at the deadline
+        (drain mode, or follow mode with ``broker_deadline``). Without a deadline librdkafka retries forever."""
+        if self._broker_down_since is None or now - self._last_probe < 1:
+            return
+        self._last_probe = now
+        try:
+            topic_exists(self.admin, self.topic, timeout=1)
+        except Exception as exc:
+            down_for = now - self._broker_down_since
+            if (self.options.drain or self.options.broker_deadline) and down_for >= self.options.max_retry_seconds:
+                message = deadline_message(
+                    "reading from Kafka", exc, self.broker, down_for, self.options.max_retry_seconds
+                )
+                raise RetryDeadlineExceeded(message) from exc
+            return
+        self._broker_down_since = None
 
     def run_loop(self) -> ConsumeResult:
         started = time.monotonic()
@@ -454,7 +486,11 @@ class EventConsumer:
                 self._poll_until_done()
             if self.stop_requested and opts.drain:
                 status = "interrupted"
-        except (RetryDeadlineExceeded, RuntimeError) as exc:
+        except RetryInterrupted as exc:
+            self._failed = True
+            status, error = "interrupted", str(exc)
+            log.error("%s", error)
+        except (RetryGaveUp, RuntimeError) as exc:
             self._failed = True
             status, error = "failed", str(exc)
             log.error("%s", error)
@@ -467,7 +503,7 @@ class EventConsumer:
         seconds = time.monotonic() - started
         try:
             self.writer.close_run(status, error, {**details, "next_offsets": _str_keys(self.offsets)})
-        except RetryDeadlineExceeded as exc:
+        except RetryGaveUp as exc:
             log.error("could not record the end of run %s: %s", self.run.run_id, exc)
         self.writer.close()
         return ConsumeResult(
@@ -484,9 +520,10 @@ class EventConsumer:
     def _topic_ready(self) -> bool:
         while True:
             try:
-                return topic_exists(self.admin, self.topic)
+                # Short attempts: a signal is handled between them, and the backoff paces them.
+                return topic_exists(self.admin, self.topic, timeout=2)
             except Exception as exc:  # noqa: BLE001 - the broker is not there yet
-                self.backoff.wait(f"reaching the broker {self.settings.kafka_bootstrap_servers}", exc)
+                self.backoff.wait("reaching the broker", exc, self.broker)
 
     def _poll_until_done(self) -> None:
         opts = self.options
@@ -496,6 +533,9 @@ class EventConsumer:
         )
         self._progress = Progress("consume", "events")
         batch_s = opts.batch_ms / 1000
+        # Not known to answer until a probe says so (librdkafka reports no error for a broker that was
+        # never reached), so a broker down from the start meets the deadline too.
+        self._broker_down_since = time.monotonic()
         last_message = time.monotonic()
         waiting_since = time.monotonic()
         while not self.stop_requested:
@@ -512,6 +552,8 @@ class EventConsumer:
                     self._handle_errors(errors)
                 if len(errors) < len(messages):
                     last_message = now
+                    self._broker_down_since = None
+            self._watch_broker(now)
             pending = self._pending
             if (
                 pending is not None
@@ -536,9 +578,9 @@ class EventConsumer:
                 if now - last_message >= opts.idle_seconds:
                     # Quiet because the topic is drained, or because the broker is away? Only the first ends.
                     try:
-                        topic_exists(self.admin, self.topic, timeout=5)
+                        topic_exists(self.admin, self.topic, timeout=2)
                     except Exception as exc:  # noqa: BLE001 - any failure means the broker did not answer
-                        self.backoff.wait(f"reaching the broker {self.settings.kafka_bootstrap_servers}", exc)
+                        self.backoff.wait("reaching the broker", exc, self.broker)
                         continue
                     self.backoff.reset()
                     log.info("nothing new for %.1fs: drained", opts.idle_seconds)
@@ -573,6 +615,12 @@ def parse_args(argv: list[str] | None) -> ConsumeOptions:
         default=300.0,
         help="give up when Postgres or the broker stay unreachable this long (default 300)",
     )
+    parser.add_argument(
+        "--broker-deadline",
+        action="store_true",
+        help="follow mode: end the run when the broker stays unreachable for --max-retry-seconds, as --drain does"
+        " (default: wait for it as long as it takes)",
+    )
     parser.add_argument("--session-timeout-ms", type=int, default=6000, help="consumer group session timeout")
     # Test-only fault injection (see ConsumeOptions), hidden from --help.
     parser.add_argument("--kafka-commit-delay-ms", type=int, default=0, help=argparse.SUPPRESS)
@@ -585,6 +633,7 @@ def parse_args(argv: list[str] | None) -> ConsumeOptions:
         batch_size=args.batch_size,
         batch_ms=args.batch_ms,
         max_retry_seconds=args.max_retry_seconds,
+        broker_deadline=args.broker_deadline,
         session_timeout_ms=args.session_timeout_ms,
         kafka_commit_delay_ms=args.kafka_commit_delay_ms,
     )
@@ -594,15 +643,12 @@ def main(argv: list[str] | None = None) -> int:
     options = parse_args(argv)
     settings = Settings.from_env()
     consumer = EventConsumer(settings, options)
-    previous = {sig: signal.signal(sig, consumer.request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        result = consumer.run_loop()
-    except RetryDeadlineExceeded as exc:
+        with stop_on_signals(consumer.backoff, consumer.request_stop):
+            result = consumer.run_loop()
+    except RetryGaveUp as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
     c = result.counts
     print(
         f"consume {result.status}: read {c.read}, loaded {c.loaded}, rejected {c.rejected}, "
@@ -611,4 +657,5 @@ def main(argv: list[str] | None = None) -> int:
     )
     if result.error:
         print(f"error: {result.error}", file=sys.stderr)
-    return 0 if result.status in ("succeeded", "interrupted") else 1
+    # A stop that cut an outage's wait short is an error; one that ended a healthy run is not.
+    return 0 if result.status in ("succeeded", "interrupted") and not result.error else 1

@@ -20,7 +20,6 @@ import hashlib
 import logging
 import os
 import re
-import signal
 import stat
 import sys
 import time
@@ -32,7 +31,7 @@ from pathlib import Path
 
 from loaders.pgcopy import copy_rows, escape, existing_keys, stage_tables_ddl
 from loaders.rawwrite import BackgroundWriter, PgSession, RawTable, insert_values
-from loaders.retry import Backoff, RetryDeadlineExceeded
+from loaders.retry import Backoff, RetryGaveUp, RetryInterrupted, stop_on_signals
 from loaders.runs import LoadRun, RunCounts
 from loaders.validation import (
     INVALID_JSON,
@@ -262,11 +261,11 @@ class FeedbackLoader:
 
     def run_once(self) -> tuple[str, str | None]:
         details = {"landing": str(self.landing)}
-        self.reader_session.run("opening the load run", lambda conn: self.run.open(conn, details))
         status, error = "succeeded", None
         progress = Progress("feedback", "files")
         writer: BackgroundWriter[FileBatch, RunCounts] = BackgroundWriter(self._write_batch, "feedback-writer")
         try:
+            self.reader_session.run("opening the load run", lambda conn: self.run.open(conn, details))
             if not self.landing.is_dir():
                 log.info("landing folder %s does not exist: nothing to load", self.landing)
             else:
@@ -280,20 +279,23 @@ class FeedbackLoader:
                         self._finish(writer.submit(batch))
                     progress.update(len(paths))
                 self._finish(writer.finished(block=True))
-        except RetryDeadlineExceeded as exc:
-            status, error = "failed", str(exc)
-            log.error("%s", error)
+        except RetryInterrupted as exc:
+            status, error = "interrupted", str(exc)
         except KeyboardInterrupt:
             status, error = "interrupted", "interrupted by a signal"
+        except RetryGaveUp as exc:
+            status, error = "failed", str(exc)
+            log.error("%s", error)
         finally:
             writer.close()
             self._readers.shutdown(wait=True)
             progress.close()
         final = {**details, "files": self.files}
-        try:
-            self.reader_session.run("closing the load run", lambda conn: self.run.close(conn, status, error, final))
-        except RetryDeadlineExceeded as exc:
-            log.error("could not record the end of run %s: %s", self.run.run_id, exc)
+        if self.run.run_id is not None:
+            try:
+                self.reader_session.run("closing the load run", lambda conn: self.run.close(conn, status, error, final))
+            except RetryGaveUp as exc:
+                log.error("could not record the end of run %s: %s", self.run.run_id, exc)
         self.reader_session.close()
         self.writer_session.close()
         return status, error
@@ -476,12 +478,10 @@ def main(argv: list[str] | None = None) -> int:
         settings, args.landing.resolve(), args.batch_files, args.max_retry_seconds, args.max_file_bytes
     )
     started = time.monotonic()
-    # SIGTERM ends the run like Ctrl-C: the open batch's transaction rolls back, the run is "interrupted".
-    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
-    try:
+    # SIGTERM ends the run like Ctrl-C: the open batch's transaction rolls back, the run is "interrupted";
+    # either also cuts short a wait for Postgres, in this thread or the writer's.
+    with stop_on_signals(loader.backoff):
         status, error = loader.run_once()
-    finally:
-        signal.signal(signal.SIGTERM, previous)
     c, f = loader.counts, loader.files
     print(
         f"feedback {status}: files {f['seen']} seen, {f['loaded']} loaded, {f['failed']} failed, "

@@ -49,6 +49,7 @@ class PgSession:
         self.settings = settings
         self.backoff = backoff
         self.setup = setup
+        self.target = f"Postgres at {settings.pg_host}:{settings.pg_port}"
         self._conn = None
         self._lock = threading.Lock()
 
@@ -62,7 +63,8 @@ class PgSession:
         return self._conn
 
     def run(self, what: str, work: Callable[[object], T]) -> T:
-        """``work(conn)`` until it succeeds; RetryDeadlineExceeded once the outage outlasts the deadline."""
+        """``work(conn)`` until it succeeds; RetryDeadlineExceeded once the outage outlasts the deadline,
+        RetryInterrupted when a stop is requested meanwhile (see loaders/retry.py)."""
         with self._lock:
             while True:
                 try:
@@ -71,7 +73,7 @@ class PgSession:
                     if is_data_error(exc):  # class 54 is an OperationalError too, but retrying cannot cure it
                         raise
                     self._drop()
-                    self.backoff.wait(what, exc)
+                    self.backoff.wait(what, exc, self.target)
                     continue
                 self.backoff.reset()
                 return result

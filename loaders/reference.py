@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from psycopg2 import sql
 
 from loaders.rawwrite import PgSession
-from loaders.retry import Backoff, RetryDeadlineExceeded
+from loaders.retry import Backoff, RetryGaveUp, RetryInterrupted, stop_on_signals
 from loaders.runs import LoadRun, RunCounts
 from runtime.settings import Settings
 
@@ -119,9 +119,11 @@ def copy_table(cur, table: ReferenceTable, run_id: int, lookback_s: float) -> tu
     return counts, watermark.isoformat() if watermark else None
 
 
-def run_reference(settings: Settings, lookback_s: float = 3600, max_retry_seconds: float = 300) -> tuple[str, dict]:
+def run_reference(
+    settings: Settings, lookback_s: float = 3600, max_retry_seconds: float = 300, backoff: Backoff | None = None
+) -> tuple[str, dict]:
     run = LoadRun(LOADER_NAME)
-    session = PgSession(settings, Backoff(max_retry_seconds))
+    session = PgSession(settings, backoff or Backoff(max_retry_seconds))
     summary: dict = {"tables": {}}
     status, error = "succeeded", None
     try:
@@ -139,13 +141,17 @@ def run_reference(settings: Settings, lookback_s: float = 3600, max_retry_second
                 "watermark": watermark,
             }
             log.info("%s: %d read, %d new versions, watermark %s", table.name, counts.read, counts.loaded, watermark)
-    except (LookupError, RetryDeadlineExceeded) as exc:
+    except RetryInterrupted as exc:
+        status, error = "interrupted", str(exc)
+    except KeyboardInterrupt:
+        status, error = "interrupted", "interrupted by a signal"
+    except (LookupError, RetryGaveUp) as exc:
         status, error = "failed", str(exc)
         log.error("%s", error)
     if run.run_id is not None:
         try:
             session.run("closing the load run", lambda conn: run.close(conn, status, error, summary))
-        except RetryDeadlineExceeded as exc:
+        except RetryGaveUp as exc:
             log.error("could not record the end of run %s: %s", run.run_id, exc)
     session.close()
     summary.update(status=status, error=error, run_id=run.run_id, counts=run.counts)
@@ -166,7 +172,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-retry-seconds", type=float, default=300.0, help="give up on Postgres after this")
     args = parser.parse_args(argv)
     started = time.monotonic()
-    status, summary = run_reference(Settings.from_env(), args.lookback_seconds, args.max_retry_seconds)
+    backoff = Backoff(args.max_retry_seconds)
+    with stop_on_signals(backoff):
+        status, summary = run_reference(Settings.from_env(), args.lookback_seconds, backoff=backoff)
     c = summary["counts"]
     print(
         f"reference {status}: read {c.read}, loaded {c.loaded} new versions, duplicates skipped {c.duplicates} "
