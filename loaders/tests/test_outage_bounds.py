@@ -68,6 +68,14 @@ def timed(env, *args: str) -> tuple[subprocess.CompletedProcess, float]:
     return done, time.monotonic() - started
 
 
+def assert_interrupted_promptly(env, tmp_path, wait_s: float, sig: int, *args: str) -> None:
+    """Start a loader, let it wait out the outage ``wait_s``, signal it: it must end soon, non-zero, saying why."""
+    code, seconds, output = interrupted_after(env, tmp_path, wait_s, sig, *args)
+    assert code != 0, output[-3000:]
+    assert "interrupted" in output, output[-3000:]
+    assert seconds < SIGNAL_BOUND_S, f"the signal took {seconds:.1f}s to end the run"
+
+
 def interrupted_after(env, tmp_path, wait_s: float, sig: int, *args: str) -> tuple[int, float, str]:
     log = tmp_path / "loader.log"
     proc = start_loader(env, log, *args)
@@ -114,10 +122,7 @@ def test_a_signal_ends_the_consumer_waiting_for_the_broker(own_services, tmp_pat
     settings, _, broker = own_services
     env = loader_env(settings)
     with broker_stopped(broker):
-        code, seconds, output = interrupted_after(env, tmp_path, 6, sig, "consume", "--drain", "--topic", new_topic())
-    assert code != 0, output[-3000:]
-    assert "interrupted" in output, output[-3000:]
-    assert seconds < SIGNAL_BOUND_S, f"the signal took {seconds:.1f}s to end the run"
+        assert_interrupted_promptly(env, tmp_path, 6, sig, "consume", "--drain", "--topic", new_topic())
 
 
 def test_a_frozen_postgres_ends_drain_runs_at_the_deadline(own_services, tmp_path):
@@ -147,14 +152,9 @@ def test_a_signal_ends_the_feedback_loader_waiting_for_postgres(own_services, tm
     landing.mkdir()
     postgres.stop(mode="immediate")
     try:
-        code, seconds, output = interrupted_after(
-            env, tmp_path, 4, signal.SIGINT, "feedback", "--landing", str(landing)
-        )
+        assert_interrupted_promptly(env, tmp_path, 4, signal.SIGINT, "feedback", "--landing", str(landing))
     finally:
         postgres.start()
-    assert code != 0, output[-3000:]
-    assert "interrupted" in output, output[-3000:]
-    assert seconds < SIGNAL_BOUND_S, f"the signal took {seconds:.1f}s to end the run"
 
 
 def test_loader_sessions_carry_keepalives_and_timeouts(own_services):

@@ -8,7 +8,7 @@ import os
 
 from confluent_kafka import Producer
 
-from loaders.tests.loader_support import loader_env, new_topic, query, run_loader, scalar
+from loaders.tests.loader_support import loader_env, new_topic, query, run_loader, scalar, valid_events, valid_form
 from runtime.kafka import client_config
 
 # Deeper than any JSON decoder's recursion limit: json raises RecursionError, not ValueError.
@@ -18,16 +18,7 @@ NEARLY_TOO_DEEP = 980
 
 
 def event(event_id: str, **fields) -> dict:
-    base = {
-        "schema_version": 1,
-        "event_id": event_id,
-        "event_type": "started",
-        "event_ts": "2026-10-01T09:00:00Z",
-        "appointment_id": "APT-00000001",
-        "device_type": "Tablet",
-        "wait_time_minutes": 5,
-    }
-    return {**base, **fields}
+    return {**json.loads(valid_events(1)[0]), "event_id": event_id, **fields}
 
 
 def with_raw_field(record: dict, field: str, raw_json: str) -> bytes:
@@ -108,23 +99,6 @@ def test_a_value_postgres_cannot_store_is_quarantined_with_its_sqlstate(settings
     assert run == [("succeeded", 22, 20, 2)]
 
 
-def form(feedback_id: str, **fields) -> dict:
-    base = {
-        "schema_version": 1,
-        "feedback_id": feedback_id,
-        "appointment_id": "APT-00000001",
-        "submitted_at": "2026-10-02T10:00:00Z",
-        "provider_rating": 4,
-        "ease_of_use_rating": 4,
-        "audio_quality_rating": 4,
-        "video_quality_rating": 4,
-        "overall_satisfaction": 4,
-        "would_recommend": True,
-        "comments": None,
-    }
-    return {**base, **fields}
-
-
 def feedback(settings, landing, *args: str, **env: str):
     return run_loader(loader_env(settings, **env), "feedback", "--landing", str(landing), *args)
 
@@ -143,11 +117,11 @@ def test_a_feedback_file_the_decoder_chokes_on_is_recorded_failed_and_the_run_go
     landing = tmp_path / "landing"
     day = landing / "2026/10/02"
     day.mkdir(parents=True)
-    (day / "deep-a.json").write_text(json.dumps(form("FBK-D00001")))
+    (day / "deep-a.json").write_text(json.dumps(valid_form("FBK-D00001")))
     (day / "deep-b.json").write_text("[" * DEEP + "]" * DEEP)
-    nearly = [json.loads(json.dumps(form("FBK-D00003")))]
+    nearly = [json.loads(json.dumps(valid_form("FBK-D00003")))]
     (day / "deep-c.json").write_text(
-        "[" + json.dumps(form("FBK-D00002")) + ","
+        "[" + json.dumps(valid_form("FBK-D00002")) + ","
         + json.dumps(nearly[0])[:-1] + ', "x": ' + "[" * NEARLY_TOO_DEEP + '"\\u00e9"' + "]" * NEARLY_TOO_DEEP + "}]"
     )  # fmt: skip
     done = feedback(settings, landing)
@@ -169,14 +143,14 @@ def test_a_form_postgres_cannot_store_is_quarantined_and_its_file_loads(settings
     day = landing / "2026/10/03"
     day.mkdir(parents=True)
     forms = [
-        json.dumps(form("FBK-N00001")),
-        with_raw_field(form("FBK-N00002"), "extra", "1e400000").decode(),
+        json.dumps(valid_form("FBK-N00001")),
+        with_raw_field(valid_form("FBK-N00002"), "extra", "1e400000").decode(),
         # Invalid anyway (a rating out of range), and its payload cannot be stored as jsonb either.
-        with_raw_field(form("FBK-N00003", provider_rating=9), "extra", "-1e400000").decode(),
-        json.dumps(form("FBK-N00004")),
+        with_raw_field(valid_form("FBK-N00003", provider_rating=9), "extra", "-1e400000").decode(),
+        json.dumps(valid_form("FBK-N00004")),
     ]
     (day / "numbers.json").write_text("[" + ",".join(forms) + "]")
-    (day / "plain.json").write_text(json.dumps(form("FBK-N00005")))
+    (day / "plain.json").write_text(json.dumps(valid_form("FBK-N00005")))
     done = feedback(settings, landing)
     assert done.returncode == 0, done.stderr[-3000:]
     assert files(settings, "2026/10/03/%") == {
@@ -201,8 +175,8 @@ def test_symlinks_special_files_and_oversized_files_are_refused_unread(settings,
     day.mkdir(parents=True)
     (day / "link.json").symlink_to(secret)
     os.mkfifo(day / "pipe.json")
-    (day / "big.json").write_text(json.dumps([form(f"FBK-B{i:05d}") for i in range(20)]))
-    (day / "small.json").write_text(json.dumps(form("FBK-S00001")))
+    (day / "big.json").write_text(json.dumps([valid_form(f"FBK-B{i:05d}") for i in range(20)]))
+    (day / "small.json").write_text(json.dumps(valid_form("FBK-S00001")))
     done = feedback(settings, landing, "--max-file-bytes", "1000")
     assert done.returncode == 0, done.stderr[-3000:]
     found = files(settings, "2026/10/04/%")
@@ -218,7 +192,7 @@ def test_symlinks_special_files_and_oversized_files_are_refused_unread(settings,
     again = feedback(settings, landing, TELEMED_FEEDBACK_MAX_FILE_BYTES="1000")
     assert again.returncode == 0, again.stderr[-3000:]
     assert "0 loaded, 0 failed, 4 already loaded" in again.stdout, again.stdout
-    (day / "big2.json").write_text(json.dumps([form(f"FBK-C{i:05d}") for i in range(20)]))
+    (day / "big2.json").write_text(json.dumps([valid_form(f"FBK-C{i:05d}") for i in range(20)]))
     third = feedback(settings, landing, TELEMED_FEEDBACK_MAX_FILE_BYTES="1000")
     assert files(settings, "2026/10/04/big2.json") == {"2026/10/04/big2.json": ("failed", "too_large", 0, 0, 0)}
     assert third.returncode == 0
