@@ -395,11 +395,14 @@ class FeedbackLoader:
         return counts
 
 
-def _read_all(fd: int, limit: int) -> bytes:
-    """At most ``limit`` bytes of the file behind ``fd``: os.read without the io stack, which is most of a
-    small file's cost."""
-    chunks = []
-    left = limit
+def _read_all(fd: int, size: int, limit: int) -> bytes:
+    """The file behind ``fd``, ``size`` bytes by its fstat, but never more than ``limit``: os.read without
+    the io stack, which is most of a small file's cost. One read is enough unless the file grew."""
+    data = os.read(fd, min(size + 1, limit))
+    if len(data) <= size:
+        return data
+    chunks = [data]
+    left = limit - len(data)
     while left > 0:
         chunk = os.read(fd, min(1 << 16, left))
         if not chunk:
@@ -450,7 +453,7 @@ def _read_files(paths: list[str], max_bytes: int) -> list[ReadResult]:
             if st.st_size > max_bytes:
                 out.append(_refused(path, TOO_LARGE, f"{st.st_size} bytes, over the limit of {max_bytes}", st))
                 continue
-            data = _read_all(fd, max_bytes + 1)
+            data = _read_all(fd, st.st_size, max_bytes + 1)
         finally:
             os.close(fd)
         if len(data) > max_bytes:  # it grew after the fstat

@@ -199,11 +199,14 @@ def insert_values(
     """
     if not rows:
         return 0
+    if not droppable:
+        psycopg2.extras.execute_values(cur, statement, rows, template=template, page_size=len(rows))
+        return cur.rowcount
     cur.execute("savepoint raw_values")
     try:
         psycopg2.extras.execute_values(cur, statement, rows, template=template, page_size=len(rows))
     except psycopg2.Error as exc:
-        if not is_data_error(exc) or not droppable:
+        if not is_data_error(exc):
             raise
         cur.execute("rollback to savepoint raw_values")
     else:
