@@ -2,8 +2,8 @@
 
 How exactly-once holds (ARCHITECTURE.md, Guarantees):
 - each batch's valid rows, its rejected rows and the next offset of every partition in it are written in
-  ONE Postgres transaction (COPY into a temporary table, then ``insert ... on conflict (event_id) do
-  nothing``; rejected rows are unique on topic/partition/offset);
+  ONE Postgres transaction (loaders/rawwrite.py: COPY, or after a key conflict ``insert ... on conflict
+  (event_id) do nothing``; rejected rows are unique on topic/partition/offset);
 - on every (re)assignment the consumer seeks to the offsets stored in Postgres, so Postgres is the truth;
 - offsets are committed to Kafka only after the Postgres commit, so lag tools never run ahead of raw;
 - a topic whose id changed (deleted and created again, or an in-memory broker that restarted) makes the
@@ -19,49 +19,49 @@ one formatted line.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
-import queue
-import signal
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 import psycopg2
-import psycopg2.errors
-import psycopg2.extras
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
-from loaders.pgcopy import copy_rows, escape, existing_keys, stage_tables_ddl
-from loaders.retry import TRANSIENT_DB_ERRORS, Backoff, RetryDeadlineExceeded
+from loaders.pgcopy import escape
+from loaders.rawwrite import BackgroundWriter, PgSession, RawTable, insert_values
+from loaders.retry import (
+    Backoff,
+    RetryDeadlineExceeded,
+    RetryGaveUp,
+    RetryInterrupted,
+    deadline_message,
+    stop_on_signals,
+)
 from loaders.runs import LoadRun, RunCounts
-from loaders.validation import INVALID_JSON, JSON_DECODER, check_event, storable_json_text
-from runtime import db
+from loaders.validation import (
+    INVALID_JSON,
+    JSON_DECODER,
+    UNDECODABLE,
+    UNSTORABLE,
+    check_event,
+    storable_json_text,
+)
 from runtime.kafka import admin_client, client_config, topic_exists, topic_id
 from runtime.progress import Progress
-from runtime.settings import LOADER_ROLE, Settings
+from runtime.settings import Settings
 
 log = logging.getLogger(__name__)
 
 DEFAULT_GROUP = "telemed-raw-loader"
 LOADER_NAME = "consume"
 _NULL = "\\N"
-# After a duplicate event_id shows up, this many batches look their ids up before the COPY.
-LOOKUP_BATCHES = 20
 
 # Columns in the order of the COPY lines built by add_messages; the constant ones come last.
 _COLUMNS = (
     "event_id, appointment_id, event_type, event_ts, payload, kafka_partition, kafka_offset, kafka_timestamp,"
     " schema_version, kafka_topic, _load_run_id"
 )
-_STAGE_DDL = stage_tables_ddl("_stage_events", "raw.appointment_events", _COLUMNS, "event_id")
-_INSERT_STAGED = f"""
-insert into raw.appointment_events ({_COLUMNS})
-select {_COLUMNS} from _stage_events
-on conflict (event_id) do nothing
-"""
 _INSERT_REJECTED = """
 insert into raw.appointment_events_rejected (
     reason, error_detail, event_id, raw_text, raw_bytes, kafka_topic, kafka_partition, kafka_offset,
@@ -88,6 +88,7 @@ class Batch:
     tail: str = "\n"
     ids: list[str] = field(default_factory=list)  # COPY-escaped event_id of each line
     lines: list[str] = field(default_factory=list)
+    messages: list = field(default_factory=list)  # the Kafka message of each line
     seen: set[str] = field(default_factory=set)
     rejects: list[tuple] = field(default_factory=list)
     next_offsets: dict[int, int] = field(default_factory=dict)
@@ -97,6 +98,11 @@ class Batch:
 
 
 def _reject(batch: Batch, reason: str, detail: str, value: bytes | None, msg, event_id: str | None = None) -> None:
+    batch.rejects.append(_rejected_row(reason, detail, value, msg, event_id))
+
+
+def _rejected_row(reason: str, detail: str, value: bytes | None, msg, event_id: str | None = None) -> tuple:
+    """A raw.appointment_events_rejected row (without the run id): the message as it came, and its lineage."""
     text = None
     raw = None
     if value is not None:
@@ -111,26 +117,24 @@ def _reject(batch: Batch, reason: str, detail: str, value: bytes | None, msg, ev
     if key is not None:
         key = key.decode("utf-8", "replace").replace("\x00", "\ufffd")
     ts_type, ts_ms = msg.timestamp()
-    batch.rejects.append(
-        (
-            reason,
-            detail,
-            event_id,
-            text,
-            psycopg2.Binary(raw) if raw is not None else None,
-            msg.topic(),
-            msg.partition(),
-            msg.offset(),
-            key,
-            ts_ms if ts_type else None,
-        )
+    return (
+        reason,
+        detail,
+        event_id,
+        text,
+        psycopg2.Binary(raw) if raw is not None else None,
+        msg.topic(),
+        msg.partition(),
+        msg.offset(),
+        key,
+        ts_ms if ts_type else None,
     )
 
 
 def add_messages(batch: Batch, messages: list) -> list:
     """Validate and stage ``messages`` into ``batch``; returns the error events among them."""
     errors = []
-    ids, lines, seen, tail = batch.ids, batch.lines, batch.seen, batch.tail
+    ids, lines, seen, tail, messages_kept = batch.ids, batch.lines, batch.seen, batch.tail, batch.messages
     next_offsets = batch.next_offsets
     raw_decode = JSON_DECODER.raw_decode
     last_ms, last_ts = None, _NULL
@@ -143,49 +147,61 @@ def add_messages(batch: Batch, messages: list) -> list:
         next_offsets[partition] = offset + 1
         value = msg.value()
         try:
-            text = value.decode()
-            # raw_decode skips the whitespace regexes of decode(); trailing text is checked below.
-            event, end = raw_decode(text)
-            if end != len(text) and text[end:].strip():
-                raise ValueError("extra data after the JSON value")
-        except (AttributeError, UnicodeDecodeError, ValueError) as exc:
-            if value is not None and value[:1].isspace():
-                event = _decode_padded(value)
-                if event is not _INVALID:
-                    text = value.decode()
-            else:
-                event = _INVALID
-            if event is _INVALID:
-                detail = "empty message" if not value else f"not valid UTF-8 JSON ({type(exc).__name__})"
-                _reject(batch, INVALID_JSON, detail, value, msg)
+            try:
+                text = value.decode()
+                # raw_decode skips the whitespace regexes of decode(); trailing text is checked below.
+                event, end = raw_decode(text)
+                if end != len(text) and text[end:].strip():
+                    raise ValueError("extra data after the JSON value")
+            except (AttributeError, UnicodeDecodeError, ValueError) as exc:
+                if value is not None and value[:1].isspace():
+                    event = _decode_padded(value)
+                    if event is not _INVALID:
+                        text = value.decode()
+                else:
+                    event = _INVALID
+                if event is _INVALID:
+                    detail = "empty message" if not value else f"not valid UTF-8 JSON ({type(exc).__name__})"
+                    _reject(batch, INVALID_JSON, detail, value, msg)
+                    continue
+            problem, event_ts = check_event(event)
+            if problem is not None:
+                event_id = event.get("event_id") if type(event) is dict else None
+                _reject(batch, problem[0], problem[1], value, msg, event_id if type(event_id) is str else None)
                 continue
-        problem, event_ts = check_event(event)
-        if problem is not None:
-            event_id = event.get("event_id") if type(event) is dict else None
-            _reject(batch, problem[0], problem[1], value, msg, event_id if type(event_id) is str else None)
-            continue
-        if not storable_json_text(text):
-            _reject(batch, INVALID_JSON, "holds a NUL character or an unpaired surrogate", value, msg)
-            continue
-        event_id = escape(event["event_id"])
-        if event_id in seen:
-            batch.duplicates += 1
-            continue
-        seen.add(event_id)
-        ts_type, ts_ms = msg.timestamp()
-        if ts_ms != last_ms:
-            last_ms = ts_ms
-            last_ts = datetime.fromtimestamp(ts_ms / 1000, timezone.utc).isoformat() if ts_type else _NULL
-        ids.append(event_id)
-        lines.append(
-            f"{event_id}\t{escape(event['appointment_id'])}\t{event['event_type']}\t{event_ts}\t{escape(text)}\t"
-            f"{partition}\t{offset}\t{last_ts}{tail}"
-        )
+            if not storable_json_text(text):
+                _reject(batch, INVALID_JSON, "holds a NUL character or an unpaired surrogate", value, msg)
+                continue
+            event_id = escape(event["event_id"])
+            if event_id in seen:
+                batch.duplicates += 1
+                continue
+            ts_type, ts_ms = msg.timestamp()
+            if ts_ms != last_ms:
+                last_ms = ts_ms
+                last_ts = datetime.fromtimestamp(ts_ms / 1000, timezone.utc).isoformat() if ts_type else _NULL
+            line = (
+                f"{event_id}\t{escape(event['appointment_id'])}\t{event['event_type']}\t{event_ts}\t{escape(text)}\t"
+                f"{partition}\t{offset}\t{last_ts}{tail}"
+            )
+            seen.add(event_id)
+            ids.append(event_id)
+            lines.append(line)
+            messages_kept.append(msg)
+        except Exception as exc:  # noqa: BLE001 - whatever the decoder or a check raises about one message
+            # RecursionError on deep nesting, for one: the message is quarantined, the batch goes on.
+            _reject(batch, UNDECODABLE, f"the decoder or validator raised {type(exc).__name__}", value, msg)
     batch.read += len(messages) - len(errors)
     return errors
 
 
 _INVALID = object()
+
+
+def _unstorable(msg, detail: str) -> tuple:
+    """The rejected row of a valid event that Postgres refused (its bytes decoded before, so again now)."""
+    event_id = JSON_DECODER.decode(msg.value().decode())["event_id"]
+    return _rejected_row(UNSTORABLE, detail, msg.value(), msg, event_id)
 
 
 def _decode_padded(value: bytes) -> object:
@@ -197,121 +213,56 @@ def _decode_padded(value: bytes) -> object:
 
 
 class EventWriter:
-    """Owns the consumer's Postgres connection: stored offsets, and one transaction per batch."""
+    """The consumer's side of Postgres: stored offsets, and one transaction per batch (events, rejected
+    messages, next offsets and the run's counters)."""
 
     def __init__(self, settings: Settings, run: LoadRun, group: str, topic: str, backoff: Backoff):
-        self.settings, self.run, self.group, self.topic = settings, run, group, topic
-        self.backoff = backoff
+        self.run, self.group, self.topic = run, group, topic
         self.topic_id: str | None = None
-        self._lookup_batches = 0
-        self._conn = None
-        self._lock = threading.Lock()
-
-    def _connection(self):
-        if self._conn is None or self._conn.closed:
-            self._conn = db.connect(self.settings, role=LOADER_ROLE)
-            with self._conn, self._conn.cursor() as cur:
-                cur.execute(_STAGE_DDL)
-        return self._conn
-
-    def _drop_connection(self) -> None:
-        if self._conn is not None:
-            with contextlib.suppress(psycopg2.Error):
-                self._conn.close()
-        self._conn = None
-
-    def retrying(self, what: str, work):
-        """Run ``work(conn)`` until it succeeds, reconnecting after transient errors, up to the deadline."""
-        with self._lock:
-            while True:
-                try:
-                    result = work(self._connection())
-                except TRANSIENT_DB_ERRORS as exc:
-                    self._drop_connection()
-                    self.backoff.wait(what, exc)
-                    continue
-                self.backoff.reset()
-                return result
+        self.events = RawTable("raw.appointment_events", _COLUMNS, "event_id", "_stage_events")
+        self.session = PgSession(settings, backoff, setup=self.events.ddl)
 
     def open_run(self, details: dict) -> None:
-        self.retrying("opening the load run", lambda conn: self.run.open(conn, details))
+        self.session.run("opening the load run", lambda conn: self.run.open(conn, details))
 
     def close_run(self, status: str, error: str | None, details: dict) -> None:
-        self.retrying("closing the load run", lambda conn: self.run.close(conn, status, error, details))
+        self.session.run("closing the load run", lambda conn: self.run.close(conn, status, error, details))
 
     def stored_offsets(self) -> dict[int, tuple[int, str | None]]:
-        def fetch(conn):
-            with conn, conn.cursor() as cur:
-                cur.execute(
-                    "select partition, next_offset, topic_id from raw.kafka_offsets"
-                    " where consumer_group = %s and topic = %s",
-                    (self.group, self.topic),
-                )
-                return {row[0]: (row[1], row[2]) for row in cur.fetchall()}
+        def fetch(cur):
+            cur.execute(
+                "select partition, next_offset, topic_id from raw.kafka_offsets"
+                " where consumer_group = %s and topic = %s",
+                (self.group, self.topic),
+            )
+            return {row[0]: (row[1], row[2]) for row in cur.fetchall()}
 
-        return self.retrying("reading stored offsets", fetch)
+        return self.session.transaction("reading stored offsets", fetch)
 
     def write(self, batch: Batch) -> RunCounts:
-        def work(conn) -> RunCounts:
+        def work(cur) -> RunCounts:
             counts = RunCounts(read=batch.read, duplicates=batch.duplicates)
-            with conn, conn.cursor() as cur:
-                if batch.lines:
-                    counts.loaded, skipped = self._write_events(cur, batch)
-                    counts.duplicates += skipped
-                if batch.rejects:
-                    rows = [(*reject, self.run.run_id) for reject in batch.rejects]
-                    # One statement for all of them, so rowcount is the number actually inserted.
-                    psycopg2.extras.execute_values(
-                        cur, _INSERT_REJECTED, rows, template=_REJECTED_TEMPLATE, page_size=len(rows)
-                    )
-                    counts.rejected = cur.rowcount
-                    # A rejected message seen again (re-read after a crash) is not a new rejection.
-                    counts.duplicates += len(rows) - cur.rowcount
-                psycopg2.extras.execute_values(
-                    cur,
-                    _UPSERT_OFFSETS,
-                    [(self.group, self.topic, p, o, self.topic_id) for p, o in sorted(batch.next_offsets.items())],
-                    template="(%s, %s, %s, %s, %s, now())",
-                )
-                self.run.advance(cur, counts)
+            rejects = batch.rejects
+            if batch.lines:
+                inserted, refused = self.events.insert(cur, batch.ids, batch.lines)
+                counts.loaded = len(inserted)
+                counts.duplicates += len(batch.lines) - counts.loaded - len(refused)
+                if refused:
+                    rejects = rejects + [_unstorable(batch.messages[i], detail) for i, detail in refused]
+            if rejects:
+                rows = [(*reject, self.run.run_id) for reject in rejects]
+                counts.rejected = insert_values(cur, _INSERT_REJECTED, rows, _REJECTED_TEMPLATE, droppable=(3, 4))
+                # A rejected message seen again (re-read after a crash) is not a new rejection.
+                counts.duplicates += len(rows) - counts.rejected
+            offsets = [(self.group, self.topic, p, o, self.topic_id) for p, o in sorted(batch.next_offsets.items())]
+            insert_values(cur, _UPSERT_OFFSETS, offsets, "(%s, %s, %s, %s, %s, now())")
+            self.run.advance(cur, counts)
             return counts
 
-        return self.retrying(f"writing a batch of {batch.read} messages", work)
-
-    def _write_events(self, cur, batch: Batch) -> tuple[int, int]:
-        """Insert the batch's events; returns (loaded, duplicates skipped).
-
-        Fast path: COPY straight into raw.appointment_events inside a savepoint. An event_id already in
-        raw (a duplicate delivery from an earlier batch, or a batch read again after a crash) fails it on
-        the key; the batch then takes the general path, COPY into a temporary table and insert ... on
-        conflict do nothing, and the next batches first look their event_ids up and leave the known ones
-        out, until a run of clean batches switches the lookup off again.
-        """
-        ids, lines = batch.ids, batch.lines
-        if self._lookup_batches > 0:
-            self._lookup_batches -= 1
-            existing = {
-                escape(event_id)
-                for event_id in existing_keys(cur, "_stage_events", "raw.appointment_events", "event_id", ids)
-            }
-            if existing:
-                lines = [line for event_id, line in zip(ids, lines, strict=True) if event_id not in existing]
-                self._lookup_batches = LOOKUP_BATCHES
-        data = "".join(lines).encode()
-        cur.execute("savepoint direct_copy")
-        try:
-            copy_rows(cur, "raw.appointment_events", _COLUMNS, data)
-        except psycopg2.errors.UniqueViolation:
-            cur.execute("rollback to savepoint direct_copy")
-            self._lookup_batches = LOOKUP_BATCHES
-            copy_rows(cur, "_stage_events", _COLUMNS, data)
-            cur.execute(_INSERT_STAGED)
-            return cur.rowcount, len(batch.lines) - cur.rowcount
-        cur.execute("release savepoint direct_copy")
-        return len(lines), len(batch.lines) - len(lines)
+        return self.session.transaction(f"writing a batch of {batch.read} messages", work)
 
     def close(self) -> None:
-        self._drop_connection()
+        self.session.close()
 
 
 @dataclass
@@ -323,6 +274,8 @@ class ConsumeOptions:
     batch_size: int = 50000
     batch_ms: int = 1000
     max_retry_seconds: float = 300.0
+    # Follow mode: end the run, as drain mode does, when the broker stays unreachable for max_retry_seconds.
+    broker_deadline: bool = False
     session_timeout_ms: int = 6000
     # Fault injection for the reliability suite only: hold each Kafka offset commit this long after the
     # Postgres commit, so a test's kill lands between the two commits every time, not by luck of scheduling.
@@ -358,59 +311,34 @@ class EventConsumer:
         self.last_commit_at: float | None = None
         self.first_message_at: float | None = None
         self._pending: Batch | None = None
-        self._inbox: queue.Queue = queue.Queue(maxsize=2)
-        self._outbox: queue.Queue = queue.Queue()
-        self._in_flight = 0
-        self._thread: threading.Thread | None = None
+        self._writer: BackgroundWriter[Batch, RunCounts] | None = None
         self._consumer: Consumer | None = None
         self._progress: Progress | None = None
         self._last_broker_error = 0.0
+        self._broker_down_since: float | None = None
+        self._last_probe = 0.0
+        self.broker = f"the broker at {settings.kafka_bootstrap_servers}"
         self._last_error_log = 0.0
         self._failed = False
 
     # ------------------------------------------------------------------ writer thread
 
-    def _writer_loop(self) -> None:
-        while True:
-            batch = self._inbox.get()
-            if batch is None:
-                return
-            try:
-                counts = self.writer.write(batch)
-            except BaseException as exc:  # noqa: BLE001 - handed to the main thread, which stops the run
-                self._outbox.put((batch, exc))
-                return
-            self._outbox.put((batch, counts))
-
     def _submit(self, batch: Batch) -> None:
-        while True:
-            self._collect(block=False)
-            if not self._thread.is_alive():
-                raise RuntimeError("the writer thread stopped unexpectedly")
-            try:
-                self._inbox.put(batch, timeout=0.5)
-            except queue.Full:
-                continue
-            self._in_flight += 1
-            return
+        self._count(self._writer.submit(batch))
 
     def _collect(self, block: bool) -> None:
         """Take finished batches from the writer: count them, then commit their offsets to Kafka."""
-        while self._in_flight:
-            try:
-                batch, outcome = self._outbox.get(timeout=0.5) if block else self._outbox.get_nowait()
-            except queue.Empty:
-                if not block:
-                    return
-                if self._thread is not None and not self._thread.is_alive() and self._outbox.empty():
-                    raise RuntimeError("the writer thread stopped unexpectedly") from None
-                continue
-            self._in_flight -= 1
-            if isinstance(outcome, BaseException):
-                self._failed = True
-                raise outcome
+        try:
+            done = self._writer.finished(block)
+        except BaseException:
+            self._failed = True
+            raise
+        self._count(done)
+
+    def _count(self, done: list[tuple[Batch, RunCounts]]) -> None:
+        for batch, counts in done:
             self.last_commit_at = time.monotonic()
-            self.counts.add(outcome)
+            self.counts.add(counts)
             self.offsets.update(batch.next_offsets)
             if self._progress:
                 self._progress.update(batch.read)
@@ -496,6 +424,8 @@ class EventConsumer:
                 raise RuntimeError(f"fatal Kafka error: {err.str()}")
             # Transport errors, a missing topic, a restarting broker: librdkafka retries by itself.
             self._last_broker_error = time.monotonic()
+            if self._broker_down_since is None:
+                self._broker_down_since = self._last_broker_error
             if time.monotonic() - self._last_error_log > 10:
                 self._last_error_log = time.monotonic()
                 log.warning("Kafka: %s (retrying)", err.str())
@@ -521,6 +451,25 @@ class EventConsumer:
         if not self.stop_requested:
             log.info("stop requested: finishing the batch in hand")
         self.stop_requested = True
+        self.backoff.request_stop()  # a wait for Postgres or the broker ends now, the run with it
+
+    def _watch_broker(self, now: float) -> None:
+        """After a broker error, ask the broker once a second whether it is back; give up at the deadline
+        (drain mode, or follow mode with ``broker_deadline``). Without a deadline librdkafka retries forever."""
+        if self._broker_down_since is None or now - self._last_probe < 1:
+            return
+        self._last_probe = now
+        try:
+            topic_exists(self.admin, self.topic, timeout=1)
+        except Exception as exc:
+            down_for = now - self._broker_down_since
+            if (self.options.drain or self.options.broker_deadline) and down_for >= self.options.max_retry_seconds:
+                message = deadline_message(
+                    "reading from Kafka", exc, self.broker, down_for, self.options.max_retry_seconds
+                )
+                raise RetryDeadlineExceeded(message) from exc
+            return
+        self._broker_down_since = None
 
     def run_loop(self) -> ConsumeResult:
         started = time.monotonic()
@@ -529,8 +478,7 @@ class EventConsumer:
         self.writer.open_run(details)
         self._tail = f"\t1\t{escape(self.topic)}\t{self.run.run_id}\n"
         status, error = "succeeded", None
-        self._thread = threading.Thread(target=self._writer_loop, name="raw-writer", daemon=True)
-        self._thread.start()
+        self._writer = BackgroundWriter(self.writer.write, "raw-writer")
         try:
             if opts.drain and not self._topic_ready():
                 log.info("topic %s does not exist: nothing to drain", self.topic)
@@ -538,21 +486,24 @@ class EventConsumer:
                 self._poll_until_done()
             if self.stop_requested and opts.drain:
                 status = "interrupted"
-        except (RetryDeadlineExceeded, RuntimeError) as exc:
+        except RetryInterrupted as exc:
+            self._failed = True
+            status, error = "interrupted", str(exc)
+            log.error("%s", error)
+        except (RetryGaveUp, RuntimeError) as exc:
             self._failed = True
             status, error = "failed", str(exc)
             log.error("%s", error)
         finally:
             if self._consumer is not None:
                 self._consumer.close()
-            self._inbox.put(None)
-            self._thread.join(timeout=30)
+            self._writer.close()
             if self._progress:
                 self._progress.close()
         seconds = time.monotonic() - started
         try:
             self.writer.close_run(status, error, {**details, "next_offsets": _str_keys(self.offsets)})
-        except RetryDeadlineExceeded as exc:
+        except RetryGaveUp as exc:
             log.error("could not record the end of run %s: %s", self.run.run_id, exc)
         self.writer.close()
         return ConsumeResult(
@@ -569,9 +520,10 @@ class EventConsumer:
     def _topic_ready(self) -> bool:
         while True:
             try:
-                return topic_exists(self.admin, self.topic)
+                # Short attempts: a signal is handled between them, and the backoff paces them.
+                return topic_exists(self.admin, self.topic, timeout=2)
             except Exception as exc:  # noqa: BLE001 - the broker is not there yet
-                self.backoff.wait(f"reaching the broker {self.settings.kafka_bootstrap_servers}", exc)
+                self.backoff.wait("reaching the broker", exc, self.broker)
 
     def _poll_until_done(self) -> None:
         opts = self.options
@@ -581,6 +533,9 @@ class EventConsumer:
         )
         self._progress = Progress("consume", "events")
         batch_s = opts.batch_ms / 1000
+        # Not known to answer until a probe says so (librdkafka reports no error for a broker that was
+        # never reached), so a broker down from the start meets the deadline too.
+        self._broker_down_since = time.monotonic()
         last_message = time.monotonic()
         waiting_since = time.monotonic()
         while not self.stop_requested:
@@ -597,6 +552,8 @@ class EventConsumer:
                     self._handle_errors(errors)
                 if len(errors) < len(messages):
                     last_message = now
+                    self._broker_down_since = None
+            self._watch_broker(now)
             pending = self._pending
             if (
                 pending is not None
@@ -621,9 +578,9 @@ class EventConsumer:
                 if now - last_message >= opts.idle_seconds:
                     # Quiet because the topic is drained, or because the broker is away? Only the first ends.
                     try:
-                        topic_exists(self.admin, self.topic, timeout=5)
+                        topic_exists(self.admin, self.topic, timeout=2)
                     except Exception as exc:  # noqa: BLE001 - any failure means the broker did not answer
-                        self.backoff.wait(f"reaching the broker {self.settings.kafka_bootstrap_servers}", exc)
+                        self.backoff.wait("reaching the broker", exc, self.broker)
                         continue
                     self.backoff.reset()
                     log.info("nothing new for %.1fs: drained", opts.idle_seconds)
@@ -658,6 +615,12 @@ def parse_args(argv: list[str] | None) -> ConsumeOptions:
         default=300.0,
         help="give up when Postgres or the broker stay unreachable this long (default 300)",
     )
+    parser.add_argument(
+        "--broker-deadline",
+        action="store_true",
+        help="follow mode: end the run when the broker stays unreachable for --max-retry-seconds, as --drain does"
+        " (default: wait for it as long as it takes)",
+    )
     parser.add_argument("--session-timeout-ms", type=int, default=6000, help="consumer group session timeout")
     # Test-only fault injection (see ConsumeOptions), hidden from --help.
     parser.add_argument("--kafka-commit-delay-ms", type=int, default=0, help=argparse.SUPPRESS)
@@ -670,6 +633,7 @@ def parse_args(argv: list[str] | None) -> ConsumeOptions:
         batch_size=args.batch_size,
         batch_ms=args.batch_ms,
         max_retry_seconds=args.max_retry_seconds,
+        broker_deadline=args.broker_deadline,
         session_timeout_ms=args.session_timeout_ms,
         kafka_commit_delay_ms=args.kafka_commit_delay_ms,
     )
@@ -679,15 +643,12 @@ def main(argv: list[str] | None = None) -> int:
     options = parse_args(argv)
     settings = Settings.from_env()
     consumer = EventConsumer(settings, options)
-    previous = {sig: signal.signal(sig, consumer.request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        result = consumer.run_loop()
-    except RetryDeadlineExceeded as exc:
+        with stop_on_signals(consumer.backoff, consumer.request_stop):
+            result = consumer.run_loop()
+    except RetryGaveUp as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
     c = result.counts
     print(
         f"consume {result.status}: read {c.read}, loaded {c.loaded}, rejected {c.rejected}, "
@@ -696,4 +657,5 @@ def main(argv: list[str] | None = None) -> int:
     )
     if result.error:
         print(f"error: {result.error}", file=sys.stderr)
-    return 0 if result.status in ("succeeded", "interrupted") else 1
+    # A stop that cut an outage's wait short is an error; one that ended a healthy run is not.
+    return 0 if result.status in ("succeeded", "interrupted") and not result.error else 1

@@ -14,36 +14,42 @@ transaction, so a run killed midway leaves no file half loaded, and the next run
 from __future__ import annotations
 
 import argparse
+import errno
+import functools
 import hashlib
 import logging
 import os
 import re
-import signal
+import stat
 import sys
 import time
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
 
-import psycopg2
-import psycopg2.errors
-import psycopg2.extras
-
 from loaders.pgcopy import copy_rows, escape, existing_keys, stage_tables_ddl
-from loaders.retry import TRANSIENT_DB_ERRORS, Backoff, RetryDeadlineExceeded
+from loaders.rawwrite import BackgroundWriter, PgSession, RawTable, insert_values
+from loaders.retry import Backoff, RetryGaveUp, RetryInterrupted, stop_on_signals
 from loaders.runs import LoadRun, RunCounts
-from loaders.validation import INVALID_JSON, JSON_DECODER, NOT_JSON, check_form, storable_json_text
-from runtime import db
+from loaders.validation import (
+    INVALID_JSON,
+    JSON_DECODER,
+    NOT_A_REGULAR_FILE,
+    NOT_JSON,
+    TOO_LARGE,
+    UNDECODABLE,
+    UNSTORABLE,
+    check_form,
+    storable_json_text,
+)
 from runtime.progress import Progress
-from runtime.settings import LOADER_ROLE, Settings
+from runtime.settings import DEFAULT_FEEDBACK_MAX_FILE_BYTES, Settings
 
 log = logging.getLogger(__name__)
 
 LOADER_NAME = "feedback"
-# After a duplicate feedback_id shows up, this many batches look their ids up before the COPY.
-LOOKUP_BATCHES = 20
 # A batch ends at this much file content (or at --batch-files files), whichever comes first.
 BATCH_BYTES = 4 << 20
 # Files are read by READ_THREADS threads, READ_GROUP files per task.
@@ -54,16 +60,6 @@ _COLUMNS = (
     "feedback_id, appointment_id, submitted_at, payload, source_path, source_sha256, form_index,"
     " schema_version, _load_run_id"
 )
-_STAGE_DDL = stage_tables_ddl("_stage_feedback", "raw.patient_feedback", _COLUMNS, "feedback_id")
-_INSERT_STAGED = f"""
-with inserted as (
-    insert into raw.patient_feedback ({_COLUMNS})
-    select {_COLUMNS} from _stage_feedback
-    on conflict (feedback_id) do nothing
-    returning source_sha256
-)
-select source_sha256, count(*) from inserted group by source_sha256
-"""
 _INSERT_REJECTED = """
 insert into raw.patient_feedback_rejected (
     reason, error_detail, feedback_id, payload, source_path, source_sha256, form_index, _load_run_id
@@ -87,6 +83,7 @@ class LandedFile:
     valid: int = 0
     loaded: int = 0
     rejected: int = 0
+    unstorable: int = 0  # valid forms Postgres refused (set by the write)
     duplicates: int = 0
 
 
@@ -94,17 +91,19 @@ class LandedFile:
 class FileBatch:
     files: list[LandedFile] = field(default_factory=list)
     ids: list[str] = field(default_factory=list)  # COPY-escaped feedback_id of each line
-    owners: list[LandedFile] = field(default_factory=list)  # the file of each line
+    # The file, form index and feedback_id of each line
+    sources: list[tuple[LandedFile, int, str]] = field(default_factory=list)
     lines: list[str] = field(default_factory=list)
     seen: set[str] = field(default_factory=set)
     rejects: list[tuple] = field(default_factory=list)
 
 
 def list_files(root: Path) -> Iterator[str]:
-    """Every regular file under ``root``, depth first in name order (stable across runs), lazily.
+    """Every entry under ``root`` that is not a folder, depth first in name order (stable across runs), lazily.
 
     Hidden entries (a leading dot) are left out: writers stage files there and rename them into place,
-    so a file being written is never read half way.
+    so a file being written is never read half way. Symbolic links (to files or folders), FIFOs and the
+    like are listed, never followed: the reader records them as failed, unread.
     """
     stack = [str(root)]
     while stack:
@@ -119,7 +118,7 @@ def list_files(root: Path) -> Iterator[str]:
                 continue
             if entry.is_dir(follow_symlinks=False):
                 subfolders.append(entry.path)
-            elif entry.is_file():
+            else:
                 yield entry.path
         stack.extend(reversed(subfolders))
 
@@ -172,15 +171,24 @@ def read_file(batch: FileBatch, landed: LandedFile, data: bytes, tail: str) -> N
         landed.status, landed.reason = "failed", INVALID_JSON
         landed.error = f"not valid UTF-8 JSON: {str(exc).splitlines()[0][:200]}"
         return
+    except Exception as exc:  # noqa: BLE001 - whatever else the decoder raises (RecursionError on deep nesting)
+        landed.status, landed.reason = "failed", UNDECODABLE
+        landed.error = f"the JSON decoder raised {type(exc).__name__}"
+        return
     path, sha = escape(landed.path), landed.sha256
     for index, (form, form_text) in enumerate(forms):
         landed.read += 1
-        problem, submitted_at = check_form(form)
-        if problem is None and not storable_json_text(form_text):
-            problem = INVALID_JSON, "holds a NUL character or an unpaired surrogate"
+        try:
+            problem, submitted_at = check_form(form)
+            storable = storable_json_text(form_text)
+        except Exception as exc:  # noqa: BLE001 - whatever a check raises about one form
+            problem, storable = (UNDECODABLE, f"the validator raised {type(exc).__name__}"), False
+        else:
+            if problem is None and not storable:
+                problem = INVALID_JSON, "holds a NUL character or an unpaired surrogate"
         if problem is not None:
             feedback_id = form.get("feedback_id") if type(form) is dict else None
-            payload = form_text if storable_json_text(form_text) else None
+            payload = form_text if storable else None
             batch.rejects.append(
                 (
                     problem[0],
@@ -201,7 +209,7 @@ def read_file(batch: FileBatch, landed: LandedFile, data: bytes, tail: str) -> N
         batch.seen.add(feedback_id)
         landed.valid += 1
         batch.ids.append(feedback_id)
-        batch.owners.append(landed)
+        batch.sources.append((landed, index, form["feedback_id"]))
         batch.lines.append(
             f"{feedback_id}\t{escape(form['appointment_id'])}\t{submitted_at}\t{escape(form_text)}\t"
             f"{path}\t{sha}\t{index}{tail}"
@@ -225,48 +233,39 @@ def _text_or_null(value: str | None) -> str:
 
 
 class FeedbackLoader:
-    """Reads, hashes and validates batch N+1 in the main thread while a writer thread commits batch N."""
+    """Reads, hashes and validates batch N+1 in the caller's thread while a background writer commits batch N."""
 
-    def __init__(self, settings: Settings, landing: Path, batch_files: int = 1000, max_retry_seconds: float = 300):
+    def __init__(
+        self,
+        settings: Settings,
+        landing: Path,
+        batch_files: int = 1000,
+        max_retry_seconds: float = 300,
+        max_file_bytes: int | None = None,
+    ):
         self.settings = settings
         self.landing = landing
         self.batch_files = batch_files
+        self.max_file_bytes = max_file_bytes or settings.feedback_max_file_bytes
         self.run = LoadRun(LOADER_NAME)
         self.backoff = Backoff(max_retry_seconds)
         self.counts = RunCounts()
         self.files = {"seen": 0, "loaded": 0, "failed": 0, "skipped": 0}
-        # One connection per thread: the main thread looks up known files, the writer writes batches.
-        self._conns: dict[str, object] = {}
+        self.forms = RawTable("raw.patient_feedback", _COLUMNS, "feedback_id", "_stage_feedback")
+        setup = self.forms.ddl + ";" + _STAGE_FILES_DDL
+        # One session per thread: the caller looks up known files, the writer writes batches.
+        self.reader_session = PgSession(settings, self.backoff, setup)
+        self.writer_session = PgSession(settings, self.backoff, setup)
         self._seen_shas: set[str] = set()
         self._readers = ThreadPoolExecutor(max_workers=READ_THREADS, thread_name_prefix="feedback-reader")
-        self._lookup_batches = 0
-
-    def _retrying(self, slot: str, what: str, work):
-        while True:
-            try:
-                conn = self._conns.get(slot)
-                if conn is None or conn.closed:
-                    conn = self._conns[slot] = db.connect(self.settings, role=LOADER_ROLE)
-                    with conn, conn.cursor() as cur:
-                        cur.execute(_STAGE_DDL + ";" + _STAGE_FILES_DDL)
-                result = work(conn)
-            except TRANSIENT_DB_ERRORS as exc:
-                conn = self._conns.pop(slot, None)
-                if conn is not None:
-                    conn.close()
-                self.backoff.wait(what, exc)
-                continue
-            self.backoff.reset()
-            return result
 
     def run_once(self) -> tuple[str, str | None]:
         details = {"landing": str(self.landing)}
-        self._retrying("main", "opening the load run", lambda conn: self.run.open(conn, details))
         status, error = "succeeded", None
         progress = Progress("feedback", "files")
-        writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="feedback-writer")
-        in_flight: Future | None = None
+        writer: BackgroundWriter[FileBatch, RunCounts] = BackgroundWriter(self._write_batch, "feedback-writer")
         try:
+            self.reader_session.run("opening the load run", lambda conn: self.run.open(conn, details))
             if not self.landing.is_dir():
                 log.info("landing folder %s does not exist: nothing to load", self.landing)
             else:
@@ -276,177 +275,191 @@ class FeedbackLoader:
                     if not paths:
                         break
                     batch = self._prepare(hashed)
-                    if in_flight is not None:
-                        self._finish(in_flight.result())
-                        in_flight = None
                     if batch.files:
-                        in_flight = writer.submit(self._write_batch, batch)
+                        self._finish(writer.submit(batch))
                     progress.update(len(paths))
-                if in_flight is not None:
-                    self._finish(in_flight.result())
-        except RetryDeadlineExceeded as exc:
-            status, error = "failed", str(exc)
-            log.error("%s", error)
+                self._finish(writer.finished(block=True))
+        except RetryInterrupted as exc:
+            status, error = "interrupted", str(exc)
         except KeyboardInterrupt:
             status, error = "interrupted", "interrupted by a signal"
+        except RetryGaveUp as exc:
+            status, error = "failed", str(exc)
+            log.error("%s", error)
         finally:
-            writer.shutdown(wait=True)
+            writer.close()
             self._readers.shutdown(wait=True)
             progress.close()
         final = {**details, "files": self.files}
-        try:
-            self._retrying("main", "closing the load run", lambda conn: self.run.close(conn, status, error, final))
-        except RetryDeadlineExceeded as exc:
-            log.error("could not record the end of run %s: %s", self.run.run_id, exc)
-        for conn in self._conns.values():
-            conn.close()
+        if self.run.run_id is not None:
+            try:
+                self.reader_session.run("closing the load run", lambda conn: self.run.close(conn, status, error, final))
+            except RetryGaveUp as exc:
+                log.error("could not record the end of run %s: %s", self.run.run_id, exc)
+        self.reader_session.close()
+        self.writer_session.close()
         return status, error
 
-    def _read_some(self, listing: Iterator[str]) -> tuple[list[str], list[tuple[str, bytes, str]]]:
+    def _read_some(self, listing: Iterator[str]) -> tuple[list[str], list[ReadResult]]:
         """The next batch: up to ``batch_files`` files or ``BATCH_BYTES`` of content, read and hashed.
 
         Files are read by a few threads, a group of them per task (os.read releases the GIL), so a
         folder that is not in the page cache is read with several requests in flight.
         """
         paths: list[str] = []
-        hashed: list[tuple[str, bytes, str]] = []
+        hashed: list[ReadResult] = []
         size = 0
+        read = functools.partial(_read_files, max_bytes=self.max_file_bytes)
         while len(paths) < self.batch_files and size < BATCH_BYTES:
             chunk = list(islice(listing, READ_GROUP * READ_THREADS))
             if not chunk:
                 break
             paths.extend(chunk)
             groups = [chunk[i : i + READ_GROUP] for i in range(0, len(chunk), READ_GROUP)]
-            for group in self._readers.map(_read_files, groups):
-                for path, data, sha in group:
-                    if data is None:
-                        log.warning("%s vanished before it was read", path)
+            for group in self._readers.map(read, groups):
+                for found in group:
+                    if found[2] is None:
+                        log.warning("%s vanished before it was read", found[0])
                         continue
-                    hashed.append((path, data, sha))
-                    size += len(data)
+                    hashed.append(found)
+                    size += len(found[1]) if found[1] is not None else 0
         return paths, hashed
 
-    def _prepare(self, hashed: list[tuple[str, bytes, str]]) -> FileBatch:
+    def _prepare(self, hashed: list[ReadResult]) -> FileBatch:
         """Validate a batch of read files, leaving out those loaded before."""
         self.files["seen"] += len(hashed)
 
-        def known(conn) -> set[str]:
-            with conn, conn.cursor() as cur:
-                shas = [sha for _, _, sha in hashed]
-                return set(existing_keys(cur, "_stage_files", "raw.feedback_files", "sha256", shas))
+        def known(cur) -> set[str]:
+            shas = [found[2] for found in hashed]
+            return set(existing_keys(cur, "_stage_files", "raw.feedback_files", "sha256", shas))
 
-        already = self._retrying("main", "looking up loaded files", known) if hashed else set()
+        already = self.reader_session.transaction("looking up loaded files", known) if hashed else set()
         batch = FileBatch()
         tail = f"\t1\t{self.run.run_id}\n"
         prefix = len(str(self.landing)) + 1
         seen = self._seen_shas
-        for path, data, sha in hashed:
+        for path, data, sha, refused in hashed:
             # Known to raw, or the same content earlier in this run (a copy under another name).
             if sha in already or sha in seen:
                 self.files["skipped"] += 1
                 continue
             seen.add(sha)
+            if refused is not None:
+                reason, error, size = refused
+                batch.files.append(LandedFile(path[prefix:], size, sha, "failed", reason, error))
+                continue
             landed = LandedFile(path[prefix:], len(data), sha)
             batch.files.append(landed)
             read_file(batch, landed, data, tail)
         return batch
 
-    def _finish(self, counts: RunCounts) -> None:
-        self.counts.add(counts)
+    def _finish(self, done: list[tuple[FileBatch, RunCounts]]) -> None:
+        for batch, counts in done:
+            self.counts.add(counts)
+            for landed in batch.files:
+                self.files["loaded" if landed.status == "loaded" else "failed"] += 1
 
     def _write_batch(self, batch: FileBatch) -> RunCounts:
-        counts = self._retrying("writer", f"writing {len(batch.files)} files", lambda conn: self._write(conn, batch))
+        return self.writer_session.transaction(f"writing {len(batch.files)} files", lambda cur: self._write(cur, batch))
+
+    def _write(self, cur, batch: FileBatch) -> RunCounts:
+        # Counted afresh by each attempt: a transaction retried after a reconnect starts from zero.
         for landed in batch.files:
-            self.files["loaded" if landed.status == "loaded" else "failed"] += 1
+            landed.loaded = landed.unstorable = 0
+        run_id = self.run.run_id
+        rows = [(*reject, run_id) for reject in batch.rejects]
+        if batch.lines:
+            inserted, refused = self.forms.insert(cur, batch.ids, batch.lines)
+            sources = batch.sources
+            for i in inserted:
+                sources[i][0].loaded += 1
+            for i, detail in refused:
+                landed, index, feedback_id = sources[i]
+                landed.unstorable += 1
+                rows.append((UNSTORABLE, detail, feedback_id, None, landed.path, landed.sha256, index, run_id))
+        counts = RunCounts(rejected=insert_values(cur, _INSERT_REJECTED, rows, droppable=(3,)))
+        file_lines = []
+        for landed in batch.files:
+            duplicates = landed.duplicates + landed.valid - landed.loaded - landed.unstorable
+            file_lines.append(
+                f"{escape(landed.path)}\t{landed.size}\t{landed.sha256}\t{landed.status}\t"
+                f"{_text_or_null(landed.reason)}\t{_text_or_null(landed.error)}\t{landed.read}\t"
+                f"{landed.loaded}\t{landed.rejected + landed.unstorable}\t{duplicates}\t{run_id}\n"
+            )
+            counts.read += landed.read
+            counts.loaded += landed.loaded
+            counts.duplicates += duplicates
+        copy_rows(cur, "_stage_files", _FILE_COLUMNS, "".join(file_lines).encode())
+        cur.execute(_INSERT_FILES)
+        self.run.advance(cur, counts)
         return counts
 
-    def _write(self, conn, batch: FileBatch) -> RunCounts:
-        for landed in batch.files:
-            landed.loaded = 0
-        with conn, conn.cursor() as cur:
-            if batch.lines:
-                self._write_forms(cur, batch)
-            rejected_new = 0
-            if batch.rejects:
-                rows = [(*reject, self.run.run_id) for reject in batch.rejects]
-                psycopg2.extras.execute_values(cur, _INSERT_REJECTED, rows, page_size=len(rows))
-                rejected_new = cur.rowcount
-            counts = RunCounts(rejected=rejected_new)
-            file_lines = []
-            run_id = self.run.run_id
-            for landed in batch.files:
-                duplicates = landed.duplicates + landed.valid - landed.loaded
-                file_lines.append(
-                    f"{escape(landed.path)}\t{landed.size}\t{landed.sha256}\t{landed.status}\t"
-                    f"{_text_or_null(landed.reason)}\t{_text_or_null(landed.error)}\t{landed.read}\t"
-                    f"{landed.loaded}\t{landed.rejected}\t{duplicates}\t{run_id}\n"
-                )
-                counts.read += landed.read
-                counts.loaded += landed.loaded
-                counts.duplicates += duplicates
-            copy_rows(cur, "_stage_files", _FILE_COLUMNS, "".join(file_lines).encode())
-            cur.execute(_INSERT_FILES)
-            self.run.advance(cur, counts)
-        return counts
 
-    def _write_forms(self, cur, batch: FileBatch) -> None:
-        """Insert the valid forms and set each file's ``loaded`` count (see consume.py for the two paths)."""
-        lines, owners = batch.lines, batch.owners
-        if self._lookup_batches > 0:
-            self._lookup_batches -= 1
-            existing = {
-                escape(feedback_id)
-                for feedback_id in existing_keys(
-                    cur, "_stage_feedback", "raw.patient_feedback", "feedback_id", batch.ids
-                )
-            }
-            if existing:
-                keep = [i for i, feedback_id in enumerate(batch.ids) if feedback_id not in existing]
-                lines = [lines[i] for i in keep]
-                owners = [owners[i] for i in keep]
-                self._lookup_batches = LOOKUP_BATCHES
-        data = "".join(lines).encode()
-        cur.execute("savepoint direct_copy")
-        try:
-            copy_rows(cur, "raw.patient_feedback", _COLUMNS, data)
-        except psycopg2.errors.UniqueViolation:
-            cur.execute("rollback to savepoint direct_copy")
-            self._lookup_batches = LOOKUP_BATCHES
-            copy_rows(cur, "_stage_feedback", _COLUMNS, data)
-            cur.execute(_INSERT_STAGED)
-            by_sha = dict(cur.fetchall())
-            for landed in batch.files:
-                landed.loaded = by_sha.get(landed.sha256, 0)
-            return
-        cur.execute("release savepoint direct_copy")
-        for landed in owners:
-            landed.loaded += 1
-
-
-def _read_all(fd: int) -> bytes:
-    """The whole file behind ``fd``: os.read without the io stack, which is most of a small file's cost."""
-    chunks = []
-    while True:
-        chunk = os.read(fd, 1 << 16)
+def _read_all(fd: int, size: int, limit: int) -> bytes:
+    """The file behind ``fd``, ``size`` bytes by its fstat, but never more than ``limit``: os.read without
+    the io stack, which is most of a small file's cost. One read is enough unless the file grew."""
+    data = os.read(fd, min(size + 1, limit))
+    if len(data) <= size:
+        return data
+    chunks = [data]
+    left = limit - len(data)
+    while left > 0:
+        chunk = os.read(fd, min(1 << 16, left))
         if not chunk:
-            return b"".join(chunks)
+            break
         chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
 
 
-def _read_files(paths: list[str]) -> list[tuple[str, bytes | None, str | None]]:
-    """(path, content, sha256) of each file; content None when the file vanished meanwhile."""
-    out = []
+# (path, content, sha256, refusal): content and sha256 None when the file vanished before it was read;
+# refusal (reason, error, size) for an entry left unread, whose sha256 is then a key of the refusal.
+ReadResult = tuple[str, bytes | None, str | None, tuple[str, str, int] | None]
+
+
+def _refused(path: str, reason: str, error: str, st: os.stat_result) -> ReadResult:
+    # raw.feedback_files is keyed on sha256: an entry left unread is keyed on what it is and where, so the
+    # next run knows it, and the same entry changed (another size or mtime) is judged again.
+    key = f"refused\0{reason}\0{path}\0{st.st_size}\0{st.st_mtime_ns}".encode("utf-8", "surrogateescape")
+    return path, None, hashlib.sha256(key).hexdigest(), (reason, error, st.st_size)
+
+
+def _read_files(paths: list[str], max_bytes: int) -> list[ReadResult]:
+    """Each path read and hashed: regular files of at most ``max_bytes`` only, never through a symlink."""
+    out: list[ReadResult] = []
     for path in paths:
         try:
-            fd = os.open(path, os.O_RDONLY)
+            # O_NOFOLLOW: a symlink fails with ELOOP; O_NONBLOCK: opening a FIFO does not wait for a writer.
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
         except FileNotFoundError:
-            out.append((path, None, None))
+            out.append((path, None, None, None))
+            continue
+        except OSError as exc:
+            if exc.errno not in (errno.ELOOP, errno.ENXIO):  # ENXIO: a socket
+                raise
+            try:
+                st = os.lstat(path)
+            except FileNotFoundError:
+                out.append((path, None, None, None))
+                continue
+            kind = "a symbolic link, not followed" if stat.S_ISLNK(st.st_mode) else "not a regular file"
+            out.append(_refused(path, NOT_A_REGULAR_FILE, kind, st))
             continue
         try:
-            data = _read_all(fd)
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                out.append(_refused(path, NOT_A_REGULAR_FILE, "not a regular file (a FIFO, device or socket)", st))
+                continue
+            if st.st_size > max_bytes:
+                out.append(_refused(path, TOO_LARGE, f"{st.st_size} bytes, over the limit of {max_bytes}", st))
+                continue
+            data = _read_all(fd, st.st_size, max_bytes + 1)
         finally:
             os.close(fd)
-        out.append((path, data, hashlib.sha256(data).hexdigest()))
+        if len(data) > max_bytes:  # it grew after the fstat
+            out.append(_refused(path, TOO_LARGE, f"over the limit of {max_bytes} bytes", st))
+            continue
+        out.append((path, data, hashlib.sha256(data).hexdigest(), None))
     return out
 
 
@@ -456,15 +469,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--landing", type=Path, default=settings.landing_dir, help="landing folder")
     parser.add_argument("--batch-files", type=int, default=1000, help="files per transaction")
     parser.add_argument("--max-retry-seconds", type=float, default=300.0, help="give up on Postgres after this")
+    parser.add_argument(
+        "--max-file-bytes",
+        type=int,
+        default=settings.feedback_max_file_bytes,
+        help="larger files are recorded as failed (too_large), unread "
+        f"(default TELEMED_FEEDBACK_MAX_FILE_BYTES or {DEFAULT_FEEDBACK_MAX_FILE_BYTES})",
+    )
     args = parser.parse_args(argv)
-    loader = FeedbackLoader(settings, args.landing.resolve(), args.batch_files, args.max_retry_seconds)
+    loader = FeedbackLoader(
+        settings, args.landing.resolve(), args.batch_files, args.max_retry_seconds, args.max_file_bytes
+    )
     started = time.monotonic()
-    # SIGTERM ends the run like Ctrl-C: the open batch's transaction rolls back, the run is "interrupted".
-    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
-    try:
+    # SIGTERM ends the run like Ctrl-C: the open batch's transaction rolls back, the run is "interrupted";
+    # either also cuts short a wait for Postgres, in this thread or the writer's.
+    with stop_on_signals(loader.backoff):
         status, error = loader.run_once()
-    finally:
-        signal.signal(signal.SIGTERM, previous)
     c, f = loader.counts, loader.files
     print(
         f"feedback {status}: files {f['seen']} seen, {f['loaded']} loaded, {f['failed']} failed, "

@@ -19,11 +19,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m loaders load", description=__doc__.split("\n\n")[0])
     parser.add_argument("--idle-seconds", type=float, default=5.0, help="consumer: idle time that ends the drain")
     parser.add_argument("--group", default=consume.DEFAULT_GROUP, help="consumer group id")
+    parser.add_argument(
+        "--max-retry-seconds",
+        type=float,
+        default=300.0,
+        help="each loader gives up when Postgres or the broker stay unreachable this long (default 300)",
+    )
     args = parser.parse_args(argv)
+    retry = ["--max-retry-seconds", str(args.max_retry_seconds)]
     steps = [
-        ("reference", reference.main, []),
-        ("consume", consume.main, ["--drain", "--idle-seconds", str(args.idle_seconds), "--group", args.group]),
-        ("feedback", feedback.main, []),
+        ("reference", reference.main, retry),
+        ("consume", consume.main, ["--drain", "--idle-seconds", str(args.idle_seconds), "--group", args.group, *retry]),
+        ("feedback", feedback.main, retry),
     ]
     failed = []
     for name, step, step_args in steps:

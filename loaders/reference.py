@@ -17,10 +17,10 @@ from dataclasses import dataclass
 
 from psycopg2 import sql
 
-from loaders.retry import TRANSIENT_DB_ERRORS, Backoff, RetryDeadlineExceeded
+from loaders.rawwrite import PgSession
+from loaders.retry import Backoff, RetryGaveUp, RetryInterrupted, stop_on_signals
 from loaders.runs import LoadRun, RunCounts
-from runtime import db
-from runtime.settings import LOADER_ROLE, Settings
+from runtime.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -119,52 +119,49 @@ def copy_table(cur, table: ReferenceTable, run_id: int, lookback_s: float) -> tu
     return counts, watermark.isoformat() if watermark else None
 
 
-def run_reference(settings: Settings, lookback_s: float = 3600, max_retry_seconds: float = 300) -> tuple[str, dict]:
+def run_reference(
+    settings: Settings, lookback_s: float = 3600, max_retry_seconds: float = 300, backoff: Backoff | None = None
+) -> tuple[str, dict]:
     run = LoadRun(LOADER_NAME)
-    backoff = Backoff(max_retry_seconds)
+    session = PgSession(settings, backoff or Backoff(max_retry_seconds))
     summary: dict = {"tables": {}}
-    conn = None
     status, error = "succeeded", None
     try:
-        while True:
-            try:
-                conn = db.connect(settings, role=LOADER_ROLE)
-                if run.run_id is None:
-                    run.open(conn, {"lookback_s": lookback_s})
-                for table in TABLES:
-                    if table.name in summary["tables"]:
-                        continue
-                    # One transaction per table: its versions and its watermark commit together.
-                    with conn, conn.cursor() as cur:
-                        counts, watermark = copy_table(cur, table, run.run_id, lookback_s)
-                        run.advance(cur, counts)
-                    run.counts.add(counts)
-                    summary["tables"][table.name] = {
-                        "read": counts.read,
-                        "loaded": counts.loaded,
-                        "duplicates": counts.duplicates,
-                        "watermark": watermark,
-                    }
-                    log.info(
-                        "%s: %d read, %d new versions, watermark %s", table.name, counts.read, counts.loaded, watermark
-                    )
-                break
-            except TRANSIENT_DB_ERRORS as exc:
-                if conn is not None:
-                    conn.close()
-                    conn = None
-                backoff.wait("copying reference data", exc)
-    except (LookupError, RetryDeadlineExceeded) as exc:
+        session.run("opening the load run", lambda conn: run.open(conn, {"lookback_s": lookback_s}))
+        for table in TABLES:
+            # One transaction per table: its versions and its watermark commit together.
+            counts, watermark = session.transaction(
+                f"copying {table.name}", lambda cur, table=table: _copy_and_advance(cur, table, run, lookback_s)
+            )
+            run.counts.add(counts)
+            summary["tables"][table.name] = {
+                "read": counts.read,
+                "loaded": counts.loaded,
+                "duplicates": counts.duplicates,
+                "watermark": watermark,
+            }
+            log.info("%s: %d read, %d new versions, watermark %s", table.name, counts.read, counts.loaded, watermark)
+    except RetryInterrupted as exc:
+        status, error = "interrupted", str(exc)
+    except KeyboardInterrupt:
+        status, error = "interrupted", "interrupted by a signal"
+    except (LookupError, RetryGaveUp) as exc:
         status, error = "failed", str(exc)
         log.error("%s", error)
-    if conn is not None and run.run_id is not None:
+    if run.run_id is not None:
         try:
-            run.close(conn, status, error, summary)
-        except TRANSIENT_DB_ERRORS as exc:
+            session.run("closing the load run", lambda conn: run.close(conn, status, error, summary))
+        except RetryGaveUp as exc:
             log.error("could not record the end of run %s: %s", run.run_id, exc)
-        conn.close()
+    session.close()
     summary.update(status=status, error=error, run_id=run.run_id, counts=run.counts)
     return status, summary
+
+
+def _copy_and_advance(cur, table: ReferenceTable, run: LoadRun, lookback_s: float) -> tuple[RunCounts, str | None]:
+    counts, watermark = copy_table(cur, table, run.run_id, lookback_s)
+    run.advance(cur, counts)
+    return counts, watermark
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -175,7 +172,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-retry-seconds", type=float, default=300.0, help="give up on Postgres after this")
     args = parser.parse_args(argv)
     started = time.monotonic()
-    status, summary = run_reference(Settings.from_env(), args.lookback_seconds, args.max_retry_seconds)
+    backoff = Backoff(args.max_retry_seconds)
+    with stop_on_signals(backoff):
+        status, summary = run_reference(Settings.from_env(), args.lookback_seconds, backoff=backoff)
     c = summary["counts"]
     print(
         f"reference {status}: read {c.read}, loaded {c.loaded} new versions, duplicates skipped {c.duplicates} "

@@ -27,6 +27,11 @@ INVALID_TIMESTAMP = "invalid_timestamp"
 UNKNOWN_ENUM = "unknown_enum"
 OUT_OF_RANGE = "out_of_range"
 UNSUPPORTED_SCHEMA_VERSION = "unsupported_schema_version"
+# Raised by the loaders themselves rather than found by a contract rule (loaders/CONTRACTS.md):
+UNDECODABLE = "undecodable"  # the decoder or a check raised (e.g. RecursionError on deep nesting)
+UNSTORABLE = "unstorable"  # schema-valid, but Postgres refused the row (SQLSTATE in the detail)
+NOT_A_REGULAR_FILE = "not_a_regular_file"  # a landing entry that is a symlink, a FIFO, a device ...
+TOO_LARGE = "too_large"  # a landing file over the loader's size limit, left unread
 
 SCHEMA_VERSION = 1
 

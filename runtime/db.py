@@ -33,12 +33,28 @@ ROLE_PASSWORD_ENV = {
 
 
 def connect(settings: Settings, *, database: str | None = None, role: str | None = None, **kwargs):
-    """A psycopg2 connection, UTC session, optionally acting as one of the project roles."""
+    """A psycopg2 connection, UTC session, optionally acting as one of the project roles.
+
+    Loader sessions (the loader role) are bounded: TCP keepalives and tcp_user_timeout notice a server or
+    network that went silent, and statement_timeout ends a statement stuck on the server (a lock, a
+    stall), so a loader gets an error it retries instead of blocking forever (Settings: pg_* timeouts).
+    """
+    if role == LOADER_ROLE:
+        bounds = {
+            "keepalives": 1,
+            "keepalives_idle": settings.pg_keepalives_idle_s,
+            "keepalives_interval": max(1, settings.pg_keepalives_idle_s // 2),
+            "keepalives_count": 3,
+            "tcp_user_timeout": settings.pg_tcp_user_timeout_ms,
+        }
+        kwargs = {**bounds, **kwargs}
     conn = psycopg2.connect(settings.dsn(database=database), connect_timeout=10, **kwargs)
     with conn.cursor() as cur:
         cur.execute("set time zone 'UTC'")
         if role:
             cur.execute(sql.SQL("set role {}").format(sql.Identifier(role)))
+        if role == LOADER_ROLE:
+            cur.execute("select set_config('statement_timeout', %s, false)", (str(settings.pg_statement_timeout_ms),))
     conn.commit()
     return conn
 

@@ -20,6 +20,13 @@ EMBEDDED_PG_USER = "postgres"
 EMBEDDED_KAFKA_PORT = 29092
 DEFAULT_DATABASE = "telemed"
 DEFAULT_TOPIC = "telemed.appointment-events"
+# The feedback loader records larger landing files as failed (too_large) without reading them.
+DEFAULT_FEEDBACK_MAX_FILE_BYTES = 5 << 20
+# Bounds of the loaders' Postgres sessions (runtime/db.py connect): a statement may run this long, and
+# a connection whose sent data stays unacknowledged this long is dead; keepalives probe idle ones.
+DEFAULT_STATEMENT_TIMEOUT_MS = 300_000
+DEFAULT_TCP_USER_TIMEOUT_MS = 30_000
+DEFAULT_KEEPALIVES_IDLE_S = 10
 
 LOADER_ROLE = "telemed_loader"
 DBT_ROLE = "telemed_dbt"
@@ -58,6 +65,10 @@ class Settings:
 
     state_dir: Path = PROJECT_ROOT / ".local"
     landing_dir: Path = PROJECT_ROOT / ".local" / "landing" / "feedback"
+    feedback_max_file_bytes: int = DEFAULT_FEEDBACK_MAX_FILE_BYTES
+    pg_statement_timeout_ms: int = DEFAULT_STATEMENT_TIMEOUT_MS
+    pg_tcp_user_timeout_ms: int = DEFAULT_TCP_USER_TIMEOUT_MS
+    pg_keepalives_idle_s: int = DEFAULT_KEEPALIVES_IDLE_S
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -108,6 +119,10 @@ class Settings:
             kafka_topic=env.get("TELEMED_TOPIC") or DEFAULT_TOPIC,
             state_dir=state_dir,
             landing_dir=Path(landing).resolve() if landing else state_dir / "landing" / "feedback",
+            feedback_max_file_bytes=_int(env, "TELEMED_FEEDBACK_MAX_FILE_BYTES", DEFAULT_FEEDBACK_MAX_FILE_BYTES),
+            pg_statement_timeout_ms=_int(env, "TELEMED_PG_STATEMENT_TIMEOUT_MS", DEFAULT_STATEMENT_TIMEOUT_MS),
+            pg_tcp_user_timeout_ms=_int(env, "TELEMED_PG_TCP_USER_TIMEOUT_MS", DEFAULT_TCP_USER_TIMEOUT_MS),
+            pg_keepalives_idle_s=_int(env, "TELEMED_PG_KEEPALIVES_IDLE_S", DEFAULT_KEEPALIVES_IDLE_S),
         )
 
     def dsn(self, database: str | None = None) -> str:

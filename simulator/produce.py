@@ -64,7 +64,7 @@ def read_lines(path: Path) -> Iterator[bytes]:
 def key_of(line: bytes) -> bytes | None:
     try:
         event = _DECODER.decode(line.decode())
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):  # nesting beyond the decoder's depth: keyless
         return None
     if type(event) is dict:
         appointment_id = event.get("appointment_id")

@@ -122,7 +122,11 @@ def kafka_topic(base_settings: Settings):
 
 # Suites by cost, for `make test-fast` (-m "not slow and not faults"): the fault matrix and the outage
 # tests kill, pause and restart servers (`faults`); these build whole worlds through dbt (`slow`).
-FAULTS = ("loaders/tests/reliability/", "loaders/tests/test_consume_outages.py")
+FAULTS = (
+    "loaders/tests/reliability/",
+    "loaders/tests/test_consume_outages.py",
+    "loaders/tests/test_outage_bounds.py",
+)
 SLOW = (
     "loaders/tests/test_pipeline.py",
     "loaders/tests/test_pipeline_lifecycle.py",

@@ -117,6 +117,24 @@ def valid_events(count: int, tag: str | None = None) -> list[bytes]:
     return lines
 
 
+def valid_form(feedback_id: str, appointment_id: str = "APT-00000001", **fields) -> dict:
+    """A valid feedback form (all ratings 4), with ``fields`` set over it."""
+    form = {
+        "schema_version": 1,
+        "feedback_id": feedback_id,
+        "appointment_id": appointment_id,
+        "submitted_at": "2026-10-02T10:00:00Z",
+        "provider_rating": 4,
+        "ease_of_use_rating": 4,
+        "audio_quality_rating": 4,
+        "video_quality_rating": 4,
+        "overall_satisfaction": 4,
+        "would_recommend": True,
+        "comments": None,
+    }
+    return {**form, **fields}
+
+
 def write_jsonl(path: Path, lines: list[bytes]) -> Path:
     path.write_bytes(b"\n".join(lines) + b"\n")
     return path

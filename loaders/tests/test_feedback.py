@@ -8,7 +8,16 @@ import shutil
 import signal
 
 from loaders.feedback import list_files, split_forms
-from loaders.tests.loader_support import FIXTURES, loader_env, query, run_loader, scalar, start_loader, wait_for
+from loaders.tests.loader_support import (
+    FIXTURES,
+    loader_env,
+    query,
+    run_loader,
+    scalar,
+    start_loader,
+    valid_form,
+    wait_for,
+)
 
 
 def test_split_forms_cuts_each_form_out_of_an_array():
@@ -124,22 +133,7 @@ def test_kill_9_mid_run_leaves_no_partial_file(settings, tmp_path):
     for i in range(total_files):
         folder = landing / "2026" / "10" / f"{1 + i % 28:02d}"
         folder.mkdir(parents=True, exist_ok=True)
-        forms = [
-            {
-                "schema_version": 1,
-                "feedback_id": f"FBK-K{i:06d}{j}",
-                "appointment_id": f"APT-{i:08d}",
-                "submitted_at": "2026-10-02T10:00:00Z",
-                "provider_rating": 4,
-                "ease_of_use_rating": 4,
-                "audio_quality_rating": 4,
-                "video_quality_rating": 4,
-                "overall_satisfaction": 4,
-                "would_recommend": True,
-                "comments": None,
-            }
-            for j in range(3)
-        ]
+        forms = [valid_form(f"FBK-K{i:06d}{j}", f"APT-{i:08d}") for j in range(3)]
         (folder / f"kill-{i:06d}.json").write_text(json.dumps(forms))
     env = loader_env(settings)
     files_done = "select count(*) from raw.feedback_files where path like '2026/10/%%/kill-%%'"
