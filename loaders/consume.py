@@ -1,6 +1,6 @@
 """``python -m loaders consume``: appointment events from Kafka into raw.appointment_events, exactly once.
 
-How exactly-once holds (ARCHITECTURE.md, Guarantees):
+How exactly-once holds (docs/architecture.md, Guarantees):
 - each batch's valid rows, its rejected rows and the next offset of every partition in it are written in
   ONE Postgres transaction (loaders/rawwrite.py: COPY, or after a key conflict ``insert ... on conflict
   (event_id) do nothing``; rejected rows are unique on topic/partition/offset);
