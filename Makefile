@@ -156,13 +156,13 @@ _test:
 	$(MAKE) --no-print-directory dbt-test
 
 pytest: setup $(DBT_PACKAGES) ## the Python tests (unit and integration on the real Postgres and broker), PYTEST_WORKERS in parallel
-	$(VENV)/bin/pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 test-fast: setup $(DBT_PACKAGES) ## the inner loop (under a minute): ruff, the layering check, pytest without the slow and fault suites
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports --no-cache
-	$(RUN) services run -- $(VENV)/bin/pytest -n $(PYTEST_WORKERS) --dist loadgroup -m "not slow and not faults" -q $(PYTEST_ARGS)
+	$(RUN) services run -- $(VENV)/bin/pytest -n $(PYTEST_WORKERS) --dist loadfile -m "not slow and not faults" -q $(PYTEST_ARGS)
 
 # Tests never read the wall clock (see the README's Tests section); this proves it: the date-sensitive
 # tests (marker `dates`) run again under five faked dates, Python and the warehouse clock both faked.

@@ -138,18 +138,12 @@ SLOW = (
 )
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(config, items):
-    """Markers by path (FAULTS, SLOW), and groups for pytest-xdist's `--dist loadgroup`: a module's
-    tests stay on one worker (they share module fixtures and some run in order); the reliability suite's
-    modules share one worker and its session-wide Postgres and broker."""
+    """Markers by path (FAULTS, SLOW). `make test` runs pytest-xdist with `--dist loadfile`: a module's
+    tests stay on one worker, in order, sharing their module fixtures."""
     for item in items:
         path = item.nodeid.split("::", 1)[0]
         if path.startswith(FAULTS):
             item.add_marker(pytest.mark.faults)
         if path.startswith(SLOW):
             item.add_marker(pytest.mark.slow)
-        if any(mark.name == "xdist_group" for mark in item.iter_markers()):
-            continue
-        group = "reliability" if path.startswith("loaders/tests/reliability/") else path
-        item.add_marker(pytest.mark.xdist_group(group))

@@ -8,14 +8,14 @@ At the end of the session the figures of every case are printed and written to
 from __future__ import annotations
 
 import json
-import time
+import shutil
 
 import pytest
 
 from loaders.tests.reliability.harness import ARTIFACTS, FIGURES, Rig, current_scale
 from testkit.fixtures import own_services
 
-_STARTED = pytest.StashKey[float]()
+_ROWS = pytest.StashKey[list]()
 COLUMNS = ("case", "lost", "dup_rows", "redelivered", "quarantined", "bad_injected", "recovery_s", "title")
 
 
@@ -34,10 +34,33 @@ def _table(rows: list[dict]) -> list[str]:
     return lines
 
 
+PARTS = ARTIFACTS / "reliability-parts"
+
+
+def _is_worker(config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+def pytest_sessionstart(session):
+    if not _is_worker(session.config):
+        shutil.rmtree(PARTS, ignore_errors=True)
+
+
 def pytest_sessionfinish(session, exitstatus):
-    if not FIGURES:
+    """Each process writes the figures of the cases it ran (under pytest-xdist the suite's modules may
+    run on several workers); the main process merges them into the summary."""
+    if FIGURES:
+        PARTS.mkdir(parents=True, exist_ok=True)
+        worker = session.config.workerinput["workerid"] if _is_worker(session.config) else "main"
+        (PARTS / f"{worker}.json").write_text(json.dumps(FIGURES, default=str) + "\n")
+    if _is_worker(session.config) or not PARTS.is_dir():
         return
-    rows = sorted(FIGURES, key=lambda row: row["case"])
+    rows = sorted((row for part in sorted(PARTS.glob("*.json")) for row in json.loads(part.read_text())),
+                  key=lambda row: row["case"])  # fmt: skip
+    shutil.rmtree(PARTS, ignore_errors=True)
+    if not rows:
+        return
+    session.config.stash[_ROWS] = rows
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     summary = {"scale": current_scale().name, "exit_status": int(exitstatus), "cases": rows}
     (ARTIFACTS / "reliability-summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
@@ -46,16 +69,8 @@ def pytest_sessionfinish(session, exitstatus):
     (ARTIFACTS / "reliability-summary.md").write_text("\n".join(markdown) + "\n")
 
 
-def pytest_sessionstart(session):
-    session.config.stash[_STARTED] = time.time()
-
-
 def pytest_terminal_summary(terminalreporter):
-    rows = sorted(FIGURES, key=lambda row: row["case"])
-    summary = ARTIFACTS / "reliability-summary.json"
-    started = terminalreporter.config.stash.get(_STARTED, None)
-    if not rows and started and summary.exists() and summary.stat().st_mtime >= started:
-        rows = json.loads(summary.read_text())["cases"]  # under xdist a worker ran the suite and wrote them
+    rows = terminalreporter.config.stash.get(_ROWS, [])
     if not rows:
         return
     terminalreporter.section(f"reliability figures ({current_scale().name})")
