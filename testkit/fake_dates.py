@@ -84,7 +84,10 @@ def faked_postgres(settings: Settings, offset: int):
 def run_at(when: datetime, command: list[str], broker: str, log: Path | None = None) -> int:
     state = PROJECT_ROOT / ".local" / "fake-dates" / when.strftime("%Y%m%dT%H%M%S")
     shutil.rmtree(state, ignore_errors=True)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "DATABASE_URL"))}
+    with _ENVIRON:  # never copy another run's preload while it starts its Postgres
+        env = {
+            k: v for k, v in os.environ.items() if not k.startswith(("PG", "DATABASE_URL", "LD_PRELOAD", "FAKETIME"))
+        }
     env.update(
         {"TELEMED_STATE_DIR": str(state), "TELEMED_PG_PORT": str(free_port()), "KAFKA_BOOTSTRAP_SERVERS": broker}
     )
