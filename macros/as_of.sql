@@ -15,12 +15,3 @@
     {%- endif -%}
     {{- return(parsed.astimezone(modules.pytz.utc)) -}}
 {%- endmacro %}
-
-{#- The recency bound of business data in days, measured from the as-of: var recent_data_max_age_days
-    plus how far the as-of lies behind the wall clock. The expectation tests compare with the warehouse's
-    current_timestamp (ours and dbt-expectations' alike), so widening their interval by that gap is what
-    makes them measure against the as-of, with either package. -#}
-{% macro recent_data_max_age_days() -%}
-    {%- set behind_days = (run_started_at - as_of()).total_seconds() / 86400 -%}
-    {{- return(var('recent_data_max_age_days') + (behind_days | round(4))) -}}
-{%- endmacro %}
