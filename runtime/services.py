@@ -77,11 +77,14 @@ def _cmdline(pid: int) -> str:
 class EmbeddedPostgres:
     name = "postgres"
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, server_env: dict[str, str] | None = None):
+        """``server_env``: extra environment for the server's tools and so for the server they start
+        (the faked-date runs preload libfaketime into it); the caller's own environment is left alone."""
         self.settings = settings
         self.root = settings.state_dir / "postgres"
         self.data = self.root / "data"
         self.logfile = self.root / "postgres.log"
+        self.server_env = server_env
 
     @staticmethod
     def bin_dir() -> Path:
@@ -133,6 +136,7 @@ class EmbeddedPostgres:
         return subprocess.run(
             [str(self.bin_dir() / tool), *args],
             user=user,
+            env={**os.environ, **self.server_env} if self.server_env else None,
             stdin=subprocess.DEVNULL,
             capture_output=True,
             text=True,

@@ -21,7 +21,6 @@ import os
 import shutil
 import subprocess
 import sys
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -31,7 +30,7 @@ from pathlib import Path
 from runtime import db
 from runtime.services import EmbeddedPostgres
 from runtime.settings import PROJECT_ROOT, Settings
-from testkit.fixtures import free_port
+from testkit.fixtures import private_services_env
 
 DATES = {
     "2026-12-31T23:58:30Z": "month and year end; the date turns over during the run",
@@ -41,7 +40,6 @@ DATES = {
     "2027-11-30T12:00:00Z": "a year on from this round",
 }
 FAKE_CLOCK = Path(__file__).parent / "fake_clock"
-_ENVIRON = threading.Lock()
 
 
 def parse(text: str) -> datetime:
@@ -60,20 +58,10 @@ def libfaketime() -> str:
 
 @contextmanager
 def faked_postgres(settings: Settings, offset: int):
-    """A Postgres of its own whose clock runs `offset` seconds away (libfaketime, preloaded into pg_ctl
-    and so into the server it starts; this process's own clock is untouched)."""
-    postgres = EmbeddedPostgres(settings)
-    with _ENVIRON:  # runs started at once must not see each other's offset
-        saved = {key: os.environ.get(key) for key in ("LD_PRELOAD", "FAKETIME")}
-        os.environ.update({"LD_PRELOAD": libfaketime(), "FAKETIME": f"{offset:+d}"})
-        try:
-            postgres.start()
-        finally:
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
+    """A Postgres of its own whose clock runs `offset` seconds away (libfaketime, preloaded into the
+    server's tools and so into the server they start; this process's own clock is untouched)."""
+    postgres = EmbeddedPostgres(settings, server_env={"LD_PRELOAD": libfaketime(), "FAKETIME": f"{offset:+d}"})
+    postgres.start()
     try:
         db.bootstrap(settings)
         yield postgres
@@ -84,13 +72,9 @@ def faked_postgres(settings: Settings, offset: int):
 def run_at(when: datetime, command: list[str], broker: str, log: Path | None = None) -> int:
     state = PROJECT_ROOT / ".local" / "fake-dates" / when.strftime("%Y%m%dT%H%M%S")
     shutil.rmtree(state, ignore_errors=True)
-    with _ENVIRON:  # never copy another run's preload while it starts its Postgres
-        env = {
-            k: v for k, v in os.environ.items() if not k.startswith(("PG", "DATABASE_URL", "LD_PRELOAD", "FAKETIME"))
-        }
-    env.update(
-        {"TELEMED_STATE_DIR": str(state), "TELEMED_PG_PORT": str(free_port()), "KAFKA_BOOTSTRAP_SERVERS": broker}
-    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "DATABASE_URL"))}
+    env.update(private_services_env(state))
+    env["KAFKA_BOOTSTRAP_SERVERS"] = broker  # the shared broker: its port in TELEMED_KAFKA_PORT goes unused
     settings = Settings.from_env(env)
     offset = round(when.timestamp() - time.time())  # the one reading of the wall clock: to leave it
     try:

@@ -20,6 +20,7 @@ import socket
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -34,6 +35,15 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def private_services_env(state: Path) -> dict[str, str]:
+    """The environment of embedded services of their own: a state folder and two free ports."""
+    return {
+        "TELEMED_STATE_DIR": str(state),
+        "TELEMED_PG_PORT": str(free_port()),
+        "TELEMED_KAFKA_PORT": str(free_port()),
+    }
+
+
 @contextmanager
 def own_services(
     label: str, database: str
@@ -41,8 +51,7 @@ def own_services(
     """A Postgres and a broker of a test's own (state under .local/<label>/, free ports), for tests that
     stop, pause or restart servers and so must never touch the session's shared ones."""
     state = PROJECT_ROOT / ".local" / label / uuid.uuid4().hex[:8]
-    env = {"TELEMED_STATE_DIR": str(state), "TELEMED_PG_PORT": str(free_port()), "TELEMED_KAFKA_PORT": str(free_port())}
-    settings = dataclasses.replace(Settings.from_env(env), pg_database=database)
+    settings = dataclasses.replace(Settings.from_env(private_services_env(state)), pg_database=database)
     postgres, broker = services.EmbeddedPostgres(settings), services.EmbeddedBroker(settings)
     postgres.start()
     try:
@@ -62,12 +71,7 @@ def _worker_env() -> dict[str, str]:
     configured = any(os.environ.get(k) for k in ("PGHOST", "DATABASE_URL", "KAFKA_BOOTSTRAP_SERVERS"))
     if not worker or configured:
         return {}
-    state = PROJECT_ROOT / ".local" / "xdist" / f"{os.getpid()}-{worker}"
-    return {
-        "TELEMED_STATE_DIR": str(state),
-        "TELEMED_PG_PORT": str(free_port()),
-        "TELEMED_KAFKA_PORT": str(free_port()),
-    }
+    return private_services_env(PROJECT_ROOT / ".local" / "xdist" / f"{os.getpid()}-{worker}")
 
 
 @pytest.fixture(scope="session")
