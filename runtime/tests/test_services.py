@@ -14,6 +14,7 @@ from pathlib import Path
 import psycopg2
 import pytest
 
+from loaders.tests.loader_support import run_loader as cli
 from runtime import services
 from runtime.settings import PROJECT_ROOT, Settings
 from testkit.fixtures import free_port
@@ -32,18 +33,6 @@ def isolated_env():
     yield env
     subprocess.run([sys.executable, "-m", "loaders", "services", "down"], env=env, capture_output=True, check=False)
     shutil.rmtree(state, ignore_errors=True)
-
-
-def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "loaders", *args],
-        env=env,
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
 
 
 def pids(env: dict[str, str]) -> dict[str, int | None]:
