@@ -30,7 +30,7 @@ CHROMIUM ?= $(or $(TELEMED_CHROMIUM),/usr/bin/chromium)
 select_flag = $(if $(SELECT),--select $(SELECT),) $(if $(SELECTOR),--selector $(SELECTOR),)
 
 .PHONY: help setup deps up down status db generate load build freshness monitor dashboards chromium docs docs-serve \
-	bench lint format test pytest dbt-test demo clean lock _test insights faketime test-dates test-fast
+	bench lint format test pytest dbt-test demo clean lock _test insights faketime test-dates test-fast lint-python
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -49,7 +49,8 @@ setup: $(STAMP) profiles.yml ## create .venv with the pinned dependencies and pr
 
 # dbt packages (packages.yml: our local dbt_expectations). dbt refuses to run while they are missing, so
 # every target that runs dbt, directly or through Python (monitors, insights, tests, benchmarks), has this
-# as a prerequisite: installed on first use after a fresh clone or `make clean`; `make deps` reinstalls.
+# as a prerequisite: installed on first use after a fresh clone or `make clean` (dbt links the local
+# package, so its timestamp says nothing about packages.yml); `make deps` reinstalls after a change.
 DBT_PACKAGES := dbt_packages/dbt_expectations
 
 $(DBT_PACKAGES): | setup
@@ -132,11 +133,12 @@ docs-serve: docs ## dbt docs serve
 bench: up $(DBT_PACKAGES) ## benchmarks, as ratios against references measured in the same run
 	$(PY) -m benchmarks $(BENCH_ARGS)
 
-lint: setup ## ruff, the layering check (import-linter), sqlfluff (dbt templater); MODEL=path limits sqlfluff
+lint-python: setup ## ruff and the layering check (import-linter)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports --no-cache
-	$(DBT) deps --quiet
+
+lint: lint-python $(DBT_PACKAGES) ## lint-python and sqlfluff (dbt templater); MODEL=path limits sqlfluff
 	$(RUN) env -- $(VENV)/bin/sqlfluff lint $(if $(MODEL),$(MODEL),models tests analyses snapshots) --disable-progress-bar
 
 format: setup $(DBT_PACKAGES) ## apply ruff format and sqlfluff fix
@@ -158,10 +160,7 @@ _test:
 pytest: setup $(DBT_PACKAGES) ## the Python tests (unit and integration on the real Postgres and broker), PYTEST_WORKERS in parallel
 	$(VENV)/bin/pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
-test-fast: setup $(DBT_PACKAGES) ## the inner loop (under a minute): ruff, the layering check, pytest without the slow and fault suites
-	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/lint-imports --no-cache
+test-fast: lint-python $(DBT_PACKAGES) ## the inner loop (under a minute): lint-python, pytest without the slow and fault suites
 	$(RUN) services run -- $(VENV)/bin/pytest -n $(PYTEST_WORKERS) --dist loadfile -m "not slow and not faults" -q $(PYTEST_ARGS)
 
 # Tests never read the wall clock (see the README's Tests section); this proves it: the date-sensitive
