@@ -112,7 +112,8 @@ def build_pipeline(base: Settings, work: Path, receivers: tuple, generate_args: 
         env,
     )  # fmt: skip
     must([py, "-m", "loaders", "produce", "--from-jsonl", str(work / "generated" / "events")], env)
-    must([py, "-m", "loaders", "load"], env)
+    # A group of its own, like its topic: worlds built at once on one broker must not share a group.
+    must([py, "-m", "loaders", "load", "--group", f"{env['TELEMED_TOPIC']}.loader"], env)
     dbt = str(Path(py).parent / "dbt")
     must([py, "-m", "loaders", "env", "--", dbt, "build", "--target-path", str(work / "target")], env)
     return Pipeline(settings, env, work)
