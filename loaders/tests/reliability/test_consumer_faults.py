@@ -83,9 +83,10 @@ def test_case_02_kill_9_after_the_database_commit(rig):
             before = sum(rig.stored_offsets(topic, group).values())
             assert before < total, f"the topic ran dry after {attempt} kills: produce more events"
             random_point = attempt % 4 == 3
-            # For the kills right after a database commit the consumer holds its Kafka commit for 200 ms
-            # (a test-only option), so those kills land between the two commits whatever the scheduling.
-            hold = () if random_point else ("--kafka-commit-delay-ms", "200")
+            # For the kills right after a database commit the consumer holds its Kafka commit for 5 s (a
+            # test-only option), so those kills land between the two commits whatever the scheduling: 200 ms
+            # was once too short on a loaded machine (14 of 15). The kill comes first, so the hold costs nothing.
+            hold = () if random_point else ("--kafka-commit-delay-ms", "5000")
             proc, log = rig.consumer(topic, group, "--batch-size", "150", "--batch-ms", "50", *hold)
             try:
                 if random_point:
@@ -93,7 +94,7 @@ def test_case_02_kill_9_after_the_database_commit(rig):
                     time.sleep(rng.uniform(0.3, 2.5))
                 else:
                     # Right after a database commit: the consumer commits to Kafka only after it sees
-                    # the writer's result (and 200 ms later here), so a kill now lands between the two.
+                    # the writer's result (and 5 s later here), so a kill now lands between the two.
                     wait_for(
                         lambda b=before: sum(rig.stored_offsets(topic, group).values()) > b,
                         60,
