@@ -48,7 +48,7 @@ def connect(settings: Settings, *, database: str | None = None, role: str | None
             "tcp_user_timeout": settings.pg_tcp_user_timeout_ms,
         }
         kwargs = {**bounds, **kwargs}
-    conn = psycopg2.connect(settings.dsn(database=database), connect_timeout=10, **kwargs)
+    conn = psycopg2.connect(settings.dsn(database=database), connect_timeout=settings.pg_connect_timeout_s, **kwargs)
     with conn.cursor() as cur:
         cur.execute("set time zone 'UTC'")
         if role:

@@ -27,6 +27,9 @@ DEFAULT_FEEDBACK_MAX_FILE_BYTES = 5 << 20
 DEFAULT_STATEMENT_TIMEOUT_MS = 300_000
 DEFAULT_TCP_USER_TIMEOUT_MS = 30_000
 DEFAULT_KEEPALIVES_IDLE_S = 10
+# Seconds a connection attempt may take (libpq's own PGCONNECT_TIMEOUT names it): a frozen server costs
+# each retry this long.
+DEFAULT_CONNECT_TIMEOUT_S = 10
 
 LOADER_ROLE = "telemed_loader"
 DBT_ROLE = "telemed_dbt"
@@ -69,6 +72,7 @@ class Settings:
     pg_statement_timeout_ms: int = DEFAULT_STATEMENT_TIMEOUT_MS
     pg_tcp_user_timeout_ms: int = DEFAULT_TCP_USER_TIMEOUT_MS
     pg_keepalives_idle_s: int = DEFAULT_KEEPALIVES_IDLE_S
+    pg_connect_timeout_s: int = DEFAULT_CONNECT_TIMEOUT_S
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -123,6 +127,7 @@ class Settings:
             pg_statement_timeout_ms=_int(env, "TELEMED_PG_STATEMENT_TIMEOUT_MS", DEFAULT_STATEMENT_TIMEOUT_MS),
             pg_tcp_user_timeout_ms=_int(env, "TELEMED_PG_TCP_USER_TIMEOUT_MS", DEFAULT_TCP_USER_TIMEOUT_MS),
             pg_keepalives_idle_s=_int(env, "TELEMED_PG_KEEPALIVES_IDLE_S", DEFAULT_KEEPALIVES_IDLE_S),
+            pg_connect_timeout_s=_int(env, "PGCONNECT_TIMEOUT", DEFAULT_CONNECT_TIMEOUT_S),
         )
 
     def dsn(self, database: str | None = None) -> str:

@@ -127,7 +127,8 @@ def test_a_signal_ends_the_consumer_waiting_for_the_broker(own_services, tmp_pat
 
 def test_a_frozen_postgres_ends_drain_runs_at_the_deadline(own_services, tmp_path):
     settings, postgres, _ = own_services
-    env = loader_env(settings)
+    # Each attempt may take the connect timeout on a frozen server: 2 s here instead of the default 10 s.
+    env = {**loader_env(settings), "PGCONNECT_TIMEOUT": "2"}
     landing = tmp_path / "landing"
     landing.mkdir()
     (landing / "x.json").write_text(json.dumps({"schema_version": 1}))
@@ -141,7 +142,6 @@ def test_a_frozen_postgres_ends_drain_runs_at_the_deadline(own_services, tmp_pat
             done, seconds = timed(env, *args, "--max-retry-seconds", str(DEADLINE_S))
             assert done.returncode != 0, (args, done.stderr[-3000:])
             assert message in done.stderr, (args, done.stderr[-3000:])
-            # Each attempt may take the connect timeout (10 s) on a frozen server.
             assert seconds < BOUND_S, f"{args[0]} took {seconds:.0f}s"
 
 
@@ -166,9 +166,10 @@ def test_loader_sessions_carry_keepalives_and_timeouts(own_services):
             "PGDATABASE": settings.pg_database,
             "TELEMED_PG_STATEMENT_TIMEOUT_MS": "45000",
             "TELEMED_PG_TCP_USER_TIMEOUT_MS": "15000",
+            "PGCONNECT_TIMEOUT": "3",
         }
     )
-    for current, statement, user_ms in ((settings, "5min", "30000"), (tuned, "45s", "15000")):
+    for current, statement, user_ms, connect_s in ((settings, "5min", "30000", "10"), (tuned, "45s", "15000", "3")):
         conn = db.connect(current, role=LOADER_ROLE)
         try:
             with conn.cursor() as cur:
@@ -177,5 +178,6 @@ def test_loader_sessions_carry_keepalives_and_timeouts(own_services):
             params = conn.get_dsn_parameters()
             assert params.get("tcp_user_timeout") == user_ms
             assert params.get("keepalives") == "1" and int(params["keepalives_idle"]) > 0
+            assert params.get("connect_timeout") == connect_s
         finally:
             conn.close()
