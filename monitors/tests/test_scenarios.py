@@ -115,7 +115,10 @@ def build_pipeline(base: Settings, work: Path, receivers: tuple, generate_args: 
     # A group of its own, like its topic: worlds built at once on one broker must not share a group.
     must([py, "-m", "loaders", "load", "--group", f"{env['TELEMED_TOPIC']}.loader"], env)
     dbt = str(Path(py).parent / "dbt")
-    must([py, "-m", "loaders", "env", "--", dbt, "build", "--target-path", str(work / "target")], env)
+    # Seeds, snapshots and models only: every monitor run below runs the data tests itself, so the build's
+    # own run of them would be the same work twice.
+    build = ["build", "--exclude-resource-type", "test", "unit_test", "--target-path", str(work / "target")]
+    must([py, "-m", "loaders", "env", "--", dbt, *build], env)
     return Pipeline(settings, env, work)
 
 
