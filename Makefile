@@ -19,6 +19,8 @@ TEST_DATABASE ?= telemed_test
 TEST_SCALE ?= 3000
 # pytest-xdist workers, each with embedded services of its own (0: one process, the shared services).
 PYTEST_WORKERS ?= 3
+# Work units and their order are testkit/fixtures.py's (SHARED_WORLDS, FIRST).
+XDIST = -n $(PYTEST_WORKERS) --dist loadgroup --no-loadscope-reorder
 # Faked dates run at once by `make test-dates` (each with a Postgres of its own).
 DATE_JOBS ?= 2
 TEST_DATA := $(or $(TELEMED_STATE_DIR),.local)/test-data
@@ -149,19 +151,36 @@ format: setup $(DBT_PACKAGES) ## apply ruff format and sqlfluff fix
 test: setup chromium faketime ## every check on an isolated database: lint, pytest, faked dates, dbt build
 	$(RUN) services run -- env PGDATABASE=$(TEST_DATABASE) TELEMED_AS_OF=$(TEST_AS_OF) $(MAKE) --no-print-directory _test
 
+# The faked dates and the dbt build run beside pytest, which spends much of its time waiting on killed,
+# paused and restarting servers: their output goes to a log each, printed after pytest's. Every phase runs
+# to its end; the target fails if any of them failed, and says which.
+TEST_LOGS := $(or $(TELEMED_STATE_DIR),.local)/artifacts/make-test
+BESIDE_PYTEST := test-dates dbt-test
+
 _test:
 	$(RUN) db drop --database $(PGDATABASE)
 	$(RUN) db init
 	$(MAKE) --no-print-directory lint
-	$(MAKE) --no-print-directory pytest
-	$(MAKE) --no-print-directory test-dates
-	$(MAKE) --no-print-directory dbt-test
+	@rm -rf $(TEST_LOGS) && mkdir -p $(TEST_LOGS)
+	@set +e; pids=""; \
+	for phase in $(BESIDE_PYTEST); do \
+		$(MAKE) --no-print-directory $$phase DATE_JOBS=1 > $(TEST_LOGS)/$$phase.log 2>&1 & pids="$$pids $$phase:$$!"; \
+		echo "== make $$phase runs beside pytest (log $(TEST_LOGS)/$$phase.log)"; \
+	done; \
+	$(MAKE) --no-print-directory pytest; failed=$$([ $$? = 0 ] || echo " pytest"); \
+	for entry in $$pids; do \
+		phase=$${entry%%:*}; wait $${entry##*:}; status=$$?; \
+		echo "== make $$phase (exit $$status):"; cat $(TEST_LOGS)/$$phase.log; \
+		[ $$status = 0 ] || failed="$$failed $$phase"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "make test: failed:$$failed"; exit 1; fi; \
+	echo "make test: lint, pytest and $(BESIDE_PYTEST) passed"
 
 pytest: setup $(DBT_PACKAGES) ## the Python tests (unit and integration on the real Postgres and broker), PYTEST_WORKERS in parallel
-	$(VENV)/bin/pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	$(VENV)/bin/pytest $(XDIST) $(PYTEST_ARGS)
 
 test-fast: lint-python $(DBT_PACKAGES) ## the inner loop (under a minute): lint-python, pytest without the slow and fault suites
-	$(RUN) services run -- $(VENV)/bin/pytest -n $(PYTEST_WORKERS) --dist loadfile -m "not slow and not faults" -q $(PYTEST_ARGS)
+	$(RUN) services run -- $(VENV)/bin/pytest $(XDIST) -m "not slow and not faults" -q $(PYTEST_ARGS)
 
 # Tests never read the wall clock (see the README's Tests section); this proves it: the date-sensitive
 # tests (marker `dates`) run again under five faked dates, Python and the warehouse clock both faked.
