@@ -494,6 +494,22 @@ def check_final_states(expected: dict[str, str], actual: dict[str, str]) -> list
     return [f"{len(wrong)} final states not by event time (got, want): {dict(sorted(wrong.items())[:5])}"]
 
 
+def check_kafka_not_ahead(stored: dict[int, int], committed: dict[int, int]) -> list[str]:
+    """Kafka's committed offsets (for lag tools) never run ahead of the offsets stored in Postgres."""
+    ahead = {p: (o, stored.get(p, 0)) for p, o in committed.items() if o > stored.get(p, 0)}
+    return [f"Kafka's committed offsets ahead of Postgres' (kafka, postgres): {ahead}"] if ahead else []
+
+
+# The suite's target for catching up after a fault ends.
+RECOVERY_TARGET_S = 60
+
+
+def check_recovery(recovery_s: float, target_s: float = RECOVERY_TARGET_S) -> list[str]:
+    if recovery_s <= target_s:
+        return []
+    return [f"caught up {recovery_s:.1f}s after the fault, the target is {target_s:.0f}s"]
+
+
 # What the consumer logs when the stored offsets belong to a log the broker no longer has.
 LOG_RESTART = re.compile(r"was recreated \(topic id changed\)|the stored offset is out of range")
 
@@ -545,6 +561,8 @@ def record(
         problems += check_redelivered(redelivered, redelivery_promised_zero)
     if quarantined is not None or bad_injected is not None:
         problems += check_quarantined(quarantined or 0, bad_injected or 0)
+    if recovery_s is not None:
+        problems += check_recovery(recovery_s)
     assert not problems, f"case {case}: " + "; ".join(problems)
     return row
 

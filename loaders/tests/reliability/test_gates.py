@@ -16,10 +16,13 @@ import pytest
 
 from loaders.tests.reliability.harness import (
     LOG_RESTART,
+    RECOVERY_TARGET_S,
     Message,
+    check_kafka_not_ahead,
     check_lost,
     check_partial_files,
     check_quarantined,
+    check_recovery,
     check_redelivered,
     check_restart_noticed,
     consume_redelivered,
@@ -123,6 +126,23 @@ def test_redelivery_gate_catches_a_real_redelivery_and_offsets_ahead_of_the_read
         conn.close()
     ahead = redelivered - (stored - sum(rig.stored_offsets(topic, group).values()))
     assert ahead == -1 and check_redelivered(ahead, promised_zero=False)
+
+
+def test_kafka_offsets_gate_catches_a_commit_ahead_of_postgres(loaded):
+    """Case 2's check after every kill: Kafka's committed offsets, read from the broker, against the ones
+    stored in Postgres with one moved back (as if Kafka had been committed before the database)."""
+    rig, topic, group, *_ = loaded
+    stored, committed = rig.stored_offsets(topic, group), rig.kafka_committed(topic, group)
+    assert committed and not check_kafka_not_ahead(stored, committed)
+    partition = max(committed, key=committed.get)
+    planted = {**stored, partition: committed[partition] - 1}
+    found = check_kafka_not_ahead(planted, committed)
+    assert len(found) == 1 and f"{partition}: ({committed[partition]}, {committed[partition] - 1})" in found[0]
+
+
+def test_recovery_gate_catches_a_slow_catch_up():
+    assert not check_recovery(RECOVERY_TARGET_S - 0.1)
+    assert check_recovery(RECOVERY_TARGET_S + 0.1)
 
 
 def test_restart_log_gate_fails_on_a_run_that_only_read_from_earliest(loaded):

@@ -28,8 +28,6 @@ from loaders.tests.reliability.harness import (
     wait_for,
 )
 
-RECOVERY_TARGET_S = 60
-
 
 def flowing(rig, name: str, *extra: str):
     topic, group, tag = f"rel.{name}.{uuid.uuid4().hex[:6]}", f"rel-{name}", f"{name[0]}{uuid.uuid4().hex[:6]}"
@@ -55,7 +53,6 @@ def finish(rig, case: int, title: str, topic: str, group: str, producer, proc, l
     # (redelivered, measured), and its rows must still be there once only.
     record(case, title, **consumer_figures(rig, topic, group, Sent(acked, producer.failed)), recovery_s=recovery_s,
            **extra)  # fmt: skip
-    assert recovery_s <= RECOVERY_TARGET_S
 
 
 def test_case_04_postgres_stopped_hard_then_started(rig):
@@ -138,7 +135,6 @@ def test_case_06_postgres_paused_and_resumed(rig):
     # A frozen server raises no error: nothing is retried, so nothing can be committed twice.
     record(6, title, **consumer_figures(rig, topic, group, Sent(acked_ids, producer.failed)),
            redelivery_promised_zero=True, recovery_s=recovery)  # fmt: skip
-    assert recovery <= RECOVERY_TARGET_S
 
 
 @contextlib.contextmanager
@@ -198,7 +194,6 @@ def test_case_18_postgres_frozen_longer_than_the_retry_deadline(rig):
     record(18, f"Postgres frozen {frozen_s:.0f}s, retry deadline {deadline_s:.1f}s",
            **consumer_figures(rig, topic, group, Sent(acked, producer.failed)), redelivery_promised_zero=True,
            recovery_s=recovery, late_run_exit=None if late is None else late.returncode)  # fmt: skip
-    assert recovery <= RECOVERY_TARGET_S
 
 
 def feedback_form(feedback_id: str) -> dict:
@@ -275,4 +270,3 @@ def test_case_19_feedback_and_reference_loaders_through_a_postgres_outage(rig, t
            redelivered=feedback_redelivered(rig), quarantined=quarantined, bad_injected=0, recovery_s=recovery,
            failures=check_partial_files(forms_by_file, loaded_forms), files=len(forms_by_file),
            reference_versions=versions, down_s=round(back - stopped, 1))  # fmt: skip
-    assert recovery <= RECOVERY_TARGET_S
