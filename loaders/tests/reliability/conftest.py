@@ -16,7 +16,11 @@ from loaders.tests.reliability.harness import ARTIFACTS, FIGURES, Rig, current_s
 from testkit.fixtures import own_services
 
 _ROWS = pytest.StashKey[list]()
-COLUMNS = ("case", "lost", "dup_rows", "redelivered", "quarantined", "bad_injected", "recovery_s", "title")
+# A case leaves a figure it did not measure as None: an empty cell, never a 0.
+COLUMNS = (
+    "case", "lost", "failed_deliveries", "dup_rows", "redelivered", "quarantined", "bad_injected", "recovery_s",
+    "title",
+)  # fmt: skip
 
 
 @pytest.fixture(scope="session")

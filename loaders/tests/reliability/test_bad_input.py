@@ -5,10 +5,18 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
 import uuid
 
-from loaders.tests.reliability.harness import event_line, figures, kill9, record, wait_for
+from loaders.tests.reliability.harness import (
+    LOADER_APP,
+    check_partial_files,
+    consumer_figures,
+    event_line,
+    feedback_redelivered,
+    kill9,
+    record,
+    wait_for,
+)
 
 
 def keyed(lines: list[bytes]) -> list[bytes]:
@@ -41,7 +49,7 @@ def test_case_11_poison_messages_are_quarantined_and_the_partition_moves_on(rig)
     lines += [event_line(f"{tag}-{valid + i:07d}", valid + i) for i in range(20)]
     valid += 20
     keys = keyed(lines)
-    acked = rig.produce(topic, lines, keys)
+    sent = rig.produce(topic, lines, keys)
     rig.drain(topic, group)
     rejected = rig.sql(
         "select kafka_partition, kafka_offset, reason, raw_text is not null or raw_bytes is not null"
@@ -58,8 +66,10 @@ def test_case_11_poison_messages_are_quarantined_and_the_partition_moves_on(rig)
     assert got == by_reason
     # Never stalled: every partition was read to its end, past every poison message.
     assert sum(rig.stored_offsets(topic, group).values()) == len(lines)
+    # Poison without an event_id is found in quarantine by its bytes: lost counts every message, not only valid ones.
     record(11, "poison messages (non-UTF-8, invalid JSON, missing id, wrong type, 2 MB)",
-           figures(rig, topic, [tag], acked, valid), len(expected), poison_kinds=len(poison))  # fmt: skip
+           **consumer_figures(rig, topic, group, sent, bad_injected=len(expected)), redelivery_promised_zero=True,
+           poison_kinds=len(poison), valid=valid)  # fmt: skip
 
 
 def test_case_12_schema_drift(rig):
@@ -74,7 +84,7 @@ def test_case_12_schema_drift(rig):
     epoch = {**json.loads(event_line(f"{tag}-epoch", 3)), "event_ts": 1790000000}
     no_offset = {**json.loads(event_line(f"{tag}-nooffset", 4)), "event_ts": "2026-10-01 09:00:00"}
     lines += [json.dumps(e).encode() for e in (extra, renamed, epoch, no_offset)]
-    acked = rig.produce(topic, lines, keyed(lines))
+    sent = rig.produce(topic, lines, keyed(lines))
     rig.drain(topic, group)
     payload = rig.scalar("select payload from raw.appointment_events where event_id = %s", (f"{tag}-extra",))
     assert payload["clinic_region"] == "north" and payload["app_version"] == "7.1"
@@ -86,8 +96,8 @@ def test_case_12_schema_drift(rig):
         f"{tag}-epoch": "invalid_type",
         f"{tag}-nooffset": "invalid_timestamp",
     }
-    found = figures(rig, topic, [tag], acked, 31)
-    record(12, "schema drift (extra field kept; renamed field, new timestamp formats quarantined)", found, 3)
+    record(12, "schema drift (extra field kept; renamed field, new timestamp formats quarantined)",
+           **consumer_figures(rig, topic, group, sent, bad_injected=3), redelivery_promised_zero=True)  # fmt: skip
 
 
 def form(feedback_id: str, rating: int = 4) -> dict:
@@ -106,6 +116,17 @@ def form(feedback_id: str, rating: int = 4) -> dict:
     }
 
 
+def loader_in_transaction(rig) -> bool:
+    """A loader session of this database has a transaction open (a batch being written)."""
+    return bool(
+        rig.scalar(
+            "select count(*) from pg_stat_activity where application_name = %s and datname = current_database()"
+            " and xact_start is not null",
+            (LOADER_APP,),
+        )
+    )
+
+
 def test_case_13_feedback_files(rig, tmp_path):
     rig = rig.on("rel_feedback")
     landing = tmp_path / "landing"
@@ -113,9 +134,11 @@ def test_case_13_feedback_files(rig, tmp_path):
     day.mkdir(parents=True)
     # Many files, so a kill lands between batches and inside one.
     files = rig.scale.events // 2
+    forms_by_file = {}
     for i in range(files):
-        (day / f"form-{i:06d}.json").write_text(json.dumps([form(f"FBK-1{i:07d}"), form(f"FBK-2{i:07d}")]))
-    expected = 2 * files
+        ids = [f"FBK-1{i:07d}", f"FBK-2{i:07d}"]
+        (day / f"form-{i:06d}.json").write_text(json.dumps([form(x) for x in ids]))
+        forms_by_file[f"form-{i:06d}.json"] = set(ids)
     proc, _log = rig.start("feedback-killed", "feedback", "--landing", str(landing), "--batch-files", "50")
     try:
         wait_for(
@@ -124,45 +147,49 @@ def test_case_13_feedback_files(rig, tmp_path):
             "the first files committed",
             interval=0.005,
         )
-        time.sleep(0.05)
+        # Then the moment a batch is being written, so the kill cuts a transaction off.
+        in_transaction = wait_for(
+            lambda: proc.poll() is not None or loader_in_transaction(rig), 30, "a batch in flight", interval=0.002
+        )
     finally:
         kill9(proc)
-    partial = rig.scalar(
-        "select count(*) from raw.feedback_files f where f.forms_loaded + f.forms_rejected + f.forms_duplicate"
-        " <> (select count(*) from raw.patient_feedback p where p.source_sha256 = f.sha256)"
-        " + (select count(*) from raw.patient_feedback_rejected r where r.source_sha256 = f.sha256)"
-        " + f.forms_duplicate"
-    )
+    killed_in_transaction = in_transaction is True and proc.returncode == -9
+    # Measured from the forms, not from the loader's own file records: each file's two forms are in raw
+    # together or not at all, and the kill did land mid-run.
+    at_kill = {row[0] for row in rig.sql("select feedback_id from raw.patient_feedback")}
+    torn = check_partial_files(forms_by_file, at_kill)
     orphans = rig.scalar(
         "select count(*) from raw.patient_feedback p"
         " where not exists (select 1 from raw.feedback_files f where f.sha256 = p.source_sha256)"
     )
-    assert partial == 0 and orphans == 0, "a killed run left part of a file behind"
-    killed_at = rig.scalar("select count(*) from raw.patient_feedback")
+    assert 0 < len(at_kill) < 2 * files, f"the kill did not land mid-run ({len(at_kill)} of {2 * files} forms)"
+    assert orphans == 0, "forms committed without their file record"
 
     # The broken and repeated files, then the run that finishes the job.
     (day / "truncated.json").write_text(json.dumps([form("FBK-3000001"), form("FBK-3000002")])[:-40])
     shutil.copy(day / "form-000000.json", day / "form-000000-again.json")  # the same file twice
     (day / "replaced.json").write_text(json.dumps(form("FBK-4000001")))
     rig.must("feedback", "feedback", "--landing", str(landing))
+    killed_status = rig.scalar("select status from raw.load_runs where loader = 'feedback' order by run_id limit 1")
+    assert killed_status == "interrupted", "the next run marks the killed one"
     # The same name with new content: one new form and one already known.
     (day / "replaced.json").write_text(json.dumps([form("FBK-4000001"), form("FBK-4000002", rating=2)]))
     rig.must("feedback-again", "feedback", "--landing", str(landing))
-    expected += 2
+    expected = set().union(*forms_by_file.values()) | {"FBK-4000001", "FBK-4000002"}
 
-    distinct, rows = rig.sql("select count(distinct feedback_id), count(*) from raw.patient_feedback")[0]
+    loaded = {row[0] for row in rig.sql("select feedback_id from raw.patient_feedback")}
     failed = dict(rig.sql("select reason, count(*) from raw.feedback_files where status = 'failed' group by 1"))
     rejected_forms = rig.scalar("select count(*) from raw.patient_feedback_rejected")
     assert failed == {"invalid_json": 1}
     assert rig.scalar("select count(*) from raw.feedback_files where path like %s", ("%form-000000-again.json",)) == 0
     replaced = rig.sql("select count(*) from raw.feedback_files where path like %s", ("%replaced.json",))[0][0]
     assert replaced == 2, "each content of the same name is its own file version"
-    skipped = rig.scalar("select coalesce(sum(duplicates_skipped), 0) from raw.load_runs where loader = 'feedback'")
-    found = {
-        "lost": expected - distinct,
-        "dup_rows": rows - distinct,
-        "redelivered": int(skipped),
-        "quarantined": sum(failed.values()) + rejected_forms,
-    }
-    record(13, "feedback files: kill mid-run, truncated, twice, same name new content", found, 1,
-           loaded_before_kill=killed_at, files=files + 3)  # fmt: skip
+    # The re-submitted form is a duplicate by design (counted, skipped), not a redelivery.
+    resubmitted = rig.scalar("select coalesce(sum(duplicates_skipped), 0) from raw.load_runs where loader = 'feedback'")
+    assert resubmitted == 1
+    # The killed run committed each of its batches once; the next run skipped those files by their sha256.
+    record(13, "feedback files: kill mid-run, truncated, twice, same name new content",
+           lost=expected - loaded, redelivered=feedback_redelivered(rig), redelivery_promised_zero=True,
+           quarantined=sum(failed.values()) + rejected_forms, bad_injected=1, failures=torn,
+           loaded_before_kill=len(at_kill), killed_in_transaction=killed_in_transaction,
+           killed_run_status=killed_status, files=files + 3)  # fmt: skip

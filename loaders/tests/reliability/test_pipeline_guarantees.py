@@ -21,7 +21,17 @@ import psycopg2
 import pytest
 import yaml
 
-from loaders.tests.reliability.harness import record
+from loaders.tests.reliability.harness import (
+    check_duplicates,
+    check_final_states,
+    consume_redelivered,
+    identify,
+    landed_messages,
+    lost_messages,
+    mart_duplicates,
+    quarantined_events,
+    record,
+)
 from loaders.tests.test_pipeline import mart_fingerprints
 from monitors.checks import THRESHOLDS_FILE, Thresholds
 from monitors.tests.conftest import MailSink, WebhookReceiver, free_port
@@ -112,6 +122,41 @@ def lifecycles(providers: list[str], patients: list[str], day: datetime) -> dict
     return out
 
 
+def competing(providers: list[str], patients: list[str], day: datetime, group: int, count: int) -> dict:
+    """Appointments with two terminal events each, as (expected status, events in event-time order).
+
+    Half of them end with a later ``cancelled`` after ``completed``; the other half with a ``no_show``
+    and a ``cancelled`` at the same instant, where the event-type order decides (no_show comes later).
+    """
+    out = {}
+    for n in range(count):
+        appointment = f"APT-9{group}{n:07d}"
+        at = day + timedelta(hours=group, minutes=15 * n)
+
+        def event(kind: str, when: datetime, i: int, appointment: str = appointment, **fields) -> dict:
+            stamp = when.strftime("%Y-%m-%dT%H:%M:%SZ")
+            return {"schema_version": 1, "event_id": f"ooo-{appointment}-{i}", "event_type": kind,
+                    "event_ts": stamp, "appointment_id": appointment, **fields}  # fmt: skip
+
+        booked = event("scheduled", at - timedelta(days=2), 0, patient_id=patients[n % len(patients)],
+                       provider_id=providers[n % len(providers)], appointment_type="urgent_care",
+                       scheduled_for=at.strftime("%Y-%m-%dT%H:%M:%SZ"))  # fmt: skip
+        if n % 2 == 0:
+            started = event("started", at + timedelta(minutes=2), 1, device_type="Desktop", wait_time_minutes=2)
+            done = event("completed", at + timedelta(minutes=30), 2, duration_minutes=28, connection_quality=3)
+            out[appointment] = ("cancelled", [booked, started, done, event("cancelled", at + timedelta(minutes=45), 3)])
+        else:
+            same = at + timedelta(minutes=20)
+            out[appointment] = ("no_show", [booked, event("cancelled", same, 2), event("no_show", same, 3)])
+    return out
+
+
+def send_events(rig, topic: str, events: list[dict]) -> list[bytes]:
+    messages = [json.dumps(e).encode() for e in events]
+    rig.produce(topic, messages, [e["appointment_id"].encode() for e in events])
+    return messages
+
+
 @pytest.fixture(scope="module")
 def pipeline(rig, tmp_path_factory):
     rig = rig.on(f"rel_pipeline_{uuid.uuid4().hex[:6]}")
@@ -130,13 +175,33 @@ def pipeline(rig, tmp_path_factory):
             (patient_id, AS_OF.date(), born),
         )
     rig.must("reference", "reference")
-    rig.must("produce", "produce", "--from-jsonl", str(out / "events"), "--topic", built.topic)
+    produced = rig.must("produce", "produce", "--from-jsonl", str(out / "events"), "--topic", built.topic)
+    delivered, failed = map(int, re.search(r"(\d+) delivered, (\d+) failed", produced.stdout).groups())
+    built.generated = {identify(line) for path in sorted((out / "events").glob("*.jsonl")) for line in jsonl(path)}
+    built.failed_deliveries = failed
+    assert failed == 0 and delivered == sum(len(jsonl(p)) for p in (out / "events").glob("*.jsonl"))
 
     # Case 10's appointments: later events delivered first, inside one batch and across batches.
     providers = [r[0] for r in rig.sql("select provider_id from clinic_ops.providers order by 1")]
     patients = [r[0] for r in rig.sql("select patient_id from clinic_ops.patients order by 1")]
     end = datetime.fromisoformat(built.manifest["generator"]["end_date"]).replace(tzinfo=timezone.utc)
-    built.ooo = lifecycles(providers, patients, end - timedelta(days=10) + timedelta(hours=8))
+    day = end - timedelta(days=10) + timedelta(hours=8)
+    built.ooo = lifecycles(providers, patients, day)
+    # Two competing terminal events, the later one (by event time, or by type order at a tie) delivered
+    # first: in one batch (group 1), across batches (group 2).
+    in_batch, across = competing(providers, patients, day, 1, 10), competing(providers, patients, day, 2, 10)
+    # Across incremental dbt runs: the later terminal event now, the earlier one after the build (group 3);
+    # and a control that takes a later terminal event after the build, which must change its status
+    # (group 4), so an incremental run that ignored new events could not pass group 3 by doing nothing.
+    built.incremental = competing(providers, patients, day, 3, 10)
+    forward = competing(providers, patients, day, 4, 10)
+    # (the earlier of the two terminal events is always the last but one)
+    built.incremental_first = [e for _, events in built.incremental.values() for e in events[:-2] + events[-1:]]
+    built.incremental_later = [events[-2] for _, events in built.incremental.values()]
+    built.forward_first = [e for _, events in forward.values() for e in events[:-1]]
+    built.forward_later = [events[-1] for _, events in forward.values()]
+    # appointment -> (status after the first delivery, status after the later one)
+    built.forward = {a: ("completed" if kind == "cancelled" else "cancelled", kind) for a, (kind, _) in forward.items()}
     same_batch, later_first, earlier_after = [], [], []
     for n, (_, events) in enumerate(built.ooo.values()):
         if n % 2:
@@ -144,31 +209,49 @@ def pipeline(rig, tmp_path_factory):
         else:
             later_first += list(reversed(events[1:]))
             earlier_after += events[:1]
+    for _, events in in_batch.values():
+        same_batch += list(reversed(events))
+    for _, events in across.values():
+        later_first += list(reversed([events[0], events[-1]]))
+        earlier_after += events[1:-1]
 
-    def send(events: list[dict]) -> None:
-        rig.produce(
-            built.topic, [json.dumps(e).encode() for e in events], [e["appointment_id"].encode() for e in events]
-        )
-
-    send(same_batch + later_first)
+    first = same_batch + later_first + built.incremental_first + built.forward_first
+    built.sent = send_events(rig, built.topic, first)
     rig.drain(built.topic, built.group)
-    send(earlier_after)
+    built.sent += send_events(rig, built.topic, earlier_after)
     rig.drain(built.topic, built.group)
-    built.messages = built.manifest["events"]["messages"] + sum(len(e) for _, e in built.ooo.values())
+    built.ooo.update(in_batch)
+    built.ooo.update(across)
+    # Before the later deliveries: group 3 already ends with its later event, group 4 as first delivered.
+    built.expected = {a: kind for a, (kind, _) in built.ooo.items()}
+    built.expected.update({a: kind for a, (kind, _) in built.incremental.items()})
+    built.expected.update({a: before for a, (before, _) in built.forward.items()})
+    built.messages = built.manifest["events"]["messages"] + len(built.sent)
     rig.must("feedback", "feedback", "--landing", str(landing))
     built.build = built.dbt("build")
     shutil.copytree(work / "target", work / "build-target")
     yield built
 
 
+def jsonl(path: Path) -> list[bytes]:
+    """The messages of a generator file, as `python -m loaders produce --from-jsonl` sends them."""
+    lines = path.read_bytes().split(b"\n")
+    return lines[:-1] if lines and lines[-1] == b"" else lines
+
+
+def acknowledged(pipeline) -> set:
+    return pipeline.generated | {identify(m) for m in pipeline.sent}
+
+
 def test_case_01_baseline(pipeline):
     rig, manifest = pipeline.rig, pipeline.manifest
-    ours = sum(len(events) for _, events in pipeline.ooo.values())
+    ours = len(pipeline.sent)
     raw = rig.scalar("select count(*) from raw.appointment_events")
     facts = rig.sql("select appointment_id, status from marts.fact_appointment")
     generated = Counter(status for appointment, status in facts if not appointment.startswith("APT-9"))
-    assert raw == manifest["events"]["valid_distinct"] + ours
-    assert len(facts) == len({a for a, _ in facts}) == manifest["appointments"]["total"] + len(pipeline.ooo)
+    assert raw == manifest["events"]["valid_distinct"] + len({e["event_id"] for e in map(json.loads, pipeline.sent)})
+    ours_appointments = {json.loads(m)["appointment_id"] for m in pipeline.sent}
+    assert len(facts) == len({a for a, _ in facts}) == manifest["appointments"]["total"] + len(ours_appointments)
     assert generated == Counter(manifest["appointments"]["by_final_status"])
     expected_bad = sum(manifest["rejected"]["events"].values())
     forms_bad = sum(manifest["rejected"]["feedback_forms"].values()) + sum(
@@ -178,33 +261,53 @@ def test_case_01_baseline(pipeline):
         "select count(*) from raw.feedback_files where status = 'failed'"
     )
     assert quarantined_forms == forms_bad
-    distinct, rows = rig.sql("select count(distinct event_id), count(*) from raw.appointment_events")[0]
-    read = rig.scalar("select sum(rows_read) from raw.load_runs where loader = 'consume'")
-    found = {
-        "lost": manifest["events"]["valid_distinct"] + ours - distinct,
-        "dup_rows": rows - distinct,
-        "redelivered": int(read) - pipeline.messages,
-        "quarantined": rig.scalar("select count(*) from raw.appointment_events_rejected"),
-    }
-    record(1, f"baseline: {pipeline.messages} events, dbt build", found, expected_bad, appointments=len(facts))
+    record(1, f"baseline: {pipeline.messages} events, dbt build",
+           lost=lost_messages(acknowledged(pipeline), landed_messages(rig, pipeline.topic)),
+           failed_deliveries=pipeline.failed_deliveries, duplicates=mart_duplicates(rig),
+           redelivered=consume_redelivered(rig, pipeline.topic, pipeline.group), redelivery_promised_zero=True,
+           quarantined=quarantined_events(rig, pipeline.topic), bad_injected=expected_bad, appointments=len(facts),
+           our_events=ours)  # fmt: skip
 
 
 def test_case_10_out_of_order_final_states_by_event_time(pipeline):
+    rig = pipeline.rig
     statuses = dict(
-        pipeline.rig.sql(
-            "select appointment_id, status from marts.fact_appointment where appointment_id like %s", ("APT-9%",)
-        )
+        rig.sql("select appointment_id, status from marts.fact_appointment where appointment_id like %s", ("APT-9%",))
     )
-    expected = {appointment: kind for appointment, (kind, _) in pipeline.ooo.items()}
-    wrong = {a: (statuses.get(a), kind) for a, kind in expected.items() if statuses.get(a) != kind}
-    assert not wrong, f"final states not by event time: {wrong}"
-    events = sum(len(e) for _, e in pipeline.ooo.values())
-    found = {"lost": 0, "dup_rows": 0, "redelivered": 0, "quarantined": 0}
-    found["lost"] = events - pipeline.rig.scalar(
-        "select count(*) from raw.appointment_events where event_id like %s", ("ooo-%",)
-    )
-    record(10, "out-of-order delivery, in one batch and across batches", found, 0,
-           appointments=len(expected), correct_pct=100.0)  # fmt: skip
+    ours = {identify(m) for m in pipeline.sent}
+    two_terminals = sum(1 for a in pipeline.expected if a.startswith(("APT-91", "APT-92", "APT-93")))
+    record(10, "out-of-order delivery, in one batch and across batches; two competing terminal events",
+           lost=lost_messages(ours, landed_messages(rig, pipeline.topic)), duplicates=mart_duplicates(rig),
+           failures=check_final_states(pipeline.expected, statuses), appointments=len(pipeline.expected),
+           two_terminal_events=two_terminals)  # fmt: skip
+
+
+def test_gates_catch_a_duplicate_fact_row_and_a_wrong_final_state(pipeline):
+    """Negative tests of the marts' gates: on a copy of the real marts, one fact row and one form row
+    repeated, and one final state changed. The gates must report exactly those."""
+    rig = pipeline.rig
+    rig.sql("drop schema if exists gate_plant cascade; create schema gate_plant")
+    try:
+        for table in ("fact_appointment", "fact_feedback"):
+            rig.sql(f"create table gate_plant.{table} as select * from marts.{table}")
+        assert mart_duplicates(rig, "gate_plant") == {}
+        appointment = rig.scalar("select min(appointment_id) from gate_plant.fact_appointment")
+        form = rig.scalar("select min(feedback_id) from gate_plant.fact_feedback")
+        rig.sql("insert into gate_plant.fact_appointment select * from gate_plant.fact_appointment"
+                " where appointment_id = %s", (appointment,))  # fmt: skip
+        rig.sql("insert into gate_plant.fact_feedback select * from gate_plant.fact_feedback where feedback_id = %s",
+                (form,))  # fmt: skip
+        planted = mart_duplicates(rig, "gate_plant")
+        assert planted == {("fact_appointment", appointment): 1, ("fact_feedback", form): 1}
+        assert check_duplicates(planted)
+
+        target = min(a for a in pipeline.expected if a.startswith("APT-92"))
+        rig.sql("update gate_plant.fact_appointment set status = 'completed' where appointment_id = %s", (target,))
+        copied = dict(rig.sql("select appointment_id, status from gate_plant.fact_appointment"))
+        failures = check_final_states(pipeline.expected, copied)
+        assert len(failures) == 1 and target in failures[0] and "1 final states" in failures[0]
+    finally:
+        rig.sql("drop schema if exists gate_plant cascade")
 
 
 # --------------------------------------------------------------------------- case 15
@@ -355,8 +458,7 @@ def test_case_15_privileges(pipeline):
     assert usage["marts"] == sorted([DBT_ROLE, REPORTING_ROLE])
     assert REPORTING_ROLE not in usage["raw"] + usage["staging"] + usage["intermediate"] + usage["clinic_ops"]
     assert LOADER_ROLE not in usage["marts"] + usage["staging"] + usage["intermediate"]
-    record(15, f"privileges: {denied} forbidden actions denied (42501), grants = configuration",
-           {"lost": 0, "dup_rows": 0, "redelivered": 0, "quarantined": 0}, 0, denied=denied,
+    record(15, f"privileges: {denied} forbidden actions denied (42501), grants = configuration", denied=denied,
            relations_checked=len(expected))  # fmt: skip
 
 
@@ -418,8 +520,7 @@ def test_case_16_patient_data(pipeline):
     secrets = secret_findings()
     assert not secrets, f"secrets in tracked files: {secrets}"
     record(16, f"patient data: {len(canaries)} canaries, {len(logs)} logs, tracked files scanned",
-           {"lost": 0, "dup_rows": 0, "redelivered": 0, "quarantined": 0}, 0, canary_hits=0,
-           patients_over_89=over_89, shown_as_90=shown_90)  # fmt: skip
+           canary_hits=len(hits) + len(leaked), patients_over_89=over_89, shown_as_90=shown_90)  # fmt: skip
 
 
 SECRET_ASSIGNMENT = re.compile(
@@ -486,7 +587,8 @@ def test_case_09_replay_changes_nothing(pipeline):
     rig = pipeline.rig
     marts_before, raw_before = mart_fingerprints(rig.settings), raw_fingerprint(rig)
     bad_before = rig.scalar("select count(*) from raw.appointment_events_rejected")
-    read_before = rig.scalar("select sum(rows_read) from raw.load_runs where loader = 'consume'")
+    redelivered_before = consume_redelivered(rig, pipeline.topic, pipeline.group)
+    messages_before = sum(rig.stored_offsets(pipeline.topic, pipeline.group).values())
     out = pipeline.work / "generated" / "events"
     rig.must("produce-again", "produce", "--from-jsonl", str(out), "--topic", pipeline.topic)
     # Reset the stored offsets to the start: the whole topic (both copies) is read again.
@@ -495,17 +597,16 @@ def test_case_09_replay_changes_nothing(pipeline):
     pipeline.dbt("run")
     assert raw_fingerprint(rig) == raw_before
     assert mart_fingerprints(rig.settings) == marts_before
-    read = rig.scalar("select sum(rows_read) from raw.load_runs where loader = 'consume'") - read_before
     bad_copy = sum(pipeline.manifest["rejected"]["events"].values())
-    found = {
-        "lost": 0,
-        "dup_rows": 0,
-        # Everything read again: the whole topic, now with the second copy.
-        "redelivered": int(read) - pipeline.manifest["events"]["messages"],
-        # The second copy's bad messages are new messages (new offsets); the re-read first copy adds none.
-        "quarantined": rig.scalar("select count(*) from raw.appointment_events_rejected") - bad_before,
-    }
-    record(9, "replay: produced twice, offsets reset to the start; raw and marts hash unchanged", found, bad_copy)
+    # Offsets reset to the start: every message read before (the first copy) is committed a second time.
+    redelivered = consume_redelivered(rig, pipeline.topic, pipeline.group) - redelivered_before
+    assert redelivered == messages_before, f"{redelivered} messages read again, {messages_before} on the topic before"
+    # The second copy's bad messages are new messages (new offsets); the re-read first copy adds none.
+    record(9, "replay: produced twice, offsets reset to the start; raw and marts hash unchanged",
+           lost=lost_messages(acknowledged(pipeline), landed_messages(rig, pipeline.topic)),
+           duplicates=mart_duplicates(rig), redelivered=redelivered,
+           quarantined=rig.scalar("select count(*) from raw.appointment_events_rejected") - bad_before,
+           bad_injected=bad_copy)  # fmt: skip
 
 
 def test_case_12_drift_past_the_loader_fails_dbt_and_keeps_the_marts(pipeline):
@@ -540,7 +641,6 @@ def test_case_12_drift_past_the_loader_fails_dbt_and_keeps_the_marts(pipeline):
     assert mart_fingerprints(rig.settings) == before, "the marts built before must stay as they were"
     assert rig.scalar("select count(*) from marts.fact_appointment") > 0
     record(12, f"drift past the loader: dbt exits 1 ({', '.join(sorted(errored))}), marts skipped and kept",
-           {"lost": 0, "dup_rows": 0, "redelivered": 0, "quarantined": 0}, 0,
            models_errored=status["error"], models_skipped=status["skipped"])  # fmt: skip
 
 
@@ -659,5 +759,26 @@ def test_case_14_freshness_and_quality_thresholds_and_one_alert_per_run(pipeline
     finally:
         shift_loaded_at(rig, -(error_h + 0.5))
     record(14, "freshness warn/error and quality thresholds; one alert per run",
-           {"lost": 0, "dup_rows": 0, "redelivered": 0, "quarantined": 0}, 0,
            checks_compared=compared, warn_tests=statuses["warn"])  # fmt: skip
+
+
+# --------------------------------------------------------------------------- case 10, incremental runs
+
+
+def test_case_10_competing_terminal_events_across_incremental_dbt_runs(pipeline):
+    """After the build: group 3 gets its EARLIER terminal event (must change nothing), group 4 a LATER one
+    (must change its status); consumed in a batch of its own, then an incremental dbt run."""
+    rig = pipeline.rig
+    later = pipeline.incremental_later + pipeline.forward_later
+    sent = send_events(rig, pipeline.topic, later)
+    rig.drain(pipeline.topic, pipeline.group)
+    pipeline.dbt("run", "--select", "int_appointments_derived_from_events", "fact_appointment")
+    expected = {a: kind for a, (kind, _) in pipeline.incremental.items()}
+    expected.update({a: after for a, (_, after) in pipeline.forward.items()})
+    statuses = dict(
+        rig.sql("select appointment_id, status from marts.fact_appointment where appointment_id like %s", ("APT-9%",))
+    )
+    record(10, "competing terminal events, the earlier delivered after an incremental dbt run",
+           lost=lost_messages({identify(m) for m in sent}, landed_messages(rig, pipeline.topic)),
+           duplicates=mart_duplicates(rig), failures=check_final_states(expected, statuses),
+           appointments=len(expected))  # fmt: skip
