@@ -15,7 +15,9 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import queue
+import socket
 import threading
 from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
@@ -64,11 +66,15 @@ class PgSession:
 
     def run(self, what: str, work: Callable[[object], T]) -> T:
         """``work(conn)`` until it succeeds; RetryDeadlineExceeded once the outage outlasts the deadline,
-        RetryInterrupted when a stop is requested meanwhile (see loaders/retry.py)."""
+        RetryInterrupted when a stop is requested meanwhile (see loaders/retry.py). Each attempt is
+        watched: one that outlasts ``settings.pg_watchdog_s`` has its connection severed (`_Watchdog`)."""
         with self._lock:
             while True:
                 try:
-                    result = work(self._connection())
+                    with _Watchdog(self.settings.pg_watchdog_s, lambda: self._conn) as watchdog:
+                        result = work(self._connection())
+                    if watchdog.fired:  # the work ended as the watchdog struck: do not trust the connection
+                        self._drop()
                 except TRANSIENT_DB_ERRORS as exc:
                     if is_data_error(exc):  # class 54 is an OperationalError too, but retrying cannot cure it
                         raise
@@ -96,6 +102,43 @@ class PgSession:
     def close(self) -> None:
         with self._lock:
             self._drop()
+
+
+class _Watchdog:
+    """Severs the connection of an attempt that outlasts ``seconds``.
+
+    A server that stops while its host's kernel still answers TCP (a frozen process, SIGSTOP, a hung
+    machine whose network stack lives on) raises nothing on the client: keepalives and
+    ``tcp_user_timeout`` are acknowledged by the kernel, and ``statement_timeout`` is the frozen server's
+    own to enforce. Shutting the socket down makes libpq's blocked read fail at once; psycopg2 raises an
+    OperationalError, which `PgSession.run` retries like any outage, up to the loader's deadline.
+    """
+
+    def __init__(self, seconds: float, connection: Callable[[], object]):
+        self.seconds, self.connection = seconds, connection
+        self.fired = False
+        self._done = threading.Lock()
+        self._timer = threading.Timer(seconds, self._sever)
+        self._timer.daemon = True
+
+    def __enter__(self) -> _Watchdog:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        with self._done:  # a strike in progress finishes before the attempt is judged
+            self._timer.cancel()
+
+    def _sever(self) -> None:
+        with self._done:
+            conn = self.connection()
+            if conn is None or conn.closed:
+                return
+            self.fired = True
+            # A duplicate of libpq's descriptor: shutdown acts on the connection they share, close only
+            # on the duplicate, so libpq still owns (and later closes) its own descriptor.
+            with contextlib.suppress(OSError, psycopg2.Error), socket.socket(fileno=os.dup(conn.fileno())) as dup:
+                dup.shutdown(socket.SHUT_RDWR)
 
 
 class RawTable:

@@ -30,6 +30,10 @@ DEFAULT_KEEPALIVES_IDLE_S = 10
 # Seconds a connection attempt may take (libpq's own PGCONNECT_TIMEOUT names it): a frozen server costs
 # each retry this long.
 DEFAULT_CONNECT_TIMEOUT_S = 10
+# A loader's attempt at its database work that takes longer than this has its connection severed and
+# is retried (loaders/rawwrite.py _Watchdog): a server frozen with its kernel still answering TCP raises
+# nothing by itself. Default: the statement timeout and a minute more.
+WATCHDOG_MARGIN_S = 60
 
 LOADER_ROLE = "telemed_loader"
 DBT_ROLE = "telemed_dbt"
@@ -73,11 +77,13 @@ class Settings:
     pg_tcp_user_timeout_ms: int = DEFAULT_TCP_USER_TIMEOUT_MS
     pg_keepalives_idle_s: int = DEFAULT_KEEPALIVES_IDLE_S
     pg_connect_timeout_s: int = DEFAULT_CONNECT_TIMEOUT_S
+    pg_watchdog_s: int = DEFAULT_STATEMENT_TIMEOUT_MS // 1000 + WATCHDOG_MARGIN_S
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
         env = dict(os.environ if env is None else env)
         state_dir = Path(env.get("TELEMED_STATE_DIR") or PROJECT_ROOT / ".local").resolve()
+        statement_ms = _int(env, "TELEMED_PG_STATEMENT_TIMEOUT_MS", DEFAULT_STATEMENT_TIMEOUT_MS)
 
         url = env.get("DATABASE_URL", "")
         if url:
@@ -124,10 +130,11 @@ class Settings:
             state_dir=state_dir,
             landing_dir=Path(landing).resolve() if landing else state_dir / "landing" / "feedback",
             feedback_max_file_bytes=_int(env, "TELEMED_FEEDBACK_MAX_FILE_BYTES", DEFAULT_FEEDBACK_MAX_FILE_BYTES),
-            pg_statement_timeout_ms=_int(env, "TELEMED_PG_STATEMENT_TIMEOUT_MS", DEFAULT_STATEMENT_TIMEOUT_MS),
+            pg_statement_timeout_ms=statement_ms,
             pg_tcp_user_timeout_ms=_int(env, "TELEMED_PG_TCP_USER_TIMEOUT_MS", DEFAULT_TCP_USER_TIMEOUT_MS),
             pg_keepalives_idle_s=_int(env, "TELEMED_PG_KEEPALIVES_IDLE_S", DEFAULT_KEEPALIVES_IDLE_S),
             pg_connect_timeout_s=_int(env, "PGCONNECT_TIMEOUT", DEFAULT_CONNECT_TIMEOUT_S),
+            pg_watchdog_s=_int(env, "TELEMED_PG_WATCHDOG_S", statement_ms // 1000 + WATCHDOG_MARGIN_S),
         )
 
     def dsn(self, database: str | None = None) -> str:

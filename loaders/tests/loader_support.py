@@ -11,7 +11,10 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+from confluent_kafka import Producer
+
 from runtime import db
+from runtime.kafka import client_config
 from runtime.settings import PROJECT_ROOT, Settings
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -133,6 +136,14 @@ def valid_form(feedback_id: str, appointment_id: str = "APT-00000001", **fields)
         "comments": None,
     }
     return {**form, **fields}
+
+
+def send(settings: Settings, topic: str, values: list[bytes]) -> None:
+    """Each value as one message (keys spread over five), every one acknowledged by the broker."""
+    producer = Producer(client_config(settings))
+    for i, value in enumerate(values):
+        producer.produce(topic, value=value, key=f"k{i % 5}".encode())
+    assert producer.flush(30) == 0
 
 
 def write_jsonl(path: Path, lines: list[bytes]) -> Path:

@@ -13,11 +13,21 @@ import os
 import signal
 import subprocess
 import time
+import uuid
 from pathlib import Path
 
 import pytest
 
-from loaders.tests.loader_support import loader_env, new_topic, run_loader, start_loader
+from loaders.tests.loader_support import (
+    loader_env,
+    new_topic,
+    run_loader,
+    scalar,
+    send,
+    start_loader,
+    valid_events,
+    wait_for,
+)
 from runtime import db
 from runtime.settings import LOADER_ROLE, Settings
 from testkit.fixtures import own_services as isolated_services
@@ -143,6 +153,48 @@ def test_a_frozen_postgres_ends_drain_runs_at_the_deadline(own_services, tmp_pat
             assert done.returncode != 0, (args, done.stderr[-3000:])
             assert message in done.stderr, (args, done.stderr[-3000:])
             assert seconds < BOUND_S, f"{args[0]} took {seconds:.0f}s"
+
+
+def test_a_server_frozen_under_a_connected_consumer_is_cut_off_by_the_watchdog(own_services, tmp_path):
+    """A Postgres frozen while the consumer holds a connection: the kernel still acknowledges every packet,
+    so neither keepalives nor tcp_user_timeout fire, and the server cannot enforce its statement_timeout.
+    The session's watchdog severs the connection, the retries then run into the deadline, and the run ends
+    with the outage message instead of waiting for the freeze to end; nothing is lost afterwards."""
+    settings, postgres, _ = own_services
+    topic, group = new_topic(), f"watchdog-{uuid.uuid4().hex[:6]}"
+    env = {**loader_env(settings), "PGCONNECT_TIMEOUT": "2", "TELEMED_PG_WATCHDOG_S": "2"}
+    follow = start_loader(
+        env, tmp_path / "consume.log", "consume", "--topic", topic, "--group", group,
+        "--max-retry-seconds", str(DEADLINE_S),
+    )  # fmt: skip
+    try:
+        wait_for(lambda: loader_sessions(settings) > 0, 60, "the consumer's Postgres session")
+        with postgres_frozen(postgres):
+            send(settings, topic, valid_events(50))  # the next batch's write meets the frozen server
+            try:
+                status = follow.wait(timeout=BOUND_S)
+            except subprocess.TimeoutExpired:
+                status = None
+        assert status is not None, "the consumer waited for the frozen server past the bound"
+    finally:
+        if follow.poll() is None:
+            follow.kill()
+            follow.wait()
+    log = (tmp_path / "consume.log").read_text()
+    assert status == 1, log[-3000:]
+    assert f"cannot reach Postgres at {settings.pg_host}:{settings.pg_port}" in log, log[-3000:]
+    done = run_loader(env, "consume", "--drain", "--idle-seconds", "2", "--topic", topic, "--group", group)
+    assert done.returncode == 0, done.stderr[-3000:]
+    loaded = scalar(settings, "select count(*) from raw.appointment_events where kafka_topic = %s", (topic,))
+    assert loaded == 50
+
+
+def loader_sessions(settings) -> int:
+    return scalar(
+        settings,
+        "select count(*) from pg_stat_activity where application_name = 'telemed-elt'"
+        " and datname = current_database() and pid <> pg_backend_pid()",
+    )
 
 
 def test_a_signal_ends_the_feedback_loader_waiting_for_postgres(own_services, tmp_path):

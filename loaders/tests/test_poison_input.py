@@ -6,10 +6,16 @@ from __future__ import annotations
 import json
 import os
 
-from confluent_kafka import Producer
-
-from loaders.tests.loader_support import loader_env, new_topic, query, run_loader, scalar, valid_events, valid_form
-from runtime.kafka import client_config
+from loaders.tests.loader_support import (
+    loader_env,
+    new_topic,
+    query,
+    run_loader,
+    scalar,
+    send,
+    valid_events,
+    valid_form,
+)
 
 # Deeper than any JSON decoder's recursion limit: json raises RecursionError, not ValueError.
 DEEP = 100_000
@@ -25,13 +31,6 @@ def with_raw_field(record: dict, field: str, raw_json: str) -> bytes:
     """``record`` as JSON with one more field whose value is the literal text ``raw_json``."""
     text = json.dumps(record)
     return (text[:-1] + f', "{field}": {raw_json}}}').encode()
-
-
-def send(settings, topic: str, values: list[bytes]) -> None:
-    producer = Producer(client_config(settings))
-    for i, value in enumerate(values):
-        producer.produce(topic, value=value, key=f"k{i % 5}".encode())
-    assert producer.flush(30) == 0
 
 
 def drain(settings, topic: str, group: str):
