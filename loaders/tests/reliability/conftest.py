@@ -8,7 +8,9 @@ At the end of the session the figures of every case are printed and written to
 from __future__ import annotations
 
 import json
+import os
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -38,30 +40,36 @@ def _table(rows: list[dict]) -> list[str]:
     return lines
 
 
-PARTS = ARTIFACTS / "reliability-parts"
-
-
 def _is_worker(config) -> bool:
     return hasattr(config, "workerinput")
 
 
+def _parts(config) -> Path:
+    """This run's folder of per-process figures, named after the main pytest process (an xdist worker's
+    parent), so that pytest runs at once (`make test` runs the faked dates beside pytest) never merge,
+    or delete, each other's figures."""
+    main = os.getppid() if _is_worker(config) else os.getpid()
+    return ARTIFACTS / "reliability-parts" / str(main)
+
+
 def pytest_sessionstart(session):
     if not _is_worker(session.config):
-        shutil.rmtree(PARTS, ignore_errors=True)
+        shutil.rmtree(_parts(session.config), ignore_errors=True)
 
 
 def pytest_sessionfinish(session, exitstatus):
     """Each process writes the figures of the cases it ran (under pytest-xdist the suite's modules may
     run on several workers); the main process merges them into the summary."""
+    parts = _parts(session.config)
     if FIGURES:
-        PARTS.mkdir(parents=True, exist_ok=True)
+        parts.mkdir(parents=True, exist_ok=True)
         worker = session.config.workerinput["workerid"] if _is_worker(session.config) else "main"
-        (PARTS / f"{worker}.json").write_text(json.dumps(FIGURES, default=str) + "\n")
-    if _is_worker(session.config) or not PARTS.is_dir():
+        (parts / f"{worker}.json").write_text(json.dumps(FIGURES, default=str) + "\n")
+    if _is_worker(session.config) or not parts.is_dir():
         return
-    rows = sorted((row for part in sorted(PARTS.glob("*.json")) for row in json.loads(part.read_text())),
+    rows = sorted((row for part in sorted(parts.glob("*.json")) for row in json.loads(part.read_text())),
                   key=lambda row: row["case"])  # fmt: skip
-    shutil.rmtree(PARTS, ignore_errors=True)
+    shutil.rmtree(parts, ignore_errors=True)
     if not rows:
         return
     session.config.stash[_ROWS] = rows
