@@ -337,6 +337,7 @@ def format_value(value: float | None, unit: str) -> str:
     return f"{value:,.4g}"
 
 
+RAW_BOUND_MESSAGE = re.compile(r"^\S+ is outside the (warn|error) bound")
 DBT_RESULT_MESSAGE = re.compile(r"^Got \d+ results?, configured to (warn|fail) if")
 BOUND = re.compile(r"^(<=|>=)\s*(-?[0-9.eE+-]+)\s*(\w+)?$")
 
@@ -505,7 +506,7 @@ def _row(check: Check, detailed: bool) -> str:
     name = html.escape(check.name)
     description = f'<div class="desc">{html.escape(check.description)}</div>' if check.description and detailed else ""
     # dbt's "Got 13 results, configured to warn if != 0" says no more than the value and threshold do.
-    said = check.check_type == "dbt_test" and DBT_RESULT_MESSAGE.match(check.message)
+    said = DBT_RESULT_MESSAGE.match(check.message) or RAW_BOUND_MESSAGE.match(check.message)
     message = (
         f'<div class="msg">{html.escape(check.message)}</div>'
         if check.message and check.status != "pass" and detailed and not said

@@ -162,11 +162,12 @@ def test_fits_a_1366_px_window_and_loads_nothing_else(page_at_1366, report_page)
 
 def test_failures_and_warnings_come_first(page_at_1366):
     page, _ = page_at_1366
-    rows = page.eval_on_selector_all("table.checks tbody tr", "rows => rows.map(r => r.dataset.status)")
+    rows = page.eval_on_selector_all("table.checks > tbody > tr", "rows => rows.map(r => r.dataset.status)")
     assert rows[:3] == ["error", "error", "warn"], rows[:6]
     assert set(rows[3:]) == {"pass"}
-    first = page.eval_on_selector_all("#attention tbody tr", "rows => rows.map(r => r.dataset.check)")
-    assert first == [f"dbt_test:{LONG_NAME}", "no_show_rate", "dbt_test:assert_feedback_forms_match_an_appointment"]
+    first = page.eval_on_selector_all("#attention > tbody > tr", "rows => rows.map(r => r.dataset.check)")
+    # Errors, then warnings; within a level the monitors' families in their order, data tests last.
+    assert first == ["no_show_rate", f"dbt_test:{LONG_NAME}", "dbt_test:assert_feedback_forms_match_an_appointment"]
     tiles = page.inner_text(".tiles")
     assert "2\nerrors" in tiles and "1\nwarnings" in tiles
 
