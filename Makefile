@@ -31,11 +31,31 @@ TEST_AS_OF ?= 2026-11-01T00:00:00Z
 CHROMIUM ?= $(or $(TELEMED_CHROMIUM),/usr/bin/chromium)
 select_flag = $(if $(SELECT),--select $(SELECT),) $(if $(SELECTOR),--selector $(SELECTOR),)
 
-.PHONY: help setup deps up down status db generate load build freshness monitor dashboards chromium docs docs-serve \
-	bench lint format test pytest dbt-test demo clean lock _test insights faketime test-dates test-fast lint-python
+# Numeric variables are checked when make reads this file, so a bad value stops it before anything starts.
+# $(call whole_number,VARIABLE,PATTERN,WHAT IT MUST BE)
+whole_number = $(if $(shell [[ '$(subst ','',$($(1)))' =~ ^$(2)$$ ]] && echo ok),,$(error $(1)=$($(1)) is not valid: \
+	$(1) must be $(3)))
+$(call whole_number,SCALE,[1-9][0-9]*,a positive whole number of appointments (e.g. SCALE=50000))
+$(call whole_number,SEED,-?[0-9]+,a whole number (e.g. SEED=42))
+$(call whole_number,TEST_SCALE,[1-9][0-9]*,a positive whole number of appointments (e.g. TEST_SCALE=3000))
+$(call whole_number,PYTEST_WORKERS,[0-9]+,a whole number of pytest workers (0: no xdist))
+$(call whole_number,DATE_JOBS,[1-9][0-9]*,a positive whole number of faked-date runs at once)
 
-help: ## list the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+.PHONY: help setup deps up down status db generate load build freshness monitor dashboards chromium docs docs-serve \
+	bench lint format test pytest dbt-test demo clean lock _test insights faketime test-dates test-fast lint-python psql
+
+# `make help`: these first, in this order, then every other target in the order of this file.
+EVERYDAY := demo status psql monitor dashboards docs-serve insights test-fast test down help
+
+help: ## list the targets: the everyday ones first
+	@if [ -t 1 ] && [ -z "$${NO_COLOR:-}" ]; then color=1; else color=; fi; \
+	awk -v everyday="$(EVERYDAY)" -v color="$$color" 'BEGIN { FS = ":.*## "; n = split(everyday, first, " ") } \
+		/^[a-zA-Z_-]+:.*## / { help[$$1] = $$2; order[++count] = $$1 } \
+		function show(name) { if (color) printf "  \033[36m%-12s\033[0m %s\n", name, help[name]; \
+			else printf "  %-12s %s\n", name, help[name] } \
+		END { print "Everyday:"; for (i = 1; i <= n; i++) if (first[i] in help) { show(first[i]); shown[first[i]] = 1 } \
+			print ""; print "Everything else:"; for (i = 1; i <= count; i++) if (!(order[i] in shown)) show(order[i]) }' \
+		$(MAKEFILE_LIST)
 
 $(STAMP): requirements.txt
 	@$(PYTHON) -c 'import sys; sys.exit("Python 3.10+ is required, found " + sys.version.split()[0]) if sys.version_info < (3, 10) else None'
@@ -77,6 +97,9 @@ down: setup ## stop the embedded services (Postgres data is kept under .local/)
 
 status: setup ## say what runs where
 	$(RUN) services status
+
+psql: setup ## psql on the project's database (the embedded one after `make up`); PSQL_ARGS=... passed on
+	@$(RUN) env -- psql $(PSQL_ARGS)
 
 db: setup ## create database, roles, schemas and raw tables (idempotent)
 	$(RUN) db init
@@ -205,25 +228,13 @@ dbt-test: setup $(DBT_PACKAGES) ## dbt build with every test on a small generate
 	$(DBT) build --full-refresh
 	$(DBT) source freshness
 
-# The demo's world ends on the generator's default period end (2026-10-31); a week later the late events
-# and late feedback forms have arrived, and an incremental build takes them in.
+# The demo (demo/__main__.py): one line per step, the full output in .local/logs/demo-<time>.log, then the
+# warnings explained, the Key Insights and what to open next. Its world ends on the generator's default
+# period end (2026-10-31); LATE_AS_OF is when the late round brings the week's late events and forms.
 LATE_AS_OF ?= 2026-11-07T00:00:00Z
 
-demo: $(DBT_PACKAGES) ## from a fresh clone: services, data, load, dbt build, late data, freshness, monitors, dashboards
-	$(MAKE) --no-print-directory up
-	$(MAKE) --no-print-directory generate
-	$(MAKE) --no-print-directory load
-	$(DBT) build
-	@echo "== a week later: late events and late feedback forms arrive; incremental build"
-	$(MAKE) --no-print-directory generate GENERATE_ARGS="--as-of $(LATE_AS_OF) $(GENERATE_ARGS)"
-	$(MAKE) --no-print-directory load
-	$(DBT) build
-	$(DBT) source freshness
-	$(PY) -m monitors || echo "monitors: some checks are at error level (see above and .local/monitoring/index.html)"
-	$(PY) -m dashboards
-	$(RUN) insights
-	@echo "demo done: dashboards in .local/dashboards/index.html, monitors in .local/monitoring/index.html."
-	@echo "Services keep running for exploration ('make docs-serve', 'make status'); 'make down' stops them."
+demo: $(DBT_PACKAGES) ## from a fresh clone: services, data, load, dbt build, late data, monitors, dashboards, insights
+	@$(PY) -m demo --scale $(SCALE) --seed $(SEED) --late-as-of $(LATE_AS_OF) $(DEMO_ARGS)
 
 clean: ## remove build output (keeps .local data and .venv)
 	rm -rf target dbt_packages logs

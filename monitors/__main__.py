@@ -32,9 +32,18 @@ OBSERVATION_CHECKS = [name for name in checks.CHECK_TYPES if checks.CHECK_TYPES[
 # The dbt calls of one run: (arguments, the artifact it writes, the folder under target/monitor it is kept in).
 DBT_STEPS = [
     (["source", "freshness"], "sources.json", "freshness"),
-    # The monitor models and every data test, in one invocation (tests after what they test).
+    # The monitor models and every data test, in one invocation (tests after what they test). Failing rows
+    # are kept (schema monitoring_failures, dbt_project.yml) for the report's samples.
     (
-        ["build", "--select", "tag:monitor", "resource_type:test", "--exclude-resource-type", "unit_test"],
+        [
+            "build",
+            "--select",
+            "tag:monitor",
+            "resource_type:test",
+            "--exclude-resource-type",
+            "unit_test",
+            "--store-failures",
+        ],
         "run_results.json",
         "tests",
     ),
@@ -203,14 +212,31 @@ def send_alerts(
     return outcome
 
 
+def describe_alerts(outcome: dict) -> str:
+    """What happened to the alerts, in words: per channel, or why none was sent."""
+    if not outcome:
+        return "none sent: no channel configured (SLACK_WEBHOOK_URL, or SMTP_HOST and ALERT_EMAIL_TO)"
+    parts = []
+    for channel, result in outcome.items():
+        if "failed" in result:
+            parts.append(f"{channel}: FAILED ({result['failed']}), {result['pending']} pending")
+        elif "dry_run" in result:
+            parts.append(f"{channel}: {result['dry_run']} printed (dry run)")
+        else:
+            sent = result.get("sent", 0)
+            parts.append(f"{channel}: {sent} sent" if sent else f"{channel}: nothing new to send")
+    return "; ".join(parts)
+
+
 def print_summary(run_id: str, results: list[checks.CheckResult], outcome: dict, report_path: Path) -> int:
     """One line per run and per problem; the exit status: 1 when any check is at error level."""
     errors = [r for r in results if r.status == "error"]
     warns = [r for r in results if r.status == "warn"]
-    print(f"monitor run {run_id}: {len(results)} checks, {len(warns)} warn, {len(errors)} error; alerts {outcome}")
+    print(f"monitor run {run_id}: {len(results)} checks, {len(warns)} warn, {len(errors)} error")
     for result in errors + warns:
-        print(f"  {result.status.upper():5} {result.check_name}: {result.message}")
-    print(f"dashboard: {report_path}")
+        print(f"  {result.status.upper():5} {result.check_name}: {report.plain_message(result)}")
+    print(f"alerts: {describe_alerts(outcome)}")
+    print(f"report: {report_path.resolve().as_uri()}")
     return 1 if errors else 0
 
 
@@ -235,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
         outcome = send_alerts(conn, run_id, results, thresholds, dry_run=args.dry_run)
         store.finish_run(conn, run_id, checks.utcnow(), outcome)
         report_path = args.report or settings.state_dir / "monitoring" / "index.html"
-        report.write_report(conn, report_path, checks.utcnow())
+        report.write_report(conn, report_path, checks.utcnow(), monitor_target / "tests" / "manifest.json")
     finally:
         conn.close()
     return print_summary(run_id, results, outcome, report_path)

@@ -171,6 +171,11 @@ def test_clean_run_stores_every_check_and_alerts_nothing(pipeline, receivers):
     observed = dict(pipeline.sql("select check_name, observed_value from monitoring.monitor_observations"))
     assert 0.02 < observed["no_show_rate"] < 0.08
     assert "Data health: monitors" in (pipeline.work / "monitoring.html").read_text()
+    # dbt kept every data test's failing rows (none here) for the report, in a schema of their own.
+    ((stored,),) = pipeline.sql(
+        "select count(*) from information_schema.tables where table_schema = 'monitoring_failures'"
+    )
+    assert stored == sum(name.startswith("dbt_test:") for name in rows)
 
 
 def test_stale_data_alerts_on_both_channels(pipeline, receivers):
