@@ -9,6 +9,7 @@ the monitoring dashboard. Exit status 1 when any check is at error level (for sc
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import shutil
@@ -19,6 +20,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import psycopg2
+from psycopg2 import sql
 
 from monitors import alerts, checks, report, store
 from runtime import db
@@ -32,22 +34,18 @@ OBSERVATION_CHECKS = [name for name in checks.CHECK_TYPES if checks.CHECK_TYPES[
 # The dbt calls of one run: (arguments, the artifact it writes, the folder under target/monitor it is kept in).
 DBT_STEPS = [
     (["source", "freshness"], "sources.json", "freshness"),
-    # The monitor models and every data test, in one invocation (tests after what they test). Failing rows
-    # are kept (schema monitoring_failures, dbt_project.yml) for the report's samples.
+    # The monitor models and every data test, in one invocation (tests after what they test).
     (
-        [
-            "build",
-            "--select",
-            "tag:monitor",
-            "resource_type:test",
-            "--exclude-resource-type",
-            "unit_test",
-            "--store-failures",
-        ],
+        ["build", "--select", "tag:monitor", "resource_type:test", "--exclude-resource-type", "unit_test"],
         "run_results.json",
         "tests",
     ),
 ]
+# The failing rows of the tests that failed or warned in that build, for the report's samples: run again
+# with --store-failures (schema monitoring_failures, dbt_project.yml), only when a test did not pass and
+# only those tests, instead of a table for each of ~400 tests on every run.
+FAILING_TESTS = ["test", "--select", "result:fail", "result:warn", "--store-failures", "--state"]
+FAILURES_SCHEMA = "monitoring_failures"
 
 
 def run_dbt(settings: Settings, args: list[str], target_path: Path) -> int:
@@ -157,6 +155,27 @@ def run_monitor_dbt(settings: Settings, monitor_target: Path) -> None:
             shutil.copyfile(monitor_target / "manifest.json", monitor_target / keep_as / "manifest.json")
 
 
+def keep_failing_rows(settings: Settings, monitor_target: Path) -> None:
+    """This run's failing rows, and no older ones: the schema is emptied first (a test that failed before
+    and passes now leaves nothing behind), then the failed and warning tests run again storing their rows."""
+    conn = db.connect(settings)
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute(sql.SQL("drop schema if exists {} cascade").format(sql.Identifier(FAILURES_SCHEMA)))
+    finally:
+        conn.close()
+    results = monitor_target / "tests" / "run_results.json"
+    if not results.exists():
+        return
+    statuses = {r.get("status") for r in json.loads(results.read_text()).get("results", [])}
+    if not statuses & {"fail", "warn"}:
+        return
+    run_dbt(settings, [*FAILING_TESTS, str(monitor_target / "tests")], monitor_target)
+    (monitor_target / "run_results.json").unlink(missing_ok=True)  # the build's results are the run's
+    if (monitor_target / "manifest.json").exists():  # it names the stored tables (relation_name)
+        shutil.copyfile(monitor_target / "manifest.json", monitor_target / "tests" / "manifest.json")
+
+
 def evaluate_checks(
     conn, thresholds: checks.Thresholds, monitor_target: Path, build_results: Path
 ) -> list[checks.CheckResult]:
@@ -251,6 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     build_results = keep_last_build_timings(args.dbt_target, monitor_target)
     if not args.skip_dbt:
         run_monitor_dbt(settings, monitor_target)
+        keep_failing_rows(settings, monitor_target)
 
     conn = db.connect(settings, role=DBT_ROLE)
     try:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import email
 import email.policy
+import json
 import os
 import re
 import subprocess
@@ -23,6 +24,7 @@ import pytest
 import yaml
 from aiosmtpd.controller import Controller
 
+from loaders.tests.loader_support import valid_form
 from monitors.checks import THRESHOLDS_FILE
 from monitors.tests.conftest import MailSink, WebhookReceiver, free_port
 from runtime import db
@@ -171,11 +173,8 @@ def test_clean_run_stores_every_check_and_alerts_nothing(pipeline, receivers):
     observed = dict(pipeline.sql("select check_name, observed_value from monitoring.monitor_observations"))
     assert 0.02 < observed["no_show_rate"] < 0.08
     assert "Data health: monitors" in (pipeline.work / "monitoring.html").read_text()
-    # dbt kept every data test's failing rows (none here) for the report, in a schema of their own.
-    ((stored,),) = pipeline.sql(
-        "select count(*) from information_schema.tables where table_schema = 'monitoring_failures'"
-    )
-    assert stored == sum(name.startswith("dbt_test:") for name in rows)
+    # Failing rows are kept only for tests that failed or warned: nothing here.
+    assert failure_tables(pipeline) == set()
 
 
 def test_stale_data_alerts_on_both_channels(pipeline, receivers):
@@ -220,6 +219,31 @@ def test_monitors_do_not_depend_on_the_session_time_zone(pipeline, receivers):
         " where check_name = 'freshness:kafka.appointment_events' order by result_id desc limit 1"
     )[0]
     assert 0 <= hours < 2
+
+
+def failure_tables(pipeline) -> set[str]:
+    rows = pipeline.sql("select table_name from information_schema.tables where table_schema = 'monitoring_failures'")
+    return {name for (name,) in rows}
+
+
+def test_a_warning_data_test_keeps_a_sample_of_its_rows_for_the_report(pipeline):
+    """A form whose appointment never arrived lands through the feedback loader: the warn test that reports
+    such forms stores its failing rows (and only it does), and the report shows them. (The last test on this
+    world: the form stays.)"""
+    landing = pipeline.work / "landing"
+    landing.mkdir(parents=True, exist_ok=True)
+    form = valid_form("FBK-99000001", appointment_id="APT-99000001")
+    (landing / "no-such-visit.json").write_text(json.dumps(form))
+    must([sys.executable, "-m", "loaders", "feedback"], pipeline.env)
+    done = pipeline.monitor()
+    errors = [line for line in done.stdout.splitlines() if "ERROR" in line and "upstream node failed" not in line]
+    assert done.returncode == 0, "\n".join(errors) or done.stdout[-3000:]
+    assert failure_tables(pipeline) == {"assert_feedback_forms_match_an_appointment"}
+    kept = pipeline.sql(
+        "select feedback_id, appointment_id from monitoring_failures.assert_feedback_forms_match_an_appointment"
+    )
+    assert kept == [("FBK-99000001", "APT-99000001")]
+    assert "APT-99000001" in (pipeline.work / "monitoring.html").read_text()
 
 
 @pytest.mark.dates
