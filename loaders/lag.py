@@ -79,11 +79,18 @@ class LagProbe:
     def __init__(self, settings: Settings, timeout: float = 5.0):
         self.timeout = timeout
         self.admin = admin_client(settings)
-        self.consumer = Consumer(client_config(settings, **{"group.id": PROBE_GROUP, "enable.auto.commit": False}))
+        self.consumer = Consumer(
+            client_config(
+                settings,
+                **{"group.id": PROBE_GROUP, "enable.auto.commit": False, "allow.auto.create.topics": False},
+            )
+        )
 
     def measure(self, group: str, topic: str, stored: dict[int, tuple[int, str | None]]) -> TopicLag:
         result = TopicLag(group, topic)
-        metadata = self.admin.list_topics(topic=topic, timeout=self.timeout)
+        # Asked through the consumer, which never creates topics: a metadata request for one topic through
+        # the admin client creates a missing topic on a broker that creates topics on demand (Tansu does).
+        metadata = self.consumer.list_topics(topic=topic, timeout=self.timeout)
         found = metadata.topics.get(topic)
         if found is None or found.error is not None or not found.partitions:
             result.missing = f"topic {topic} does not exist on the broker"
