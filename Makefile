@@ -30,7 +30,7 @@ CHROMIUM ?= $(or $(TELEMED_CHROMIUM),/usr/bin/chromium)
 select_flag = $(if $(SELECT),--select $(SELECT),) $(if $(SELECTOR),--selector $(SELECTOR),)
 
 .PHONY: help setup deps up down status db generate load build freshness monitor dashboards chromium docs docs-serve \
-	bench lint format test pytest dbt-test demo clean lock _test insights faketime test-dates test-fast lint-python
+	bench lint format test pytest dbt-test demo clean lock _test insights faketime test-dates test-fast lint-python serve
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -85,6 +85,9 @@ generate: up ## synthetic data (SCALE=appointments, SEED=n, GENERATE_ARGS=...), 
 
 load: up ## every loader once, draining what is there
 	$(RUN) load
+
+serve: up ## ingest as a service in the foreground (consumer + feedback watcher, metrics on 127.0.0.1:9108); Ctrl-C stops it
+	$(RUN) serve $(SERVE_ARGS)
 
 build: setup $(DBT_PACKAGES) ## dbt build: seeds, snapshots, models, tests (SELECT=..., SELECTOR=hourly, FULL_REFRESH=1)
 	$(DBT) build $(select_flag) $(if $(FULL_REFRESH),--full-refresh,)
