@@ -60,9 +60,10 @@ class LoaderMetrics:
         self.duplicates = Counter(
             "telemed_rows_duplicate", "Inputs skipped as already loaded (exactly once)", labels, registry=None
         ).labels(loader)
-        self.received = Counter(
+        received = Counter(
             "telemed_messages_received", "Kafka messages polled (committed or still in hand)", labels, registry=None
-        ).labels(loader)
+        )
+        self.received = received.labels(loader) if loader == "consume" else None
         self.batches = Histogram(
             "telemed_batch_commit_seconds",
             "Seconds from the start of a batch's Postgres transaction to its commit, retries included",
@@ -83,11 +84,8 @@ class LoaderMetrics:
             labels,
             registry=None,
         ).labels(loader)
-        # Touch every series so a scrape shows them at 0 before the first batch (messages: the consumer's).
-        for counter in (self.loaded, self.rejected, self.duplicates, self.retries):
-            counter.inc(0)
-        if loader == "consume":
-            self.received.inc(0)
+        # Every series is shown from the start: counters at 0; the last commit stays 0 (never) until the
+        # first batch, and the endpoint leaves a 0 out rather than serve a time 56 years ago.
 
     def batch_committed(self, counts: RunCounts, seconds: float) -> None:
         self.loaded.inc(counts.loaded)
@@ -97,7 +95,8 @@ class LoaderMetrics:
         self.last_commit.set(time.time())
 
     def messages_received(self, count: int) -> None:
-        self.received.inc(count)
+        if self.received is not None:
+            self.received.inc(count)
 
     def count_retries(self) -> logging.Handler:
         """Count every retry the loader announces: loaders/retry.py's Backoff logs one WARNING per wait,
@@ -137,8 +136,9 @@ class ServiceCollector:
     def collect(self) -> Iterator[Metric]:
         now = time.time()
         for family in self.children_metrics.collect():
-            yield family
             if family.name == LAST_COMMIT:
+                # 0 is a child's initial value: no batch committed yet, so no series (absent, not 1970).
+                family.samples = [sample for sample in family.samples if sample.value > 0]
                 since = GaugeMetricFamily(
                     "telemed_seconds_since_last_commit",
                     "Seconds since the loader's last batch committed to raw (absent before the first)",
@@ -146,7 +146,10 @@ class ServiceCollector:
                 )
                 for sample in family.samples:
                     since.add_metric([sample.labels["loader"]], max(0.0, now - sample.value))
+                yield family
                 yield since
+            else:
+                yield family
         yield from self._lag_families()
         up = GaugeMetricFamily("telemed_child_up", "1 while the supervised child process runs", labels=["child"])
         restarts = CounterMetricFamily(

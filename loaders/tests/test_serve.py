@@ -140,6 +140,13 @@ def test_sigterm_finishes_the_batch_in_hand(settings, kafka_topic, tmp_path):
             "the consumer to hold the 500 events",
         )
         assert scalar(settings, EVENTS, (kafka_topic,)) == 0, "nothing committed before the stop"
+        # No loader has committed a batch yet: no last commit and no seconds since (absent, not 1970).
+        metrics = service.scrape()
+        for loader in ("consume", "feedback"):
+            assert ("telemed_last_commit_timestamp_seconds", (("loader", loader),)) not in metrics
+            assert ("telemed_seconds_since_last_commit", (("loader", loader),)) not in metrics
+            assert metrics[("telemed_rows_loaded_total", (("loader", loader),))] == 0
+        assert ("telemed_messages_received_total", (("loader", "feedback"),)) not in metrics
     finally:
         service.proc.send_signal(signal.SIGTERM)
         code = stop(service.proc)
