@@ -7,9 +7,9 @@ One parent process supervises two children, each a ``python -m loaders serve --c
   loader (loaders/feedback.py) when the folder changed (a file added, replaced, grown or removed; judged by
   name, size and modification time, so a quiet folder costs a directory walk, not a read of every file).
 
-A child that dies is started again after a backoff (1 s, doubling, at most 30 s); when restarts exceed
-``--max-restarts`` within ``--restart-window`` seconds the parent stops the other child and exits 1,
-naming the child, its exit code and its restarts. A child exits on its own when its parent is gone (it
+A child that dies is started again after a backoff (1 s, doubling, at most 30 s); when it dies again
+after ``--max-restarts`` restarts within ``--restart-window`` seconds the parent stops the other child and
+exits 1, naming the child, its exit code and its restarts. A child exits on its own when its parent is gone (it
 never outlives a killed parent). SIGTERM or SIGINT (Ctrl-C) to the parent is passed to the children,
 which finish the batch in hand and close their runs; the parent waits up to ``--stop-timeout`` seconds,
 kills what is left (exit 1) and exits 0 when every child stopped cleanly.
