@@ -42,7 +42,7 @@ $(call whole_number,PYTEST_WORKERS,[0-9]+,a whole number of pytest workers (0: n
 $(call whole_number,DATE_JOBS,[1-9][0-9]*,a positive whole number of faked-date runs at once)
 
 .PHONY: help setup deps up down status db generate load build freshness monitor dashboards chromium docs docs-serve \
-	bench lint format test pytest dbt-test demo clean lock _test insights faketime test-dates test-fast lint-python psql
+	bench lint format test pytest dbt-test demo clean lock _test insights faketime test-dates test-fast lint-python psql serve
 
 # `make help`: these first, in this order, then every other target in the order of this file.
 EVERYDAY := demo status psql monitor dashboards docs-serve insights test-fast test down help
@@ -110,6 +110,9 @@ generate: up ## synthetic data (SCALE=appointments, SEED=n, GENERATE_ARGS=...), 
 
 load: up ## every loader once, draining what is there
 	$(RUN) load
+
+serve: up ## ingest as a service in the foreground (consumer + feedback watcher, metrics on 127.0.0.1:9108); Ctrl-C stops it
+	$(RUN) serve $(SERVE_ARGS)
 
 build: setup $(DBT_PACKAGES) ## dbt build: seeds, snapshots, models, tests (SELECT=..., SELECTOR=hourly, FULL_REFRESH=1)
 	$(DBT) build $(select_flag) $(if $(FULL_REFRESH),--full-refresh,)

@@ -11,4 +11,6 @@ CASES = [
     "benchmarks.consumer",
     "benchmarks.feedback_loader",
     "benchmarks.generator",
+    # The ingest service and scheduled dbt runs end to end (minutes: --only latency to run it alone).
+    "benchmarks.latency",
 ]

@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "feedback": ("loaders.feedback", "load feedback form files from the landing folder"),
     "reference": ("loaders.reference", "copy new and changed clinic reference rows into raw"),
     "load": ("loaders.load", "run every loader once, draining what is there"),
+    "serve": ("loaders.serve", "ingest as a service: consumer and feedback watcher, supervised, with metrics"),
     "insights": ("dashboards.insights", "print the original design's Key Insights computed from the marts"),
 }
 

@@ -22,6 +22,7 @@ import argparse
 import logging
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -221,6 +222,9 @@ class EventWriter:
         self.topic_id: str | None = None
         self.events = RawTable("raw.appointment_events", _COLUMNS, "event_id", "_stage_events")
         self.session = PgSession(settings, backoff, setup=self.events.ddl)
+        # The ingest service's metrics (loaders/serve.py): told each batch's counts and the seconds its
+        # transaction took, once it is committed.
+        self.on_commit: Callable[[RunCounts, float], None] | None = None
 
     def open_run(self, details: dict) -> None:
         self.session.run("opening the load run", lambda conn: self.run.open(conn, details))
@@ -240,6 +244,8 @@ class EventWriter:
         return self.session.transaction("reading stored offsets", fetch)
 
     def write(self, batch: Batch) -> RunCounts:
+        started = time.monotonic()
+
         def work(cur) -> RunCounts:
             counts = RunCounts(read=batch.read, duplicates=batch.duplicates)
             rejects = batch.rejects
@@ -259,7 +265,10 @@ class EventWriter:
             self.run.advance(cur, counts)
             return counts
 
-        return self.session.transaction(f"writing a batch of {batch.read} messages", work)
+        counts = self.session.transaction(f"writing a batch of {batch.read} messages", work)
+        if self.on_commit is not None:
+            self.on_commit(counts, time.monotonic() - started)
+        return counts
 
     def close(self) -> None:
         self.session.close()
@@ -320,6 +329,8 @@ class EventConsumer:
         self.broker = f"the broker at {settings.kafka_bootstrap_servers}"
         self._last_error_log = 0.0
         self._failed = False
+        # The ingest service's metrics: told how many messages each poll brought (read, not yet committed).
+        self.on_receive: Callable[[int], None] | None = None
 
     # ------------------------------------------------------------------ writer thread
 
@@ -552,6 +563,8 @@ class EventConsumer:
                     self._handle_errors(errors)
                 if len(errors) < len(messages):
                     last_message = now
+                    if self.on_receive is not None:
+                        self.on_receive(len(messages) - len(errors))
                     self._broker_down_since = None
             self._watch_broker(now)
             pending = self._pending

@@ -23,7 +23,7 @@ import re
 import stat
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import islice
@@ -258,6 +258,9 @@ class FeedbackLoader:
         self.writer_session = PgSession(settings, self.backoff, setup)
         self._seen_shas: set[str] = set()
         self._readers = ThreadPoolExecutor(max_workers=READ_THREADS, thread_name_prefix="feedback-reader")
+        # The ingest service's metrics (loaders/serve.py): told each batch's counts and the seconds its
+        # transaction took, once it is committed.
+        self.on_commit: Callable[[RunCounts, float], None] | None = None
 
     def run_once(self) -> tuple[str, str | None]:
         details = {"landing": str(self.landing)}
@@ -360,7 +363,12 @@ class FeedbackLoader:
                 self.files["loaded" if landed.status == "loaded" else "failed"] += 1
 
     def _write_batch(self, batch: FileBatch) -> RunCounts:
-        return self.writer_session.transaction(f"writing {len(batch.files)} files", lambda cur: self._write(cur, batch))
+        started = time.monotonic()
+        what = f"writing {len(batch.files)} files"
+        counts = self.writer_session.transaction(what, lambda cur: self._write(cur, batch))
+        if self.on_commit is not None:
+            self.on_commit(counts, time.monotonic() - started)
+        return counts
 
     def _write(self, cur, batch: FileBatch) -> RunCounts:
         # Counted afresh by each attempt: a transaction retried after a reconnect starts from zero.

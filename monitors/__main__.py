@@ -1,8 +1,9 @@
 """``python -m monitors``: dbt source freshness and the monitor tests as monitors.
 
 One run: read the timings of the last dbt build, run ``dbt source freshness``, then ``dbt build`` of the
-monitor models together with every data test, evaluate the observed values against thresholds.yml, store one row
-per check in monitoring.monitor_results, alert each configured channel about what changed, and render
+monitor models together with every data test, evaluate the observed values against thresholds.yml, together with
+the ingestion's real-time health (consumer lag, seconds since each loader's last load: monitors/ingestion.py),
+store one row per check in monitoring.monitor_results, alert each configured channel about what changed, and render
 the monitoring dashboard. Exit status 1 when any check is at error level (for schedulers), else 0.
 """
 
@@ -22,14 +23,15 @@ from pathlib import Path
 import psycopg2
 from psycopg2 import sql
 
-from monitors import alerts, checks, report, store
+from monitors import alerts, checks, ingestion, report, store
 from runtime import db
 from runtime.envcmd import child_env
 from runtime.settings import DBT_ROLE, PROJECT_ROOT, REPORTING_ROLE, Settings
 
 log = logging.getLogger("monitors")
 
-OBSERVATION_CHECKS = [name for name in checks.CHECK_TYPES if checks.CHECK_TYPES[name] != "performance"]
+# The checks monitoring.monitor_observations computes (performance and ingestion are read in Python).
+OBSERVATION_CHECKS = [name for name, kind in checks.CHECK_TYPES.items() if kind not in ("performance", "ingestion")]
 
 # The dbt calls of one run: (arguments, the artifact it writes, the folder under target/monitor it is kept in).
 DBT_STEPS = [
@@ -177,14 +179,16 @@ def keep_failing_rows(settings: Settings, monitor_target: Path) -> None:
 
 
 def evaluate_checks(
-    conn, thresholds: checks.Thresholds, monitor_target: Path, build_results: Path
+    conn, thresholds: checks.Thresholds, monitor_target: Path, build_results: Path, settings: Settings
 ) -> list[checks.CheckResult]:
-    """Every check of the run: freshness, observations, performance, data tests, and dbt's own failures."""
+    """Every check of the run: freshness, observations, performance, ingestion (lag, last load), data
+    tests, and dbt's own failures."""
     tests = monitor_target / "tests"
     results = [
         *checks.freshness_checks(monitor_target / "freshness" / "sources.json"),
         *observation_results(conn, thresholds),
         *performance_results(conn, build_results, thresholds),
+        *ingestion.ingestion_results(conn, settings, thresholds),
         *checks.test_checks(tests / "run_results.json", tests / "manifest.json"),
     ]
     for _, artifact, keep_as in DBT_STEPS:
@@ -275,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     conn = db.connect(settings, role=DBT_ROLE)
     try:
         store.ensure_tables(conn, reporting_role=REPORTING_ROLE)
-        results = evaluate_checks(conn, thresholds, monitor_target, build_results)
+        results = evaluate_checks(conn, thresholds, monitor_target, build_results, settings)
         store.start_run(conn, run_id, started_at)
         store.store_results(conn, run_id, started_at, results)
         outcome = send_alerts(conn, run_id, results, thresholds, dry_run=args.dry_run)

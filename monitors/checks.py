@@ -29,6 +29,10 @@ CHECK_TYPES = {
     "avg_connection_quality": "technical",
     "pipeline_run_seconds": "performance",
     "slowest_model_seconds": "performance",
+    # real-time health of the ingestion (monitors/ingestion.py), one check per consumer group and topic
+    # and per loader
+    "consumer_lag_messages": "ingestion",
+    "seconds_since_last_load": "ingestion",
 }
 
 
