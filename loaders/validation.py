@@ -32,6 +32,7 @@ UNDECODABLE = "undecodable"  # the decoder or a check raised (e.g. RecursionErro
 UNSTORABLE = "unstorable"  # schema-valid, but Postgres refused the row (SQLSTATE in the detail)
 NOT_A_REGULAR_FILE = "not_a_regular_file"  # a landing entry that is a symlink, a FIFO, a device ...
 TOO_LARGE = "too_large"  # a landing file over the loader's size limit, left unread
+UNREADABLE = "unreadable"  # a landing file the loader may not open or could not read (EACCES, EIO ...)
 
 SCHEMA_VERSION = 1
 
