@@ -33,6 +33,9 @@ from loaders.tests.test_pipeline import dbt
 from runtime import db
 from runtime.kafka import client_config
 
+# A consumer group join per example and a dbt run for the staging view: with the slow suite, out of test-fast.
+pytestmark = pytest.mark.slow
+
 PARTITIONS = 2
 
 
