@@ -44,6 +44,7 @@ from loaders.validation import (
     UNSTORABLE,
     check_form,
     storable_json_text,
+    storable_text,
 )
 from runtime.progress import Progress
 from runtime.settings import DEFAULT_FEEDBACK_MAX_FILE_BYTES, Settings
@@ -201,7 +202,7 @@ def read_file(batch: FileBatch, landed: LandedFile, data: bytes, tail: str) -> N
                 (
                     problem[0],
                     problem[1],
-                    feedback_id if type(feedback_id) is str and "\x00" not in feedback_id else None,
+                    feedback_id if storable_text(feedback_id) else None,
                     payload,
                     landed.path,
                     sha,

@@ -337,15 +337,20 @@ def storable_json_text(text: str) -> bool:
         return False
 
 
+def storable_text(value: object) -> bool:
+    """True for a string a Postgres text column holds: no NUL character, no unpaired surrogate."""
+    if type(value) is not str or "\x00" in value:
+        return False
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _storable(value: object) -> bool:
     if type(value) is str:
-        if "\x00" in value:
-            return False
-        try:
-            value.encode()
-        except UnicodeEncodeError:
-            return False
-        return True
+        return storable_text(value)
     if type(value) is list:  # an array, or an object as its (key, value) pairs (JSON has no tuples)
         return all(
             _storable(item[0]) and _storable(item[1]) if type(item) is tuple else _storable(item) for item in value

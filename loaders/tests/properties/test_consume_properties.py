@@ -230,6 +230,11 @@ FOUND = [
         "rejected",
         validation.INVALID_JSON,
     ),
+    # An invalid event whose event_id a text column cannot hold (an unpaired surrogate, NUL): the id went
+    # into the quarantine row as is, and the client library's refusal to encode it failed the run. Found by
+    # the feedback property (the same path for a form's feedback_id); now the id is left out.
+    Input(b'{"schema_version": 1, "event_id": "\\udfff"}', "rejected", validation.MISSING_FIELD, "event_type"),
+    Input(b'{"schema_version": 1, "event_id": "a\\u0000"}', "rejected", validation.MISSING_FIELD, "event_type"),
 ]
 
 

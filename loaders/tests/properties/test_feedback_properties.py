@@ -162,10 +162,14 @@ def form_text(feedback_id: str, prefix: str = "") -> bytes:
 
 REPEATED_KEY = form_text("FBK-8000001", '"feedback_id": "\\ud800", ')
 NOT_UTF8_NAME = form_text("FBK-8000002")
+SURROGATE_ID = form_text("FBK-8000003").replace(b'"FBK-8000003"', b'"00000\\udfffxx"')
 # Found by this property or noticed beside it, kept as regression cases: a repeated key whose first value is
 # an unpaired surrogate (Python keeps the last value, jsonb parses both: it went to Postgres as valid and
-# came back unstorable; now invalid_json), and a file name that is not UTF-8 (it failed the whole run).
+# came back unstorable; now invalid_json), a file name that is not UTF-8 (it failed the whole run), and
+# an invalid form whose feedback_id a text column cannot hold (it went into the quarantine row as is and the
+# client library's refusal to encode it failed the run; found by a `make fuzz` run, seed 2603650109).
 FOUND = [
+    ("2026/10/30", LandingFile(b"surrogate-id.json", SURROGATE_ID, (Input(SURROGATE_ID, "rejected", "invalid_json"),))),
     ("2026/10/31", LandingFile(b"repeated-key.json", REPEATED_KEY, (Input(REPEATED_KEY, "rejected", "invalid_json"),))),
     ("2026/10/31", LandingFile(b"caf\xe9.json", NOT_UTF8_NAME, (Input(NOT_UTF8_NAME, "valid"),))),
 ]
