@@ -5,9 +5,10 @@ what must hold for any input (every input exactly once in raw or in quarantine, 
 Two profiles, chosen with HYPOTHESIS_PROFILE:
 - ``ci`` (the default, `make test`): few examples per test, derandomized (the same examples on every run,
   so a red CI run is reproducible), no example database, no deadline (one example is a whole loader run);
-- ``fuzz`` (`make fuzz`): FUZZ_FACTOR (20) times the examples, a random seed (`make fuzz` passes one and
-  prints it; `make fuzz FUZZ_SEED=n` repeats a run), and hypothesis' example database under .hypothesis/
-  (git-ignored), which replays the failures found before first.
+- ``fuzz`` (`make fuzz`): FUZZ_FACTOR (20) times the examples from a random seed (`make fuzz` passes one
+  and prints it; `make fuzz FUZZ_SEED=n` repeats a run). A failure prints the falsifying example and a
+  ``@reproduce_failure`` blob. No example database: with a seed given, hypothesis would not use one anyway
+  (its caches still go to .hypothesis/, which git ignores).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ _SLOW_IS_FINE = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.l
 settings.register_profile(
     "ci", deadline=None, derandomize=True, database=None, print_blob=True, suppress_health_check=_SLOW_IS_FINE
 )
-settings.register_profile("fuzz", deadline=None, print_blob=True, suppress_health_check=_SLOW_IS_FINE)
+settings.register_profile("fuzz", deadline=None, database=None, print_blob=True, suppress_health_check=_SLOW_IS_FINE)
 if PROFILE not in ("ci", "fuzz"):
     raise RuntimeError(f"HYPOTHESIS_PROFILE must be ci or fuzz, not {PROFILE!r}")
 
