@@ -175,7 +175,7 @@ FOUND = [
 ]
 
 
-@examples(ci=25)
+@examples(ci=15)
 @example(files=FOUND)
 @given(landing_files())
 def test_every_landing_entry_and_form_is_recorded_exactly_once(settings, tmp_path_factory, files):
