@@ -220,6 +220,18 @@ test-dates: setup faketime $(DBT_PACKAGES) ## the date-sensitive tests under fiv
 soak: setup $(DBT_PACKAGES) ## the reliability and security suite at soak scale (longer outages, more kills and events)
 	RELIABILITY_SCALE=soak $(VENV)/bin/pytest loaders/tests/reliability $(PYTEST_ARGS)
 
+# The property tests (loaders/tests/properties, hypothesis) run in `make test` with a few derandomized
+# examples; this runs them with FUZZ_FACTOR times more, from a random seed it prints (FUZZ_SEED=n repeats a
+# run), plus test_value_edges.py, whose dbt build then takes a bigger generated batch.
+FUZZ_FACTOR ?= 20
+FUZZ_SEED ?= $(shell od -An -N4 -tu4 /dev/urandom | tr -d ' ')
+.PHONY: fuzz
+fuzz: setup $(DBT_PACKAGES) ## the property tests, FUZZ_FACTOR (20) times longer, random seed (FUZZ_SEED=n repeats one)
+	@echo "fuzz: hypothesis seed $(FUZZ_SEED); repeat with: make fuzz FUZZ_SEED=$(FUZZ_SEED)"
+	$(RUN) services run -- env HYPOTHESIS_PROFILE=fuzz FUZZ_FACTOR=$(FUZZ_FACTOR) $(VENV)/bin/pytest \
+		loaders/tests/properties loaders/tests/test_value_edges.py -n 2 --dist loadfile -p no:cacheprovider \
+		--hypothesis-seed=$(FUZZ_SEED) $(PYTEST_ARGS)
+
 # dbt needs data: a small generated world, loaded through the real loaders (own topic and folders).
 dbt-test: setup $(DBT_PACKAGES) ## dbt build with every test on a small generated world (run by `make test` on its database)
 	rm -rf $(TEST_DATA)

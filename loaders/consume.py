@@ -47,6 +47,7 @@ from loaders.validation import (
     UNSTORABLE,
     check_event,
     storable_json_text,
+    storable_text,
 )
 from runtime.kafka import admin_client, client_config, topic_exists, topic_id
 from runtime.progress import Progress
@@ -168,7 +169,8 @@ def add_messages(batch: Batch, messages: list) -> list:
             problem, event_ts = check_event(event)
             if problem is not None:
                 event_id = event.get("event_id") if type(event) is dict else None
-                _reject(batch, problem[0], problem[1], value, msg, event_id if type(event_id) is str else None)
+                # The id is kept for lineage when a text column can hold it (no NUL, no lone surrogate).
+                _reject(batch, problem[0], problem[1], value, msg, event_id if storable_text(event_id) else None)
                 continue
             if not storable_json_text(text):
                 _reject(batch, INVALID_JSON, "holds a NUL character or an unpaired surrogate", value, msg)

@@ -40,9 +40,11 @@ from loaders.validation import (
     NOT_JSON,
     TOO_LARGE,
     UNDECODABLE,
+    UNREADABLE,
     UNSTORABLE,
     check_form,
     storable_json_text,
+    storable_text,
 )
 from runtime.progress import Progress
 from runtime.settings import DEFAULT_FEEDBACK_MAX_FILE_BYTES, Settings
@@ -103,7 +105,9 @@ def list_files(root: Path) -> Iterator[str]:
 
     Hidden entries (a leading dot) are left out: writers stage files there and rename them into place,
     so a file being written is never read half way. Symbolic links (to files or folders), FIFOs and the
-    like are listed, never followed: the reader records them as failed, unread.
+    like are listed, never followed: the reader records them as failed, unread. A subfolder that cannot
+    be listed (EACCES ...) is listed itself, so the reader records it as unreadable; the landing folder
+    itself not being listable raises.
     """
     stack = [str(root)]
     while stack:
@@ -111,6 +115,11 @@ def list_files(root: Path) -> Iterator[str]:
         try:
             entries = sorted(os.scandir(folder), key=lambda entry: entry.name)
         except FileNotFoundError:
+            continue
+        except OSError:
+            if folder == str(root):
+                raise
+            yield folder
             continue
         subfolders = []
         for entry in entries:
@@ -193,7 +202,7 @@ def read_file(batch: FileBatch, landed: LandedFile, data: bytes, tail: str) -> N
                 (
                     problem[0],
                     problem[1],
-                    feedback_id if type(feedback_id) is str and "\x00" not in feedback_id else None,
+                    feedback_id if storable_text(feedback_id) else None,
                     payload,
                     landed.path,
                     sha,
@@ -289,6 +298,9 @@ class FeedbackLoader:
         except RetryGaveUp as exc:
             status, error = "failed", str(exc)
             log.error("%s", error)
+        except OSError as exc:  # the landing folder itself cannot be listed
+            status, error = "failed", f"cannot list the landing folder {self.landing}: {exc.strerror}"
+            log.error("%s", error)
         finally:
             writer.close()
             self._readers.shutdown(wait=True)
@@ -349,9 +361,9 @@ class FeedbackLoader:
             seen.add(sha)
             if refused is not None:
                 reason, error, size = refused
-                batch.files.append(LandedFile(path[prefix:], size, sha, "failed", reason, error))
+                batch.files.append(LandedFile(storable_path(path[prefix:]), size, sha, "failed", reason, error))
                 continue
-            landed = LandedFile(path[prefix:], len(data), sha)
+            landed = LandedFile(storable_path(path[prefix:]), len(data), sha)
             batch.files.append(landed)
             read_file(batch, landed, data, tail)
         return batch
@@ -425,6 +437,28 @@ def _read_all(fd: int, size: int, limit: int) -> bytes:
 ReadResult = tuple[str, bytes | None, str | None, tuple[str, str, int] | None]
 
 
+def storable_path(path: str) -> str:
+    """A landing path as Postgres text. A name that is not UTF-8 comes from os.scandir with its bytes as
+    surrogate escapes, which no text column holds: those bytes are written as ``\\xNN`` instead."""
+    try:
+        path.encode()
+    except UnicodeEncodeError:
+        return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return path
+
+
+def _unreadable(path: str, exc: OSError) -> ReadResult:
+    """A file (or a subfolder) the loader may not open or could not read: recorded failed with the errno.
+    Not a verdict on its content, so it is keyed on this attempt: every run tries it again."""
+    try:
+        size = os.lstat(path).st_size
+    except OSError:
+        size = 0
+    name = errno.errorcode.get(exc.errno or 0, str(exc.errno))
+    key = f"unreadable\0{path}\0{os.urandom(16).hex()}".encode("utf-8", "surrogateescape")
+    return path, None, hashlib.sha256(key).hexdigest(), (UNREADABLE, f"cannot be read: {name} ({exc.strerror})", size)
+
+
 def _refused(path: str, reason: str, error: str, st: os.stat_result) -> ReadResult:
     # raw.feedback_files is keyed on sha256: an entry left unread is keyed on what it is and where, so the
     # next run knows it, and the same entry changed (another size or mtime) is judged again.
@@ -444,7 +478,8 @@ def _read_files(paths: list[str], max_bytes: int) -> list[ReadResult]:
             continue
         except OSError as exc:
             if exc.errno not in (errno.ELOOP, errno.ENXIO):  # ENXIO: a socket
-                raise
+                out.append(_unreadable(path, exc))
+                continue
             try:
                 st = os.lstat(path)
             except FileNotFoundError:
@@ -462,6 +497,9 @@ def _read_files(paths: list[str], max_bytes: int) -> list[ReadResult]:
                 out.append(_refused(path, TOO_LARGE, f"{st.st_size} bytes, over the limit of {max_bytes}", st))
                 continue
             data = _read_all(fd, st.st_size, max_bytes + 1)
+        except OSError as exc:  # EIO and the like, while reading
+            out.append(_unreadable(path, exc))
+            continue
         finally:
             os.close(fd)
         if len(data) > max_bytes:  # it grew after the fstat

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 # Reason codes, shared with the generator's manifest.
 INVALID_JSON = "invalid_json"
@@ -32,6 +32,7 @@ UNDECODABLE = "undecodable"  # the decoder or a check raised (e.g. RecursionErro
 UNSTORABLE = "unstorable"  # schema-valid, but Postgres refused the row (SQLSTATE in the detail)
 NOT_A_REGULAR_FILE = "not_a_regular_file"  # a landing entry that is a symlink, a FIFO, a device ...
 TOO_LARGE = "too_large"  # a landing file over the loader's size limit, left unread
+UNREADABLE = "unreadable"  # a landing file the loader may not open or could not read (EACCES, EIO ...)
 
 SCHEMA_VERSION = 1
 
@@ -108,6 +109,8 @@ def _reject_constant(name: str) -> None:
 
 # One decoder for every message: json.loads with keyword arguments would build a new one each call.
 JSON_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+# Objects as lists of (key, value) pairs: a repeated key keeps every value, as jsonb's parser sees them all.
+_PAIRS_DECODER = json.JSONDecoder(parse_constant=_reject_constant, object_pairs_hook=list)
 
 
 # The common spelling, which Postgres reads as is; anything else valid is normalised with isoformat().
@@ -119,15 +122,25 @@ def timestamp_for_postgres(value: str, parsed: datetime) -> str:
     return value if _PLAIN_TIMESTAMP.match(value) else parsed.isoformat()
 
 
+# What the contract calls ISO 8601 with an offset, spelled so that Postgres reads the same instant as Python:
+# a calendar date, hours and minutes, optional seconds with at most six fraction digits, then Z or an offset
+# (+hh:mm or +hhmm) under 16 hours. datetime.fromisoformat takes more (week dates, comma fractions, seven
+# and more fraction digits, hour-only times, offsets with seconds or of 16 hours and more), which Postgres
+# reads as another instant or not at all; the warehouse reads scheduled_for from the payload's text.
+_CONTRACT_TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\d[Tt ]\d\d:\d\d(?::\d\d(?:\.\d{1,6})?)?(?:Z|[+-]\d\d:?\d\d)\Z")
+_MAX_OFFSET = timedelta(hours=16)
+
+
 def parse_timestamp(value: object) -> datetime | None:
-    """An aware datetime for an ISO 8601 string with a UTC offset, else None."""
-    if type(value) is not str or len(value) < 13 or value[10] not in "Tt ":
+    """An aware datetime for an ISO 8601 string with a UTC offset, in the contract's spelling, else None."""
+    if type(value) is not str or not _CONTRACT_TIMESTAMP.match(value):
         return None
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
         return None
-    return parsed if parsed.tzinfo is not None else None
+    offset = parsed.utcoffset()
+    return parsed if offset is not None and -_MAX_OFFSET < offset < _MAX_OFFSET else None
 
 
 # The cached upper bound (see latest_timestamp). It starts below every timestamp, so the first check reads
@@ -311,29 +324,35 @@ def storable_json_text(text: str) -> bool:
     """False when Postgres jsonb or text cannot hold this JSON text.
 
     jsonb rejects a NUL character (escaped as \\u0000) and unpaired UTF-16 surrogates; text rejects NUL.
-    Cheap for the common case: only a text with a \\u escape or a NUL character is decoded again.
+    Cheap for the common case: only a text with a \\u escape or a NUL character is decoded again, keeping
+    the values of repeated keys (the decoded record keeps only the last, jsonb parses every one).
     """
     if "\x00" in text:
         return False
     if "\\u" not in text:
         return True
     try:
-        return _storable(JSON_DECODER.decode(text))
+        return _storable(_PAIRS_DECODER.decode(text))
     except ValueError:
         return False
 
 
+def storable_text(value: object) -> bool:
+    """True for a string a Postgres text column holds: no NUL character, no unpaired surrogate."""
+    if type(value) is not str or "\x00" in value:
+        return False
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _storable(value: object) -> bool:
     if type(value) is str:
-        if "\x00" in value:
-            return False
-        try:
-            value.encode()
-        except UnicodeEncodeError:
-            return False
-        return True
-    if type(value) is dict:
-        return all(_storable(key) and _storable(item) for key, item in value.items())
-    if type(value) is list:
-        return all(_storable(item) for item in value)
+        return storable_text(value)
+    if type(value) is list:  # an array, or an object as its (key, value) pairs (JSON has no tuples)
+        return all(
+            _storable(item[0]) and _storable(item[1]) if type(item) is tuple else _storable(item) for item in value
+        )
     return True

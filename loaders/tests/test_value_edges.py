@@ -8,6 +8,11 @@ booking made long before its visit and one made after it) and just outside them,
 quarantine the record as out_of_range. Then `dbt build` must pass with no error, and every edge
 appointment and form must be in the marts on a day of dim_date.
 
+The same build takes a batch that hypothesis generates (loaders/tests/properties: valid events and forms
+at the edges of every range, in every spelling the contract allows, with schema drift, repeated ids, and
+records just outside a range), so `dbt build` is proven on more than the hand-picked edges at no extra
+build. The batch is the same on every run under the ci profile; `make fuzz` draws a bigger, random one.
+
 The exact edges of the time range, to the microsecond, are in test_validation.py (a frozen clock); here
 the clock ticks for a few seconds, so "just outside the latest" is a day past it.
 """
@@ -21,12 +26,17 @@ from pathlib import Path
 
 import pytest
 import time_machine
+from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
+from hypothesis import strategies as st
 
 from loaders import validation
 from loaders.consume import ConsumeOptions, EventConsumer
 from loaders.feedback import FeedbackLoader
+from loaders.tests.properties import drawn
+from loaders.tests.properties.strategies import event_outside, form_outside, valid_event, valid_form
 from loaders.tests.test_pipeline import dbt, query
+from runtime.kafka import client_config
 from simulator.produce import produce
 from testkit.clock import AS_OF
 
@@ -194,8 +204,25 @@ def write_landing(landing: Path) -> None:
         (folder / f"{one['feedback_id']}.json").write_text(json.dumps(one))
 
 
+# What hypothesis generates is told apart by its ids (strategies.py): events gen-*, appointments APT-8*,
+# forms FBK-8*; the hand-picked ones above never use them.
+NOT_GENERATED = {
+    "events": "coalesce(event_id, '') not like 'gen-%'",
+    "appointments": "appointment_id not like 'APT-8%'",
+    "forms": "coalesce(feedback_id, '') not like 'FBK-8%'",
+}
+
+
 @pytest.fixture(scope="module")
-def built(settings, tmp_path_factory):
+def generated():
+    """A generated batch: events and forms, each with its expectation (valid, or rejected with a reason)."""
+    events = drawn(st.one_of(valid_event(), event_outside()), 40)
+    forms = [made for made, _ in drawn(st.one_of(valid_form(), form_outside()), 20)]
+    return events, forms
+
+
+@pytest.fixture(scope="module")
+def built(settings, tmp_path_factory, generated):
     """Events and forms through the loaders at the pinned load time, then a full dbt build."""
     work = tmp_path_factory.mktemp("edges")
     jsonl = work / "events.jsonl"
@@ -203,9 +230,16 @@ def built(settings, tmp_path_factory):
     jsonl.write_text("".join(json.dumps(e) + "\n" for e in lines))
     landing = work / "landing"
     write_landing(landing)
+    generated_events, generated_forms = generated
+    for i, made in enumerate(generated_forms):
+        (landing / "2026" / "10" / "31" / f"gen-{i}.json").write_bytes(made.data)
     topic = f"test.edges.{uuid.uuid4().hex[:10]}"
     sent = produce(settings, [jsonl], topic=topic)
     assert sent.failed == 0 and sent.delivered == len(lines)
+    producer = Producer(client_config(settings))
+    for made in generated_events:
+        producer.produce(topic, value=made.data)
+    assert producer.flush(30) == 0
     try:
         with time_machine.travel(LOAD_TIME, tick=True):
             validation.reset_latest_timestamp()
@@ -223,9 +257,13 @@ def built(settings, tmp_path_factory):
 
 
 def test_the_loaders_quarantine_what_is_just_outside_a_range(settings, built):
-    events = query(settings, "select event_id from raw.appointment_events")
+    events = query(settings, f"select event_id from raw.appointment_events where {NOT_GENERATED['events']}")
     assert {row["event_id"] for row in events} == {e["event_id"] for e in EDGE_EVENTS}
-    rejected = query(settings, "select event_id, reason, error_detail, raw_text from raw.appointment_events_rejected")
+    rejected = query(
+        settings,
+        "select event_id, reason, error_detail, raw_text from raw.appointment_events_rejected"
+        f" where {NOT_GENERATED['events']}",
+    )
     assert {row["event_id"]: (row["reason"], row["error_detail"].split(" ")[0]) for row in rejected} == {
         event_id: ("out_of_range", name) for event_id, (name, _) in OUTSIDE_EVENTS.items()
     }
@@ -234,9 +272,12 @@ def test_the_loaders_quarantine_what_is_just_outside_a_range(settings, built):
         name, _ = OUTSIDE_EVENTS[row["event_id"]]
         assert row["error_detail"] == f"{name} is outside {RANGES[name]}"
 
-    forms = query(settings, "select feedback_id from raw.patient_feedback")
+    forms = query(settings, f"select feedback_id from raw.patient_feedback where {NOT_GENERATED['forms']}")
     assert {row["feedback_id"] for row in forms} == set(EDGE_FORMS)
-    rejected_forms = query(settings, "select feedback_id, reason, error_detail from raw.patient_feedback_rejected")
+    rejected_forms = query(
+        settings,
+        f"select feedback_id, reason, error_detail from raw.patient_feedback_rejected where {NOT_GENERATED['forms']}",
+    )
     assert {row["feedback_id"]: (row["reason"], row["error_detail"]) for row in rejected_forms} == {
         feedback_id: ("out_of_range", f"{name} is outside {RANGES[name]}")
         for feedback_id, (name, _) in OUTSIDE_FORMS.items()
@@ -252,7 +293,8 @@ def test_every_edge_appointment_is_in_the_marts_on_a_day_of_dim_date(settings, b
     rows = query(
         settings,
         "select f.appointment_id, f.date_id, d.date_id as dim_date_id, f.lead_time_minutes"
-        " from marts.fact_appointment f left join marts.dim_date d on d.date_id = f.date_id",
+        " from marts.fact_appointment f left join marts.dim_date d on d.date_id = f.date_id"
+        f" where {NOT_GENERATED['appointments']}",
     )
     facts = {row["appointment_id"]: row for row in rows}
     assert set(facts) == set(EDGE_APPOINTMENTS)
@@ -291,7 +333,8 @@ def test_every_edge_form_is_in_the_marts_on_a_day_of_dim_date(settings, built):
     rows = query(
         settings,
         "select f.feedback_id, f.date_id, d.date_id as dim_date_id, f.provider_rating, f.overall_satisfaction"
-        " from marts.fact_feedback f left join marts.dim_date d on d.date_id = f.date_id",
+        " from marts.fact_feedback f left join marts.dim_date d on d.date_id = f.date_id"
+        f" where {NOT_GENERATED['forms']}",
     )
     assert {
         row["feedback_id"]: (row["date_id"], row["dim_date_id"], row["provider_rating"], row["overall_satisfaction"])
@@ -311,3 +354,49 @@ def test_dim_date_spans_the_contract_with_room(settings, built):
     assert datetime.combine(bounds["last"], datetime.min.time(), tzinfo=timezone.utc) > datetime(
         2028, 11, 2, tzinfo=timezone.utc
     )
+
+
+def test_the_generated_batch_lands_as_expected_and_reaches_the_marts(settings, built, generated):
+    """Each generated valid event and form is in raw, each one outside a range is quarantined with the reason
+    and the field; every generated appointment in raw is in fact_appointment on a day of dim_date, and
+    every generated form of a known appointment is in fact_feedback."""
+    events, forms = generated
+    loaded_events = {row["event_id"] for row in query(settings, "select event_id from raw.appointment_events")}
+    rejected_events = {
+        (row["event_id"], row["reason"], row["error_detail"].split(" ")[0])
+        for row in query(settings, "select event_id, reason, error_detail from raw.appointment_events_rejected")
+    }
+    for made in events:
+        event_id = json.loads(made.data)["event_id"]
+        if made.expect == "valid":
+            assert event_id in loaded_events, made
+        else:
+            assert (event_id, made.reason, made.field) in rejected_events, made
+    loaded_forms = {row["feedback_id"] for row in query(settings, "select feedback_id from raw.patient_feedback")}
+    rejected_forms = {
+        (row["feedback_id"], row["reason"], row["error_detail"].split(" ")[0])
+        for row in query(settings, "select feedback_id, reason, error_detail from raw.patient_feedback_rejected")
+    }
+    for made in forms:
+        feedback_id = json.loads(made.data)["feedback_id"]
+        if made.expect == "valid":
+            assert feedback_id in loaded_forms, made
+        else:
+            assert (feedback_id, made.reason, made.field) in rejected_forms, made
+
+    missing = query(
+        settings,
+        "select distinct e.appointment_id from raw.appointment_events e"
+        " left join marts.fact_appointment f on f.appointment_id = e.appointment_id"
+        " left join marts.dim_date d on d.date_id = f.date_id"
+        " where e.appointment_id like 'APT-8%' and d.date_id is null",
+    )
+    assert missing == []
+    unbuilt = query(
+        settings,
+        "select p.feedback_id from raw.patient_feedback p"
+        " join marts.fact_appointment a on a.appointment_id = p.appointment_id"
+        " left join marts.fact_feedback f on f.feedback_id = p.feedback_id"
+        " where p.feedback_id like 'FBK-8%' and f.feedback_id is null",
+    )
+    assert unbuilt == []

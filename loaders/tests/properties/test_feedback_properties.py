@@ -1,0 +1,182 @@
+"""Properties of the feedback loader: whatever the landing folder holds, each entry is recorded exactly once in
+raw.feedback_files (a copy of a file already recorded is skipped), each form of a file it read is exactly
+once in raw.patient_feedback or raw.patient_feedback_rejected (or skipped as a repeated feedback_id), the
+loader exits 0, and a second run adds nothing.
+
+One hypothesis example is a landing folder (strategies.landing_files: files of forms at and just outside the
+contract's ranges, mutated forms, arbitrary JSON and bytes, names in any Unicode or not UTF-8 at all, FIFOs
+and symlinks, copies) and one run of the real loader (`python -m loaders feedback`, in this process so the
+load time can be pinned to the test world's as-of). Raw is emptied before each example.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import uuid
+from collections import defaultdict
+from pathlib import Path
+from unittest import mock
+
+import time_machine
+from hypothesis import assume, example, given
+
+from loaders import validation
+from loaders.__main__ import main as loaders_cli
+from loaders.tests.loader_support import loader_env, query, valid_form
+from loaders.tests.properties import examples
+from loaders.tests.properties.strategies import LOAD_TIME, Input, LandingFile, landing_files
+from runtime import db
+
+# Small enough that the strategy's biggest files (huge strings, deep nesting) meet it.
+MAX_FILE_BYTES = 64 << 10
+SECRET_ID = "FBK-9999999"
+
+
+def run_feedback(settings, landing: Path) -> int:
+    env = loader_env(settings)
+    argv = ["feedback", "--landing", str(landing), "--max-file-bytes", str(MAX_FILE_BYTES)]
+    with mock.patch.dict(os.environ, env, clear=True), time_machine.travel(LOAD_TIME, tick=False):
+        validation.reset_latest_timestamp()
+        try:
+            return loaders_cli(argv)
+        finally:
+            validation.reset_latest_timestamp()
+
+
+def empty_raw(settings) -> None:
+    conn = db.connect(settings)
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute("truncate raw.feedback_files, raw.patient_feedback, raw.patient_feedback_rejected")
+    finally:
+        conn.close()
+
+
+def write_landing(
+    base: Path, files: list[tuple[str, LandingFile]]
+) -> tuple[Path, dict[str, tuple[bytes, LandingFile]]]:
+    """The files under a fresh landing folder; stored path (as the loader must record it) -> (full path, file)."""
+    landing = base / uuid.uuid4().hex[:12]
+    secret = base / "secret.json"
+    secret.write_text(json.dumps(valid_form(SECRET_ID)))
+    written = {}
+    for folder, entry in files:
+        (landing / folder).mkdir(parents=True, exist_ok=True)
+        path = os.fsencode(landing / folder) + b"/" + entry.name
+        if entry.kind == "fifo":
+            os.mkfifo(path)
+        elif entry.kind == "symlink":
+            os.symlink(os.fsencode(secret), path)
+        else:
+            with open(path, "wb") as out:
+                out.write(entry.content)
+        # A name that is not UTF-8 is recorded with its undecodable bytes as \xNN.
+        stored = folder + "/" + entry.name.decode("utf-8", "backslashreplace")
+        written[stored] = (path, entry)
+    return landing, written
+
+
+def check_landing(settings, base: Path, files: list[tuple[str, LandingFile]]) -> None:
+    landing, written = write_landing(base, files)
+    assume(len(written) == len(files))  # two names that read the same once stored: not this test's subject
+    empty_raw(settings)
+    assert run_feedback(settings, landing) == 0
+
+    recorded = defaultdict(list)
+    for row in query(
+        settings,
+        "select path, sha256, status, reason, forms_read, forms_loaded, forms_rejected, forms_duplicate"
+        " from raw.feedback_files",
+    ):
+        recorded[row[0]].append(row[1:])
+    assert set(recorded) <= set(written), set(recorded) - set(written)
+    assert all(len(rows) == 1 for rows in recorded.values()), recorded
+    loaded_forms = {(row[0], row[1]): row[2] for row in query(
+        settings, "select source_sha256, form_index, feedback_id from raw.patient_feedback"
+    )}  # fmt: skip
+    rejected_forms = {(row[0], row[1]): row[2:] for row in query(
+        settings, "select source_sha256, form_index, reason, error_detail from raw.patient_feedback_rejected"
+    )}  # fmt: skip
+    assert SECRET_ID not in loaded_forms.values(), "a symlink was followed"
+
+    # Each entry once: a regular file up to the limit by its content (copies skipped), the others by path.
+    by_content = defaultdict(list)
+    for stored, (_, entry) in written.items():
+        if entry.kind == "file" and len(entry.content) <= MAX_FILE_BYTES:
+            by_content[hashlib.sha256(entry.content).hexdigest()].append(stored)
+        else:
+            assert stored in recorded, f"{stored!r} is not recorded"
+            status, reason = recorded[stored][0][1:3]
+            expected = "too_large" if entry.kind == "file" else "not_a_regular_file"
+            assert (status, reason) == ("failed", expected)
+    for sha, paths in by_content.items():
+        rows = [recorded[path][0] for path in paths if path in recorded]
+        assert len(rows) == 1 and rows[0][0] == sha, f"{paths!r} (one content) recorded {len(rows)} times"
+
+    # Each form of a file read: once in raw, once in quarantine, or a repeat of a feedback_id in raw.
+    feedback_ids = set(loaded_forms.values())
+    for stored, rows in recorded.items():
+        sha, status, _reason, read, loaded, rejected, duplicates = rows[0]
+        assert loaded + rejected + duplicates == read
+        if status != "loaded":
+            assert read == loaded == rejected == 0
+        places = [(sha, index) in loaded_forms for index in range(read)]
+        quarantined = [(sha, index) in rejected_forms for index in range(read)]
+        assert sum(places) == loaded and sum(quarantined) == rejected
+        assert not any(p and q for p, q in zip(places, quarantined, strict=True))
+        entry = written[stored][1]
+        if entry.forms is None or len(entry.content) > MAX_FILE_BYTES:  # arbitrary content, or refused unread
+            continue
+        if all(form.expect in ("valid", "rejected") for form in entry.forms):
+            assert status == "loaded" and read == len(entry.forms), (stored, rows[0])
+        if status != "loaded":
+            continue
+        assert read == len(entry.forms), (stored, rows[0])
+        for index, form in enumerate(entry.forms):
+            if form.expect == "valid":
+                in_raw = (sha, index) in loaded_forms or json.loads(form.data)["feedback_id"] in feedback_ids
+                assert in_raw, f"valid form {index} of {stored!r}: {rejected_forms.get((sha, index))}"
+            elif form.expect == "rejected":
+                reason, detail = rejected_forms[(sha, index)]
+                assert reason == form.reason, (reason, detail, form)
+                assert form.field is None or detail.split(" ")[0] == form.field, (reason, detail, form)
+
+    ((status, details),) = query(settings, "select status, details from raw.load_runs order by run_id desc limit 1")
+    assert status == "succeeded"
+    assert details["files"]["seen"] == len(written)
+    assert details["files"]["loaded"] + details["files"]["failed"] == len(recorded)
+
+    # A second run finds everything recorded already.
+    assert run_feedback(settings, landing) == 0
+    ((status, details),) = query(settings, "select status, details from raw.load_runs order by run_id desc limit 1")
+    assert status == "succeeded"
+    assert details["files"] == {"seen": len(written), "loaded": 0, "failed": 0, "skipped": len(written)}
+
+
+def form_text(feedback_id: str, prefix: str = "") -> bytes:
+    """A valid form as JSON text, with ``prefix`` (more fields) right after its opening brace."""
+    return ("{" + prefix + json.dumps(valid_form(feedback_id))[1:]).encode()
+
+
+REPEATED_KEY = form_text("FBK-8000001", '"feedback_id": "\\ud800", ')
+NOT_UTF8_NAME = form_text("FBK-8000002")
+SURROGATE_ID = form_text("FBK-8000003").replace(b'"FBK-8000003"', b'"00000\\udfffxx"')
+# Found by this property or noticed beside it, kept as regression cases: a repeated key whose first value is
+# an unpaired surrogate (Python keeps the last value, jsonb parses both: it went to Postgres as valid and
+# came back unstorable; now invalid_json), a file name that is not UTF-8 (it failed the whole run), and
+# an invalid form whose feedback_id a text column cannot hold (it went into the quarantine row as is and the
+# client library's refusal to encode it failed the run; found by a `make fuzz` run, seed 2603650109).
+FOUND = [
+    ("2026/10/30", LandingFile(b"surrogate-id.json", SURROGATE_ID, (Input(SURROGATE_ID, "rejected", "invalid_json"),))),
+    ("2026/10/31", LandingFile(b"repeated-key.json", REPEATED_KEY, (Input(REPEATED_KEY, "rejected", "invalid_json"),))),
+    ("2026/10/31", LandingFile(b"caf\xe9.json", NOT_UTF8_NAME, (Input(NOT_UTF8_NAME, "valid"),))),
+]
+
+
+@examples(ci=15)
+@example(files=FOUND)
+@given(landing_files())
+def test_every_landing_entry_and_form_is_recorded_exactly_once(settings, tmp_path_factory, files):
+    check_landing(settings, tmp_path_factory.mktemp("landing"), files)
