@@ -26,6 +26,7 @@ INVALID_TYPE = "invalid_type"
 INVALID_TIMESTAMP = "invalid_timestamp"
 UNKNOWN_ENUM = "unknown_enum"
 OUT_OF_RANGE = "out_of_range"
+INVALID_FORMAT = "invalid_format"
 UNSUPPORTED_SCHEMA_VERSION = "unsupported_schema_version"
 # Raised by the loaders themselves rather than found by a contract rule (loaders/CONTRACTS.md):
 UNDECODABLE = "undecodable"  # the decoder or a check raised (e.g. RecursionError on deep nesting)
@@ -53,6 +54,11 @@ FUTURE_YEARS = 2
 BOUND_REFRESH_SECONDS = 60.0
 _EARLIEST_YEAR = EARLIEST_TIMESTAMP.year
 _TIME_RANGE = f"[2000-01-01T00:00:00Z, load time + {FUTURE_YEARS} years]"
+
+# The ids the marts key on follow a pattern (dbt tests them at error severity): an event's appointment_id
+# and a form's feedback_id. One that does not would load and then stop `dbt build`.
+APPOINTMENT_ID = re.compile(r"APT-[0-9]+")
+FEEDBACK_ID = re.compile(r"FBK-[0-9]+")
 
 # Rule kinds. Each rule is (field, kind, required, argument).
 _STR, _TS, _ENUM, _NUM, _INT, _BOOL = range(6)
@@ -275,6 +281,8 @@ def check_event(event: object) -> tuple[Problem | None, str | None]:
         return (MISSING_FIELD, "appointment_id is missing or null"), None
     if type(appointment_id) is not str or not appointment_id:
         return (INVALID_TYPE, "appointment_id must be a non-empty string"), None
+    if not APPOINTMENT_ID.fullmatch(appointment_id):
+        return (INVALID_FORMAT, "appointment_id is not APT- followed by digits"), None
     problem = _check_rules(event, _EVENT_RULES[event_type])
     return (problem, None) if problem else (None, timestamp_for_postgres(event_ts, parsed))
 
@@ -292,7 +300,7 @@ def check_form(form: object) -> tuple[Problem | None, str | None]:
         type(get("schema_version")) is int
         and get("schema_version") == SCHEMA_VERSION
         and type(get("feedback_id")) is str
-        and get("feedback_id")
+        and FEEDBACK_ID.fullmatch(get("feedback_id"))
         and type(get("appointment_id")) is str
         and get("appointment_id")
         and type(get("provider_rating")) is int
@@ -316,6 +324,8 @@ def check_form(form: object) -> tuple[Problem | None, str | None]:
         return problem, None
     if not form["feedback_id"] or not form["appointment_id"]:
         return (INVALID_TYPE, "feedback_id and appointment_id must be non-empty strings"), None
+    if not FEEDBACK_ID.fullmatch(form["feedback_id"]):
+        return (INVALID_FORMAT, "feedback_id is not FBK- followed by digits"), None
     submitted_at = form["submitted_at"]
     return None, timestamp_for_postgres(submitted_at, parse_timestamp(submitted_at))
 

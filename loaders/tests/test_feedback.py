@@ -133,7 +133,7 @@ def test_kill_9_mid_run_leaves_no_partial_file(settings, tmp_path):
     for i in range(total_files):
         folder = landing / "2026" / "10" / f"{1 + i % 28:02d}"
         folder.mkdir(parents=True, exist_ok=True)
-        forms = [valid_form(f"FBK-K{i:06d}{j}", f"APT-{i:08d}") for j in range(3)]
+        forms = [valid_form(f"FBK-11{i:06d}{j}", f"APT-{i:08d}") for j in range(3)]
         (folder / f"kill-{i:06d}.json").write_text(json.dumps(forms))
     env = loader_env(settings)
     files_done = "select count(*) from raw.feedback_files where path like '2026/10/%%/kill-%%'"
@@ -149,7 +149,7 @@ def test_kill_9_mid_run_leaves_no_partial_file(settings, tmp_path):
     assert done.returncode == 0, done.stderr
     assert scalar(settings, files_done) == total_files
     assert (
-        scalar(settings, "select count(*) from raw.patient_feedback where feedback_id like 'FBK-K%%'")
+        scalar(settings, "select count(*) from raw.patient_feedback where feedback_id like 'FBK-11%%'")
         == 3 * total_files
     )
     partial = query(

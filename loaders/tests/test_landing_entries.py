@@ -37,10 +37,10 @@ def test_a_file_name_that_is_not_utf8_is_recorded_with_an_escaped_name_and_its_f
     day.mkdir(parents=True)
     # Names are bytes to the kernel; these are Latin-1 and a lone UTF-8 continuation byte.
     with open(os.fsencode(day) + b"/caf\xe9.json", "w") as out:
-        json.dump(valid_form("FBK-U00001"), out)
+        json.dump(valid_form("FBK-2100001"), out)
     with open(os.fsencode(day) + b"/\x80broken.txt", "w") as out:
         out.write("not a form")
-    (day / "plain.json").write_text(json.dumps(valid_form("FBK-U00002")))
+    (day / "plain.json").write_text(json.dumps(valid_form("FBK-2100002")))
 
     done = run_loader(loader_env(settings), "feedback", "--landing", str(landing))
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
@@ -49,7 +49,7 @@ def test_a_file_name_that_is_not_utf8_is_recorded_with_an_escaped_name_and_its_f
         "2026/10/05/\\x80broken.txt": ("failed", "not_json", 0, 0, 0),
         "2026/10/05/plain.json": ("loaded", None, 1, 1, 0),
     }
-    assert query(settings, "select source_path from raw.patient_feedback where feedback_id = 'FBK-U00001'") == [
+    assert query(settings, "select source_path from raw.patient_feedback where feedback_id = 'FBK-2100001'") == [
         ("2026/10/05/caf\\xe9.json",)
     ]
     again = run_loader(loader_env(settings), "feedback", "--landing", str(landing))
@@ -72,12 +72,12 @@ def test_a_file_the_loader_may_not_open_is_recorded_unreadable_and_the_run_goes_
     day = landing / "2026/10/06"
     day.mkdir(parents=True)
     locked = day / "locked.json"
-    locked.write_text(json.dumps(valid_form("FBK-P00001")))
+    locked.write_text(json.dumps(valid_form("FBK-1600001")))
     locked.chmod(0)
-    (day / "open.json").write_text(json.dumps(valid_form("FBK-P00002")))
+    (day / "open.json").write_text(json.dumps(valid_form("FBK-1600002")))
     sealed = day / "sealed"  # a subfolder it may not list
     sealed.mkdir()
-    (sealed / "inside.json").write_text(json.dumps(valid_form("FBK-P00003")))
+    (sealed / "inside.json").write_text(json.dumps(valid_form("FBK-1600003")))
     sealed.chmod(0)
     prefix = without_dac_override()
     # The loader's process really is refused (not a stand-in): the same prefix cannot read the file either.
@@ -107,9 +107,9 @@ def test_a_file_the_loader_may_not_open_is_recorded_unreadable_and_the_run_goes_
     assert third.returncode == 0, third.stderr[-3000:]
     assert "2 loaded, 0 failed, 1 already loaded" in third.stdout, third.stdout
     loaded = query(
-        settings, "select feedback_id from raw.patient_feedback where feedback_id like %s order by 1", ("FBK-P%",)
+        settings, "select feedback_id from raw.patient_feedback where feedback_id like %s order by 1", ("FBK-16%",)
     )
-    assert loaded == [("FBK-P00001",), ("FBK-P00002",), ("FBK-P00003",)]
+    assert loaded == [("FBK-1600001",), ("FBK-1600002",), ("FBK-1600003",)]
 
 
 def run_command(command: list[str], settings) -> subprocess.CompletedProcess:

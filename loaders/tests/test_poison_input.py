@@ -116,11 +116,11 @@ def test_a_feedback_file_the_decoder_chokes_on_is_recorded_failed_and_the_run_go
     landing = tmp_path / "landing"
     day = landing / "2026/10/02"
     day.mkdir(parents=True)
-    (day / "deep-a.json").write_text(json.dumps(valid_form("FBK-D00001")))
+    (day / "deep-a.json").write_text(json.dumps(valid_form("FBK-1400001")))
     (day / "deep-b.json").write_text("[" * DEEP + "]" * DEEP)
-    nearly = [json.loads(json.dumps(valid_form("FBK-D00003")))]
+    nearly = [json.loads(json.dumps(valid_form("FBK-1400003")))]
     (day / "deep-c.json").write_text(
-        "[" + json.dumps(valid_form("FBK-D00002")) + ","
+        "[" + json.dumps(valid_form("FBK-1400002")) + ","
         + json.dumps(nearly[0])[:-1] + ', "x": ' + "[" * NEARLY_TOO_DEEP + '"\\u00e9"' + "]" * NEARLY_TOO_DEEP + "}]"
     )  # fmt: skip
     done = feedback(settings, landing)
@@ -142,14 +142,14 @@ def test_a_form_postgres_cannot_store_is_quarantined_and_its_file_loads(settings
     day = landing / "2026/10/03"
     day.mkdir(parents=True)
     forms = [
-        json.dumps(valid_form("FBK-N00001")),
-        with_raw_field(valid_form("FBK-N00002"), "extra", "1e400000").decode(),
+        json.dumps(valid_form("FBK-1500001")),
+        with_raw_field(valid_form("FBK-1500002"), "extra", "1e400000").decode(),
         # Invalid anyway (a rating out of range), and its payload cannot be stored as jsonb either.
-        with_raw_field(valid_form("FBK-N00003", provider_rating=9), "extra", "-1e400000").decode(),
-        json.dumps(valid_form("FBK-N00004")),
+        with_raw_field(valid_form("FBK-1500003", provider_rating=9), "extra", "-1e400000").decode(),
+        json.dumps(valid_form("FBK-1500004")),
     ]
     (day / "numbers.json").write_text("[" + ",".join(forms) + "]")
-    (day / "plain.json").write_text(json.dumps(valid_form("FBK-N00005")))
+    (day / "plain.json").write_text(json.dumps(valid_form("FBK-1500005")))
     done = feedback(settings, landing)
     assert done.returncode == 0, done.stderr[-3000:]
     assert files(settings, "2026/10/03/%") == {
@@ -161,7 +161,7 @@ def test_a_form_postgres_cannot_store_is_quarantined_and_its_file_loads(settings
         "select feedback_id, reason, error_detail, payload is null from raw.patient_feedback_rejected"
         " where source_path = '2026/10/03/numbers.json' order by form_index",
     )
-    assert [row[:2] for row in rejected] == [("FBK-N00002", "unstorable"), ("FBK-N00003", "out_of_range")]
+    assert [row[:2] for row in rejected] == [("FBK-1500002", "unstorable"), ("FBK-1500003", "out_of_range")]
     assert "22003" in rejected[0][2] and "22003" in rejected[1][2]
     assert all(row[3] for row in rejected), "a payload Postgres cannot hold is left out, not the row"
 
@@ -174,8 +174,8 @@ def test_symlinks_special_files_and_oversized_files_are_refused_unread(settings,
     day.mkdir(parents=True)
     (day / "link.json").symlink_to(secret)
     os.mkfifo(day / "pipe.json")
-    (day / "big.json").write_text(json.dumps([valid_form(f"FBK-B{i:05d}") for i in range(20)]))
-    (day / "small.json").write_text(json.dumps(valid_form("FBK-S00001")))
+    (day / "big.json").write_text(json.dumps([valid_form(f"FBK-12{i:05d}") for i in range(20)]))
+    (day / "small.json").write_text(json.dumps(valid_form("FBK-1900001")))
     done = feedback(settings, landing, "--max-file-bytes", "1000")
     assert done.returncode == 0, done.stderr[-3000:]
     found = files(settings, "2026/10/04/%")
@@ -191,7 +191,7 @@ def test_symlinks_special_files_and_oversized_files_are_refused_unread(settings,
     again = feedback(settings, landing, TELEMED_FEEDBACK_MAX_FILE_BYTES="1000")
     assert again.returncode == 0, again.stderr[-3000:]
     assert "0 loaded, 0 failed, 4 already loaded" in again.stdout, again.stdout
-    (day / "big2.json").write_text(json.dumps([valid_form(f"FBK-C{i:05d}") for i in range(20)]))
+    (day / "big2.json").write_text(json.dumps([valid_form(f"FBK-13{i:05d}") for i in range(20)]))
     third = feedback(settings, landing, TELEMED_FEEDBACK_MAX_FILE_BYTES="1000")
     assert files(settings, "2026/10/04/big2.json") == {"2026/10/04/big2.json": ("failed", "too_large", 0, 0, 0)}
     assert third.returncode == 0

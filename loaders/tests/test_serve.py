@@ -87,11 +87,11 @@ def test_input_arriving_while_it_runs_lands_without_a_restart_and_the_lag_falls_
         wait_for(lambda: scalar(settings, EVENTS, (kafka_topic,)) == 300, 30, "the first events in raw")
         produce(env, write_jsonl(tmp_path / "second.jsonl", lines[300:]), kafka_topic)
         (landing / "2026" / "10" / "02").mkdir(parents=True)
-        form = valid_form("FBK-serve-1")
+        form = valid_form("FBK-88000001")
         (landing / "2026" / "10" / "02" / "form.json").write_text(json.dumps(form))
         wait_for(lambda: scalar(settings, EVENTS, (kafka_topic,)) == 900, 30, "the later events in raw")
         wait_for(
-            lambda: scalar(settings, "select count(*) from raw.patient_feedback where feedback_id = 'FBK-serve-1'"),
+            lambda: scalar(settings, "select count(*) from raw.patient_feedback where feedback_id = 'FBK-88000001'"),
             30,
             "the form dropped into the landing folder in raw",
         )

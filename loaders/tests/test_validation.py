@@ -87,6 +87,11 @@ def test_valid_event_returns_timestamp_text_postgres_reads():
         (changed(STARTED, event_ts="2026-10-01"), "invalid_timestamp"),
         (changed(STARTED, event_ts=1700000000), "invalid_type"),
         (changed(STARTED, appointment_id=12), "invalid_type"),
+        # The marts' pattern tests would stop `dbt build` on these (found by the property tests' review).
+        (changed(STARTED, appointment_id="apt-1"), "invalid_format"),
+        (changed(STARTED, appointment_id="APT-"), "invalid_format"),
+        (changed(STARTED, appointment_id="APT-12 "), "invalid_format"),
+        (changed(STARTED, appointment_id="APT-\u0661\u0662"), "invalid_format"),  # Arabic-Indic digits
         (changed(STARTED, device_type="Fridge"), "unknown_enum"),
         (changed(STARTED, device_type=KeyError), "missing_field"),
         (changed(STARTED, wait_time_minutes="5"), "invalid_type"),
@@ -291,6 +296,8 @@ def test_forms():
         assert check_form(form)[0][0] == reason
     assert check_form(changed(FORM, comments=5))[0][0] == "invalid_type"
     assert check_form(changed(FORM, provider_rating=5.0))[0][0] == "invalid_type"
+    for feedback_id in ("FBK-", "fbk-12", "FBK-12\n", "12"):
+        assert check_form(changed(FORM, feedback_id=feedback_id))[0][0] == "invalid_format", feedback_id
 
 
 def test_timestamps_need_an_offset():

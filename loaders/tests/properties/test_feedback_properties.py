@@ -169,7 +169,11 @@ SURROGATE_ID = form_text("FBK-8000003").replace(b'"FBK-8000003"', b'"00000\\udff
 # an invalid form whose feedback_id a text column cannot hold (it went into the quarantine row as is and the
 # client library's refusal to encode it failed the run; found by a `make fuzz` run, seed 2603650109).
 FOUND = [
-    ("2026/10/30", LandingFile(b"surrogate-id.json", SURROGATE_ID, (Input(SURROGATE_ID, "rejected", "invalid_json"),))),
+    # (Its reason is now invalid_format: the id is not FBK- and digits, a rule that comes first.)
+    (
+        "2026/10/30",
+        LandingFile(b"surrogate-id.json", SURROGATE_ID, (Input(SURROGATE_ID, "rejected", "invalid_format"),)),
+    ),
     ("2026/10/31", LandingFile(b"repeated-key.json", REPEATED_KEY, (Input(REPEATED_KEY, "rejected", "invalid_json"),))),
     ("2026/10/31", LandingFile(b"caf\xe9.json", NOT_UTF8_NAME, (Input(NOT_UTF8_NAME, "valid"),))),
 ]
