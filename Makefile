@@ -32,7 +32,8 @@ CHROMIUM ?= $(or $(TELEMED_CHROMIUM),/usr/bin/chromium)
 select_flag = $(if $(SELECT),--select $(SELECT),) $(if $(SELECTOR),--selector $(SELECTOR),)
 
 .PHONY: help setup deps up down status db generate load build freshness monitor dashboards chromium docs docs-serve \
-	bench lint format test pytest dbt-test demo clean lock _test insights faketime test-dates test-fast lint-python
+	bench lint format test pytest dbt-test demo clean lock _test insights faketime test-dates test-fast lint-python \
+	retention erase
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -224,6 +225,12 @@ demo: $(DBT_PACKAGES) ## from a fresh clone: services, data, load, dbt build, la
 	$(RUN) insights
 	@echo "demo done: dashboards in .local/dashboards/index.html, monitors in .local/monitoring/index.html."
 	@echo "Services keep running for exploration ('make docs-serve', 'make status'); 'make down' stops them."
+
+retention: setup ## what retention.yml says is due, per table (a dry run); APPLY=1 deletes it (AS_OF=... pins the clock)
+	$(RUN) retention $(if $(APPLY),--apply,) $(if $(AS_OF),--as-of $(AS_OF),) $(RETENTION_ARGS)
+
+erase: setup ## remove one patient's identifiers everywhere: make erase PATIENT_ID=... [REQUEST_REF=...]
+	$(RUN) erase --patient-id "$(PATIENT_ID)" $(if $(REQUEST_REF),--request-ref "$(REQUEST_REF)",)
 
 clean: ## remove build output (keeps .local data and .venv)
 	rm -rf target dbt_packages logs
