@@ -42,7 +42,8 @@ $(call whole_number,PYTEST_WORKERS,[0-9]+,a whole number of pytest workers (0: n
 $(call whole_number,DATE_JOBS,[1-9][0-9]*,a positive whole number of faked-date runs at once)
 
 .PHONY: help setup deps up down status db generate load build freshness monitor dashboards chromium docs docs-serve \
-	bench lint format test pytest dbt-test demo clean lock _test insights faketime test-dates test-fast lint-python psql serve
+	bench lint format test pytest dbt-test demo clean lock _test insights faketime test-dates test-fast lint-python psql serve \
+	retention erase
 
 # `make help`: these first, in this order, then every other target in the order of this file.
 EVERYDAY := demo status psql monitor dashboards docs-serve insights test-fast test down help
@@ -250,6 +251,12 @@ LATE_AS_OF ?= 2026-11-07T00:00:00Z
 
 demo: $(DBT_PACKAGES) ## from a fresh clone: services, data, load, dbt build, late data, monitors, dashboards, insights
 	@$(PY) -m demo --scale $(SCALE) --seed $(SEED) --late-as-of $(LATE_AS_OF) $(DEMO_ARGS)
+
+retention: setup ## what retention.yml says is due, per table (a dry run); APPLY=1 deletes it (AS_OF=... pins the clock)
+	$(RUN) retention $(if $(APPLY),--apply,) $(if $(AS_OF),--as-of $(AS_OF),) $(RETENTION_ARGS)
+
+erase: setup ## remove one patient's identifiers everywhere: make erase PATIENT_ID=... [REQUEST_REF=...]
+	$(RUN) erase --patient-id "$(PATIENT_ID)" $(if $(REQUEST_REF),--request-ref "$(REQUEST_REF)",)
 
 clean: ## remove build output (keeps .local data and .venv)
 	rm -rf target dbt_packages logs

@@ -1,6 +1,7 @@
 """``python -m dashboards [build|exposures] [options]``: the dashboards as code.
 
-build (default): render the offline HTML dashboards from the marts into ``.local/dashboards/`` and, when
+build (default): render the offline HTML dashboards from the marts into ``.local/dashboards/`` (patients'
+free-text comments left out unless ``--include-comments``: the pages travel by e-mail) and, when
 ``METABASE_URL`` is set, provision the same dashboards in Metabase (idempotent: a rerun updates in place).
 exposures: write the dbt exposures generated from the definitions (``--check`` only compares).
 """
@@ -22,7 +23,11 @@ from runtime.settings import REPORTING_ROLE, Settings
 log = logging.getLogger("dashboards")
 
 
-def build_html(settings: Settings, out_dir: Path) -> list[Path]:
+# Set to 1 to put patients' free text (feedback comments) in the offline pages, like --include-comments.
+COMMENTS_ENV = "TELEMED_DASHBOARD_COMMENTS"
+
+
+def build_html(settings: Settings, out_dir: Path, include_comments: bool = False) -> list[Path]:
     from dashboards.data import fetch_dashboard
     from dashboards.render import write_site
     from runtime import db
@@ -31,7 +36,7 @@ def build_html(settings: Settings, out_dir: Path) -> list[Path]:
     # The reporting role, as Metabase connects: the pages show exactly what the dashboards may read.
     conn = db.connect(settings, role=REPORTING_ROLE)
     try:
-        data = {d.key: fetch_dashboard(conn, d) for d in dashboards}
+        data = {d.key: fetch_dashboard(conn, d, include_comments) for d in dashboards}
     finally:
         conn.close()
     return write_site(dashboards, data, out_dir)
@@ -56,6 +61,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="HTML output folder (default: <state dir>/dashboards)")
     parser.add_argument("--html-only", action="store_true", help="skip Metabase even when METABASE_URL is set")
     parser.add_argument("--check", action="store_true", help="exposures: fail when the file is out of date")
+    parser.add_argument(
+        "--include-comments",
+        action="store_true",
+        default=os.environ.get(COMMENTS_ENV, "") == "1",
+        help=f"put patients' feedback comments in the offline HTML (default: left out; or {COMMENTS_ENV}=1)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=os.environ.get("LOG_LEVEL", "INFO").upper(),
@@ -81,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings.from_env()
     out_dir = args.out or settings.state_dir / "dashboards"
     try:
-        pages = build_html(settings, out_dir)
+        pages = build_html(settings, out_dir, args.include_comments)
     except psycopg2.OperationalError as exc:
         print(
             f"cannot read the marts ({settings.describe()}): {str(exc).strip()}; is the database up?", file=sys.stderr

@@ -29,6 +29,7 @@ class CardData:
     state: str = "ok"  # ok | missing (table absent) | denied (no privilege) | error
     message: str | None = None
     truncated: bool = False
+    left_out: list[str] = field(default_factory=list)  # free-text columns not fetched into the page
 
 
 def _json_value(value):
@@ -45,8 +46,9 @@ def _json_value(value):
     return value
 
 
-def fetch_card(conn, card: Card) -> CardData:
-    """One card's rows; the connection is left usable whatever happens."""
+def fetch_card(conn, card: Card, include_free_text: bool = False) -> CardData:
+    """One card's rows; the connection is left usable whatever happens. The card's free-text columns are
+    dropped here, before anything is rendered, unless ``include_free_text``."""
     try:
         with conn.cursor() as cur:
             cur.execute(f"set local statement_timeout = {STATEMENT_TIMEOUT_MS}")
@@ -73,12 +75,15 @@ def fetch_card(conn, card: Card) -> CardData:
     missing = [c for c in card.required_columns if c not in columns]
     if missing:
         return CardData(columns=columns, state="error", message=f"The SQL does not return {', '.join(missing)}")
+    left_out = [] if include_free_text else [c for c in card.free_text if c in columns]
+    keep = [i for i, c in enumerate(columns) if c not in left_out]
     return CardData(
-        columns=columns,
-        rows=[[_json_value(v) for v in row] for row in rows],
+        columns=[columns[i] for i in keep],
+        rows=[[_json_value(row[i]) for i in keep] for row in rows],
         truncated=truncated,
+        left_out=left_out,
     )
 
 
-def fetch_dashboard(conn, dashboard: Dashboard) -> dict[str, CardData]:
-    return {card.key: fetch_card(conn, card) for card in dashboard.cards}
+def fetch_dashboard(conn, dashboard: Dashboard, include_free_text: bool = False) -> dict[str, CardData]:
+    return {card.key: fetch_card(conn, card, include_free_text) for card in dashboard.cards}

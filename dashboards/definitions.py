@@ -144,6 +144,9 @@ class Card:
     sort: Annotated[tuple[Annotated[Sort, BeforeValidator(_sort_entry)], ...], BeforeValidator(_or_empty)] = ()
     limit: Size | None = None
     missing_message: StrictStr | None = None
+    # Columns holding patients' free text (health data): the offline HTML pages, which travel by e-mail,
+    # leave them out unless asked (`python -m dashboards --include-comments`).
+    free_text: Annotated[tuple[Name, ...], BeforeValidator(_or_empty)] = ()
 
     @property
     def tables(self) -> list[tuple[str, str]]:

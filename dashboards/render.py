@@ -42,6 +42,8 @@ def page_name(dashboard: Dashboard) -> str:
 
 def _card_spec(card, data: CardData) -> dict:
     viz = asdict(card.visualization)
+    if data.left_out:
+        viz["columns"] = [c for c in viz["columns"] if c not in data.left_out]
     return {
         "key": card.key,
         "title": card.title,
@@ -91,6 +93,8 @@ def _card_html(card, dashboard: Dashboard, data: CardData) -> str:
     footer = "Filtered by " + ", ".join(applies) if applies else "Not affected by the filters"
     if data.truncated:
         footer += " · first rows only"
+    if data.left_out:
+        footer += f" · {', '.join(data.left_out)} left out (patient free text; --include-comments shows it)"
     return (
         f'<section class="card" id="card-{card.key}" style="{style}" data-type="{card.visualization.type}">'
         f"<h2>{html.escape(card.title)}</h2>"

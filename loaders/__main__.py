@@ -1,6 +1,6 @@
 """The project's one command line: ``python -m loaders <command> [options]``.
 
-Commands live in their own packages (runtime, simulator, loaders, dashboards); this names each by module
+Commands live in their own packages (runtime, simulator, loaders, dashboards, stewardship); this names each by module
 path and imports only the one asked for, so the loaders never import the services supervisor."""
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "load": ("loaders.load", "run every loader once, draining what is there"),
     "serve": ("loaders.serve", "ingest as a service: consumer and feedback watcher, supervised, with metrics"),
     "insights": ("dashboards.insights", "print the original design's Key Insights computed from the marts"),
+    "retention": ("stewardship.retention", "show (or --apply) what retention.yml says is due for deletion"),
+    "erase": ("stewardship.erasure", "remove a patient's identifiers from every table that holds them"),
 }
 
 

@@ -1,10 +1,12 @@
 """Database access: connections, the one-time bootstrap (database, roles, schemas) and migrations.
 
 Roles (least privilege, see docs/architecture.md):
-- telemed_loader writes the raw schema only (and reads clinic_ops, the source it copies);
+- telemed_raw_owner (no login) owns schema raw and its tables: migrations, retention and erasure act as it;
+- telemed_loader selects, inserts and updates rows in raw (and reads clinic_ops, the source it copies); it
+  owns nothing, so it cannot drop, truncate or alter a raw table, nor delete from one;
 - telemed_dbt reads raw and owns the schemas dbt builds;
 - telemed_reporting reads marts only (granted by dbt on the models it builds).
-The connecting user is made a member of loader and dbt so that ``SET ROLE`` works on any server.
+The connecting user is made a member of raw owner, loader and dbt so that ``SET ROLE`` works on any server.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import psycopg2
 import psycopg2.extensions
 from psycopg2 import sql
 
-from runtime.settings import DBT_ROLE, LOADER_ROLE, REPORTING_ROLE, Settings
+from runtime.settings import DBT_ROLE, LOADER_ROLE, RAW_OWNER_ROLE, REPORTING_ROLE, Settings
 
 log = logging.getLogger(__name__)
 
@@ -97,23 +99,26 @@ def drop_database(settings: Settings, database: str) -> None:
 
 
 def ensure_roles(cur, env: dict[str, str] | None = None) -> None:
-    """Create the project roles (cluster-wide) and make the current user a member of loader and dbt."""
+    """Create the project roles (cluster-wide) and make the current user a member of raw owner, loader
+    and dbt."""
     env = dict(os.environ if env is None else env)
-    for role, password_var in ROLE_PASSWORD_ENV.items():
+    for role, login in [(RAW_OWNER_ROLE, False)] + [(role, True) for role in ROLE_PASSWORD_ENV]:
         cur.execute("select 1 from pg_roles where rolname = %s", (role,))
         if not cur.fetchone():
             # Concurrent bootstraps (parallel test sessions) may race on the same cluster-wide role.
             cur.execute("savepoint create_role")
             try:
-                cur.execute(sql.SQL("create role {} login").format(sql.Identifier(role)))
+                cur.execute(
+                    sql.SQL("create role {} {}").format(sql.Identifier(role), sql.SQL("login" if login else "nologin"))
+                )
             except psycopg2.errors.DuplicateObject:
                 cur.execute("rollback to savepoint create_role")
             else:
                 cur.execute("release savepoint create_role")
-        password = env.get(password_var)
+        password = env.get(ROLE_PASSWORD_ENV.get(role, ""))
         if password:
             cur.execute(sql.SQL("alter role {} password %s").format(sql.Identifier(role)), (password,))
-    for role in (LOADER_ROLE, DBT_ROLE):
+    for role in (RAW_OWNER_ROLE, LOADER_ROLE, DBT_ROLE):
         cur.execute(
             "select pg_has_role(current_user, %s, 'member')",
             (role,),
@@ -143,14 +148,7 @@ def bootstrap(settings: Settings, database: str | None = None) -> None:
             # temporary tables for incremental merges, snapshots and unit tests.
             for role in (LOADER_ROLE, DBT_ROLE):
                 cur.execute(sql.SQL("grant temporary on database {} to {}").format(db, ident(role)))
-            cur.execute(sql.SQL("create schema if not exists raw authorization {}").format(ident(LOADER_ROLE)))
-            cur.execute(sql.SQL("grant usage on schema raw to {}").format(ident(DBT_ROLE)))
-            cur.execute(
-                sql.SQL("alter default privileges for role {} in schema raw grant select on tables to {}").format(
-                    ident(LOADER_ROLE), ident(DBT_ROLE)
-                )
-            )
-            cur.execute(sql.SQL("grant select on all tables in schema raw to {}").format(ident(DBT_ROLE)))
+            _raw_schema(cur)
             # clinic_ops plays the clinic's own database: written by the generator, read by the loader.
             cur.execute("create schema if not exists clinic_ops")
             cur.execute(sql.SQL("grant usage on schema clinic_ops to {}").format(ident(LOADER_ROLE)))
@@ -163,7 +161,57 @@ def bootstrap(settings: Settings, database: str | None = None) -> None:
     finally:
         conn.close()
     migrate(settings, database=name)
+    # The owner's own bookkeeping: the loader neither reads nor writes it.
+    conn = connect(settings, database=name)
+    try:
+        with conn, conn.cursor() as cur:
+            for table in OWNER_ONLY_TABLES:
+                cur.execute(
+                    sql.SQL("revoke all on raw.{} from {}").format(sql.Identifier(table), sql.Identifier(LOADER_ROLE))
+                )
+    finally:
+        conn.close()
     log.info("database %s bootstrapped", name)
+
+
+# What the loader may do to the rows of raw: no delete (retention and erasure act as the owner).
+LOADER_RAW_PRIVILEGES = ("select", "insert", "update")
+# Tables of raw that only the owner writes: migrations, and the retention and erasure logs.
+OWNER_ONLY_TABLES = ("schema_migrations", "retention_log", "erasure_log")
+
+
+def _raw_schema(cur) -> None:
+    """Schema raw, owned by the raw owner role; the loader writes rows, dbt reads them.
+
+    Databases bootstrapped before the owner role existed had raw owned by the loader: schema, tables and
+    sequences move to the owner here (the connecting user is a member of both)."""
+    ident = sql.Identifier
+    owner, loader, dbt_role = ident(RAW_OWNER_ROLE), ident(LOADER_ROLE), ident(DBT_ROLE)
+    cur.execute(sql.SQL("create schema if not exists raw authorization {}").format(owner))
+    cur.execute(sql.SQL("alter schema raw owner to {}").format(owner))
+    cur.execute(
+        """
+        select c.relname, c.relkind from pg_class c join pg_namespace n on n.oid = c.relnamespace
+        where n.nspname = 'raw' and c.relkind in ('r', 'p', 'v', 'm')
+          and pg_get_userbyid(c.relowner) <> %s
+        """,
+        (RAW_OWNER_ROLE,),
+    )
+    for name, kind in cur.fetchall():
+        what = sql.SQL("view" if kind == "v" else "materialized view" if kind == "m" else "table")
+        cur.execute(sql.SQL("alter {} raw.{} owner to {}").format(what, ident(name), owner))
+    cur.execute(sql.SQL("revoke all on schema raw from public"))
+    cur.execute(sql.SQL("grant usage on schema raw to {}, {}").format(loader, dbt_role))
+    writes = sql.SQL(", ").join(sql.SQL(p) for p in LOADER_RAW_PRIVILEGES)
+    cur.execute(sql.SQL("grant {} on all tables in schema raw to {}").format(writes, loader))
+    cur.execute(sql.SQL("grant usage on all sequences in schema raw to {}").format(loader))
+    cur.execute(sql.SQL("grant select on all tables in schema raw to {}").format(dbt_role))
+    for grant in (
+        sql.SQL("grant {} on tables to {}").format(writes, loader),
+        sql.SQL("grant usage on sequences to {}").format(loader),
+        sql.SQL("grant select on tables to {}").format(dbt_role),
+    ):
+        cur.execute(sql.SQL("alter default privileges for role {} in schema raw ").format(owner) + grant)
 
 
 def _migrations() -> list[tuple[str, str, str]]:
@@ -175,12 +223,12 @@ def _migrations() -> list[tuple[str, str, str]]:
 
 
 def migrate(settings: Settings, database: str | None = None) -> list[str]:
-    """Apply the raw schema's versioned DDL as the loader role; returns the versions applied.
+    """Apply the raw schema's versioned DDL as the raw owner role; returns the versions applied.
 
     An applied migration whose file changed afterwards is an error: versions are immutable.
     """
     applied = []
-    conn = connect(settings, database=database, role=LOADER_ROLE)
+    conn = connect(settings, database=database, role=RAW_OWNER_ROLE)
     try:
         with conn, conn.cursor() as cur:
             cur.execute("select pg_advisory_xact_lock(hashtext('telemed-migrations'))")

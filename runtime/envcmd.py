@@ -11,6 +11,7 @@ import os
 import shlex
 import subprocess
 
+from runtime import pseudonym
 from runtime.settings import Settings
 
 
@@ -19,6 +20,9 @@ def child_env(settings: Settings) -> dict[str, str]:
     env["KAFKA_BOOTSTRAP_SERVERS"] = settings.kafka_bootstrap_servers
     if settings.pg_password:
         env["DBT_ENV_SECRET_PGPASSWORD"] = settings.pg_password
+    # The pseudonym key's HMAC pads as session settings: dbt's macro pseudonymous_key reads them.
+    key = pseudonym.key_bytes(settings.state_dir)
+    env["PGOPTIONS"] = pseudonym.pgoptions(key, os.environ.get("PGOPTIONS", ""))
     return env
 
 
@@ -31,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command:
         for key, value in env.items():
-            shown = "********" if "PASSWORD" in key else shlex.quote(value)
+            shown = "********" if "PASSWORD" in key or key == "PGOPTIONS" else shlex.quote(value)
             print(f"export {key}={shown}")
         return 0
     return subprocess.call(command, env={**os.environ, **env})

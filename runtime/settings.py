@@ -36,6 +36,9 @@ DEFAULT_CONNECT_TIMEOUT_S = 10
 WATCHDOG_MARGIN_S = 60
 
 LOADER_ROLE = "telemed_loader"
+# Owns schema raw and its tables (no login): migrations, retention and erasure act as it; the loader only
+# writes rows, so it can neither drop nor truncate what it lands.
+RAW_OWNER_ROLE = "telemed_raw_owner"
 DBT_ROLE = "telemed_dbt"
 REPORTING_ROLE = "telemed_reporting"
 

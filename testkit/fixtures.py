@@ -136,6 +136,7 @@ SLOW = (
     "loaders/tests/test_pipeline.py",
     "loaders/tests/test_pipeline_lifecycle.py",
     "loaders/tests/test_load.py",
+    "stewardship/tests/test_stewardship.py",
     "monitors/tests/test_scenarios.py",
     "dashboards/tests/test_browser.py",
     "dashboards/tests/test_card_sql.py",

@@ -1,4 +1,7 @@
 -- Nothing silently dropped: every form of a known appointment is in fact_feedback, and nothing else is.
+-- Retention (python -m loaders retention) purges a closed appointment's raw events and forms together
+-- while its facts stay: a fact form with neither its raw form nor any raw event of its appointment left
+-- is such a purge, not a stray row.
 {{ config(severity='error') }}
 
 with
@@ -13,7 +16,22 @@ matched_forms as (
 
 fact_forms as (
 
-    select feedback_id from {{ ref('fact_feedback') }}
+    select
+        feedback_id,
+        appointment_id
+    from {{ ref('fact_feedback') }}
+
+),
+
+raw_forms as (
+
+    select feedback_id from {{ ref('stg_feedback_forms__patient_feedback') }}
+
+),
+
+raw_appointments as (
+
+    select distinct appointment_id from {{ ref('stg_kafka__appointment_events') }}
 
 ),
 
@@ -37,7 +55,12 @@ unexpected as (
     from fact_forms
     left join matched_forms
         on fact_forms.feedback_id = matched_forms.feedback_id
-    where matched_forms.feedback_id is null
+    where
+        matched_forms.feedback_id is null
+        and (
+            fact_forms.feedback_id in (select raw_forms.feedback_id from raw_forms)
+            or fact_forms.appointment_id in (select raw_appointments.appointment_id from raw_appointments)
+        )
 
 )
 

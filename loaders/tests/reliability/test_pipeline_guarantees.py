@@ -336,6 +336,13 @@ FORBIDDEN = {
         "create table marts.loader_was_here (x int)",
         "select * from staging.stg_kafka__appointment_events limit 1",
         "create table staging.loader_was_here (x int)",
+        # It writes rows in raw but owns nothing there (runtime/db.py: telemed_raw_owner does).
+        "drop table raw.appointment_events",
+        "truncate raw.load_runs",
+        "alter table raw.kafka_offsets add column loader_was_here int",
+        "delete from raw.appointment_events",
+        "create table raw.loader_was_here (x int)",
+        "select * from raw.retention_log",
     ],
     REPORTING_ROLE: [
         "select * from raw.appointment_events limit 1",
@@ -381,15 +388,17 @@ ALLOWED = {
 
 
 def relation_grants(rig) -> dict[tuple[str, str], dict[str, set[str]]]:
-    """Privileges granted on every table and view of the project's schemas, by grantee (owner excluded)."""
+    """Privileges granted on every table and view of the project's schemas, by grantee (owner excluded;
+    PUBLIC included, as "public")."""
     rows = rig.sql(
         """
-        select n.nspname, c.relname, pg_get_userbyid(acl.grantee), acl.privilege_type
+        select n.nspname, c.relname,
+            case when acl.grantee = 0 then 'public' else pg_get_userbyid(acl.grantee) end, acl.privilege_type
         from pg_class c
         join pg_namespace n on n.oid = c.relnamespace
         cross join lateral aclexplode(coalesce(c.relacl, acldefault('r', c.relowner))) acl
         where n.nspname in ('raw', 'staging', 'intermediate', 'marts', 'snapshots', 'monitoring', 'clinic_ops')
-          and c.relkind in ('r', 'v', 'm', 'p') and acl.grantee <> c.relowner and acl.grantee <> 0
+          and c.relkind in ('r', 'v', 'm', 'p') and acl.grantee <> c.relowner
         """
     )
     out: dict[tuple[str, str], dict[str, set[str]]] = {}
@@ -413,9 +422,11 @@ def configured_grants(build_target: Path, rig) -> dict[tuple[str, str], dict[str
             for grantee in grantees
         }
         expected[(node["schema"], node["alias"])] = grants
-    # runtime/db.py: raw tables are readable by dbt, clinic_ops tables by the loader.
+    # runtime/db.py: raw tables are readable by dbt and written (rows only) by the loader, except the
+    # owner's own logs; clinic_ops tables are readable by the loader. PUBLIC is granted nothing anywhere.
     for (table,) in rig.sql("select tablename from pg_tables where schemaname = 'raw'"):
-        expected[("raw", table)] = {DBT_ROLE: {"select"}}
+        loader = {} if table in db.OWNER_ONLY_TABLES else {LOADER_ROLE: set(db.LOADER_RAW_PRIVILEGES)}
+        expected[("raw", table)] = {DBT_ROLE: {"select"}, **loader}
     for (table,) in rig.sql("select tablename from pg_tables where schemaname = 'clinic_ops'"):
         expected[("clinic_ops", table)] = {LOADER_ROLE: {"select"}}
     return expected

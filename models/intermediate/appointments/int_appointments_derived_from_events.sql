@@ -23,6 +23,8 @@
 -- Incremental: appointments with any event loaded within the look-back window are recomputed from all
 -- of their events and merged, so late and out-of-order events land exactly as in a full refresh.
 
+{{ refuse_full_refresh_after_purge() }}
+
 with
 
 events as (

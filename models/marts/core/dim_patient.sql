@@ -12,8 +12,9 @@
 -- appointments name before the clinic data arrives, and the Unknown member (patient_key '-1').
 -- No direct identifiers: no names, contacts, address or birth date. Age convention: completed years
 -- on the day of the dbt run; ages above var max_reported_age (89) are shown as 90 and grouped "90+",
--- as HIPAA Safe Harbor requires. patient_key is a hash of patient_id, stable across runs, so facts
--- never need rewriting when a patient's data changes.
+-- as HIPAA Safe Harbor requires. patient_key is a keyed hash (HMAC-SHA256, macro pseudonymous_key) of
+-- patient_id, stable across runs while the key is, so facts never need rewriting when a patient's data
+-- changes; without the key it cannot be reversed by hashing candidate ids.
 -- Incremental (merge on patient_key): every known patient's row is derived (a cheap pass over the
 -- clinic's patients) but only rows that differ from this table are merged: new patients, inferred ones
 -- now known, newer versions (updated_at or load time changed) and ages changed since the last run (a
@@ -34,6 +35,8 @@
     ('last_loaded_at', 'timestamp with time zone'),
 ] -%}
 {%- set member_values = {'age_group': "'unknown'"} %}
+
+{{ refuse_full_refresh_after_purge() }}
 
 with
 
@@ -78,7 +81,7 @@ ages as (
 known_patients as (
 
     select
-        {{ dbt.hash('patient_id') }} as patient_key,
+        {{ pseudonymous_key('patient_id') }} as patient_key,
         patient_id,
         case
             when exact_age > {{ var('max_reported_age') }} then {{ var('max_reported_age') + 1 }}
@@ -128,7 +131,7 @@ inferred_patients as (
         {{ dimension_member(
             member_columns,
             member_values,
-            patient_key=dbt.hash('appointments.patient_id'),
+            patient_key=pseudonymous_key('appointments.patient_id'),
             patient_id='appointments.patient_id',
             is_inferred='true',
         ) }}

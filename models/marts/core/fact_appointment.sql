@@ -19,6 +19,8 @@
 --   * whose reschedule chain depth changed (a late link further up the chain).
 -- So a full refresh and any sequence of incremental runs over the same raw data give the same rows.
 
+{{ refuse_full_refresh_after_purge() }}
+
 with
 
 appointments as (
@@ -110,7 +112,7 @@ final as (
         coalesce(providers.provider_key, {{ unknown_key('string') }}) as provider_key,
         case
             when appointments_in_scope.patient_id is null then {{ unknown_key('string') }}
-            else {{ dbt.hash('appointments_in_scope.patient_id') }}
+            else {{ pseudonymous_key('appointments_in_scope.patient_id') }}
         end as patient_key,
         {{ date_id('appointments_in_scope.appointment_at') }} as date_id,
         {{ extract_date_part('hour', 'appointments_in_scope.appointment_at') }} * 100

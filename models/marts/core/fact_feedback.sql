@@ -17,6 +17,8 @@
 -- Incremental (merge on feedback_id): forms loaded within the look-back window and every form of an
 -- appointment that changed in it (late events, its appointment just arrived, another provider version).
 
+{{ refuse_full_refresh_after_purge() }}
+
 with
 
 feedback as (
