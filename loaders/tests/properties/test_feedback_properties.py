@@ -31,7 +31,7 @@ from runtime import db
 
 # Small enough that the strategy's biggest files (huge strings, deep nesting) meet it.
 MAX_FILE_BYTES = 64 << 10
-SECRET_ID = "FBK-9999999"
+BEHIND_LINK_ID = "FBK-9999999"
 
 
 def run_feedback(settings, landing: Path) -> int:
@@ -59,8 +59,8 @@ def write_landing(
 ) -> tuple[Path, dict[str, tuple[bytes, LandingFile]]]:
     """The files under a fresh landing folder; stored path (as the loader must record it) -> (full path, file)."""
     landing = base / uuid.uuid4().hex[:12]
-    secret = base / "secret.json"
-    secret.write_text(json.dumps(valid_form(SECRET_ID)))
+    outside = base / "outside.json"
+    outside.write_text(json.dumps(valid_form(BEHIND_LINK_ID)))
     written = {}
     for folder, entry in files:
         (landing / folder).mkdir(parents=True, exist_ok=True)
@@ -68,7 +68,7 @@ def write_landing(
         if entry.kind == "fifo":
             os.mkfifo(path)
         elif entry.kind == "symlink":
-            os.symlink(os.fsencode(secret), path)
+            os.symlink(os.fsencode(outside), path)
         else:
             with open(path, "wb") as out:
                 out.write(entry.content)
@@ -99,7 +99,7 @@ def check_landing(settings, base: Path, files: list[tuple[str, LandingFile]]) ->
     rejected_forms = {(row[0], row[1]): row[2:] for row in query(
         settings, "select source_sha256, form_index, reason, error_detail from raw.patient_feedback_rejected"
     )}  # fmt: skip
-    assert SECRET_ID not in loaded_forms.values(), "a symlink was followed"
+    assert BEHIND_LINK_ID not in loaded_forms.values(), "a symlink was followed"
 
     # Each entry once: a regular file up to the limit by its content (copies skipped), the others by path.
     by_content = defaultdict(list)
