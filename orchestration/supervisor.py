@@ -198,7 +198,7 @@ def component_pid(site: AirflowSite, component: str) -> int | None:
     return pid if pid_alive(pid) and b"airflow" in cmdline else None
 
 
-def _api_healthy(site: AirflowSite) -> bool:
+def api_healthy(site: AirflowSite) -> bool:
     try:
         with urllib.request.urlopen(f"{site.url}/api/v2/monitor/health", timeout=3) as response:  # noqa: S310
             return response.status == 200
@@ -229,7 +229,7 @@ def up(settings: Settings, site: AirflowSite) -> list[str]:
         site.pidfile(component).write_text(f"{proc.pid}\n")
         started.append(component)
     deadline = time.monotonic() + START_TIMEOUT_S
-    while not _api_healthy(site):
+    while not api_healthy(site):
         for component in COMPONENTS:
             if not component_pid(site, component):
                 raise AirflowError(f"airflow {component} exited; see {site.logfile(component)}")
@@ -268,7 +268,7 @@ def status_lines(site: AirflowSite) -> list[str]:
         address = site.url if component == "api-server" else ""
         state = "running" if pid else "stopped"
         detail = f"pid {pid}, log {site.logfile(component)}" if pid else f"log {site.logfile(component)}"
-        lines.append(f"{'airflow':<9} {component:<10} {address:<22} {state:<8} {detail}")
+        lines.append(f"{'airflow':<9} {component:<13} {address:<22} {state:<8} {detail}")
     return lines
 
 

@@ -6,10 +6,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,6 +76,34 @@ class AirflowHarness:
             timeout=timeout,
             check=False,
         )
+
+    @contextmanager
+    def api_server(self, env: dict[str, str]) -> Iterator[str]:
+        """Airflow's api-server (with the UI) on this site's loopback port, for as long as the block runs."""
+        log = open(self.site.home / "api-server.log", "wb")  # noqa: SIM115 - closed below, after the server
+        proc = subprocess.Popen(
+            [str(supervisor.airflow_bin()), "api-server", "--host", "127.0.0.1", "--port", str(self.site.port)],
+            env=env,
+            cwd=PROJECT_ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            deadline = time.monotonic() + 180
+            while not supervisor.api_healthy(self.site):
+                assert proc.poll() is None, (self.site.home / "api-server.log").read_text()[-3000:]
+                assert time.monotonic() < deadline, "the api-server did not answer within 180 s"
+                time.sleep(1)
+            yield self.site.url
+        finally:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+            log.close()
 
     def task_states(self, dag_id: str, logical_date: str) -> dict[str, tuple[str, int]]:
         """task id -> (state, try number) of the DAG's run at that logical date, from the metadata database."""

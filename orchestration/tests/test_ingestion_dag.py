@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import email
+import os
 import subprocess
 import sys
 import uuid
@@ -21,13 +22,18 @@ import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 from psycopg2 import sql
 
+from dashboards.tests.browser import chromium, watch
 from loaders.tests.loader_support import loader_env
+from orchestration import supervisor
 from orchestration.tests.conftest import AirflowHarness, run_dbt
 from runtime import db
 from runtime.settings import PROJECT_ROOT, Settings
 from testkit.clock import AS_OF
 
 pytestmark = pytest.mark.slow
+
+ARTIFACTS = PROJECT_ROOT / ".local" / "artifacts" / "orchestration"
+CHROMIUM = Path(os.environ.get("TELEMED_CHROMIUM", "/usr/bin/chromium"))
 
 DAG_ID = "telemedicine_ingestion_dag"
 SCALE = 1000
@@ -138,9 +144,36 @@ def test_dag_run_loads_builds_and_equals_the_plain_pipeline(
     states = airflow.task_states(DAG_ID, AS_OF)
     failed = {task: state for task, (state, _) in states.items() if state != "success"}
     assert done.returncode == 0 and not failed, f"tasks not successful: {failed}\n{done.stdout[-6000:]}"
-    assert len(states) > 30  # the loads, every dbt task, freshness and the monitors
+    # the loads, a run and a test task per hourly model and the snapshot, the cross-model tests, freshness
+    # and the monitors
+    assert {"load_reference", "drain_events", "load_feedback", "cross_model_tests", "monitors"} <= set(states)
+    assert len([task for task in states if task.startswith("dbt_hourly.")]) >= 24
 
     assert_same_marts(settings, second_database)
+
+
+def test_grid_view_shows_the_run(airflow: AirflowHarness, settings: Settings):
+    """The UI of the run above, as a person sees it: log in, open the DAG, the grid lists its tasks. The
+    screenshot is kept with the test artifacts."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    screenshot = ARTIFACTS / "grid.png"
+    states = airflow.task_states(DAG_ID, AS_OF)
+    assert states and all(state == "success" for state, _ in states.values()), "needs the successful run above"
+    env = airflow.env(settings)
+    with airflow.api_server(env) as url, chromium(CHROMIUM) as browser:
+        page = browser.new_page()
+        log = watch(page)
+        page.goto(f"{url}/dags/{DAG_ID}")
+        page.locator("input[type=password]").wait_for(timeout=60_000)
+        page.locator("input:not([type=password])").first.fill(supervisor.ADMIN_USER)
+        page.locator("input[type=password]").fill(supervisor.admin_password(airflow.site))
+        page.get_by_role("button", name="Sign in").click()
+        page.get_by_text("load_reference").first.wait_for(timeout=90_000)
+        page.get_by_text("source_freshness").first.wait_for(timeout=30_000)
+        page.wait_for_load_state("networkidle")
+        page.screenshot(path=str(screenshot), full_page=True)
+        assert not log.page_errors, log.page_errors
+    assert screenshot.stat().st_size > 10_000
 
 
 def test_failing_task_retries_then_alerts_once(airflow: AirflowHarness, second_database: Settings, webhook, smtp):
