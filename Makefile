@@ -9,6 +9,12 @@ RUN := $(PY) -m loaders
 # dbt always runs with the effective connection (embedded or configured), like the loaders.
 DBT := $(RUN) env -- $(VENV)/bin/dbt
 STAMP := $(VENV)/.installed-$(shell cksum < requirements.txt | cut -d' ' -f1)
+# Apache Airflow's own environment (see the airflow targets).
+AIRFLOW_VENV ?= .local/airflow/venv
+AIRFLOW_STAMP := $(AIRFLOW_VENV)/.installed-$(shell cksum < orchestration/requirements-airflow.txt | cut -d' ' -f1)
+# Neither Airflow nor Cosmos reports usage anywhere from here (the supervisor sets the same for its processes).
+AIRFLOW_NO_TELEMETRY := AIRFLOW__COSMOS__ENABLE_TELEMETRY=False DO_NOT_TRACK=true SCARF_ANALYTICS=false \
+	AIRFLOW__USAGE_DATA_COLLECTION__ENABLED=False
 
 SCALE ?= 50000
 SEED ?= 42
@@ -43,7 +49,7 @@ $(call whole_number,DATE_JOBS,[1-9][0-9]*,a positive whole number of faked-date 
 
 .PHONY: help setup deps up down status db generate load build freshness monitor dashboards chromium docs docs-serve \
 	bench lint format test pytest dbt-test demo clean lock _test insights faketime test-dates test-fast lint-python psql serve \
-	retention erase
+	retention erase airflow airflow-down airflow-venv airflow-manifest airflow-lock test-airflow
 
 # `make help`: these first, in this order, then every other target in the order of this file.
 EVERYDAY := demo status psql monitor dashboards docs-serve insights test-fast test down help
@@ -98,6 +104,7 @@ down: setup ## stop the embedded services (Postgres data is kept under .local/)
 
 status: setup ## say what runs where
 	$(RUN) services status
+	$(PY) -m orchestration.supervisor status --if-installed
 
 psql: setup ## psql on the project's database (the embedded one after `make up`); PSQL_ARGS=... passed on
 	@$(RUN) env -- psql $(PSQL_ARGS)
@@ -203,7 +210,7 @@ _test:
 	if [ -n "$$failed" ]; then echo "make test: failed:$$failed"; exit 1; fi; \
 	echo "make test: lint, pytest and $(BESIDE_PYTEST) passed"
 
-pytest: setup $(DBT_PACKAGES) ## the Python tests (unit and integration on the real Postgres and broker), PYTEST_WORKERS in parallel
+pytest: setup $(DBT_PACKAGES) $(AIRFLOW_STAMP) ## the Python tests (unit and integration on the real Postgres and broker), PYTEST_WORKERS in parallel
 	$(VENV)/bin/pytest $(XDIST) $(PYTEST_ARGS)
 
 test-fast: lint-python $(DBT_PACKAGES) ## the inner loop (under a minute): lint-python, pytest without the slow and fault suites
@@ -257,6 +264,38 @@ retention: setup ## what retention.yml says is due, per table (a dry run); APPLY
 
 erase: setup ## remove one patient's identifiers everywhere: make erase PATIENT_ID=... [REQUEST_REF=...]
 	$(RUN) erase --patient-id "$(PATIENT_ID)" $(if $(REQUEST_REF),--request-ref "$(REQUEST_REF)",)
+
+# Apache Airflow in an environment of its own (orchestration/requirements-airflow.txt), made on first use of
+# an Airflow target, so `make setup` and `make demo` never install it. Cosmos renders the dbt project from
+# target/airflow/manifest.json (airflow-manifest), the DAGs' commands run in .venv.
+
+$(AIRFLOW_STAMP): orchestration/requirements-airflow.txt | setup
+	@test -x $(AIRFLOW_VENV)/bin/python || $(PYTHON) -m venv $(AIRFLOW_VENV)
+	$(AIRFLOW_VENV)/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(AIRFLOW_NO_TELEMETRY) $(AIRFLOW_VENV)/bin/python -m pip install --quiet --disable-pip-version-check \
+		-r orchestration/requirements-airflow.txt
+	@rm -f $(AIRFLOW_VENV)/.installed-* && touch $@
+
+airflow-venv: $(AIRFLOW_STAMP) ## Airflow's own environment (.local/airflow/venv), from orchestration/requirements-airflow.txt
+
+airflow-manifest: setup $(DBT_PACKAGES) ## dbt parse into target/airflow: the manifest the DAGs are rendered from
+	$(DBT) parse --quiet --target-path target/airflow
+
+airflow: up $(AIRFLOW_STAMP) airflow-manifest ## Airflow on 127.0.0.1 (UI, scheduler, dag-processor); prints the URL and login
+	$(PY) -m orchestration.supervisor up
+
+airflow-down: setup ## stop Airflow
+	$(PY) -m orchestration.supervisor down
+
+airflow-lock: ## re-pin orchestration/requirements-airflow.txt (needs the network)
+	rm -rf .local/airflow-lockenv && $(PYTHON) -m venv .local/airflow-lockenv
+	.local/airflow-lockenv/bin/pip install --quiet 'apache-airflow[postgres]==3.3.2' 'astronomer-cosmos==1.15.1'
+	{ sed -n '1,/^# Regenerate/p' orchestration/requirements-airflow.txt; \
+	  .local/airflow-lockenv/bin/pip freeze | grep -v '^pip=='; } > orchestration/requirements-airflow.txt.new
+	mv orchestration/requirements-airflow.txt.new orchestration/requirements-airflow.txt
+
+test-airflow: setup $(DBT_PACKAGES) $(AIRFLOW_STAMP) ## the Airflow tests alone (DagBag, airflow dags test, alerts); `make pytest` runs them too
+	$(RUN) services run -- $(VENV)/bin/pytest orchestration/tests -q $(PYTEST_ARGS)
 
 clean: ## remove build output (keeps .local data and .venv)
 	rm -rf target dbt_packages logs

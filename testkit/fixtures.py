@@ -155,6 +155,7 @@ SHARED_WORLDS = {
 # The costliest units first (`--no-loadscope-reorder` keeps this order): a long unit started last would
 # keep one worker busy after the others ran dry. Seconds per unit on this machine, roughly, in comments.
 FIRST = (
+    "orchestration/tests/test_ingestion_dag.py",  # 300: airflow dags test, task by task
     "monitors/tests/test_scenarios.py",  # 150
     "loaders/tests/reliability/test_consumer_faults.py",  # 110
     "loaders/tests/test_pipeline.py",  # 90

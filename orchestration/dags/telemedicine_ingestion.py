@@ -1,0 +1,71 @@
+"""telemedicine_ingestion_dag, hourly: what `make load` and `make build SELECTOR=hourly` then
+`make freshness` / `make monitor` do, as Airflow tasks.
+
+reference data -> a drain of the event consumer (skipped while the ingest service consumes) -> feedback
+files -> the dbt `hourly` selector rendered by Cosmos from the manifest (per model: run, then its tests;
+then the tests that read several models) -> source freshness -> the monitors. No overlapping runs, no
+catchup; every task retries with backoff and alerts the monitors' channels once when its last try
+failed (orchestration/dagkit.py).
+"""
+
+from __future__ import annotations
+
+from airflow.providers.standard.operators.bash import BashOperator
+from airflow.sdk import DAG
+from cosmos import DbtTaskGroup
+from cosmos.operators.local import DbtSourceLocalOperator, DbtTestLocalOperator
+
+from orchestration import dagkit
+
+COMMON = dagkit.dbt_operator_args()
+
+with DAG(
+    dag_id="telemedicine_ingestion_dag",
+    description="load reference data, events and feedback; dbt hourly selector; freshness; monitors",
+    schedule="@hourly",
+    start_date=dagkit.START_DATE,
+    catchup=False,
+    max_active_runs=1,
+    default_args=dagkit.default_args(),
+    tags=["telemed-elt", "ingestion"],
+    doc_md=__doc__,
+) as dag:
+    load_reference = BashOperator(
+        task_id="load_reference",
+        bash_command=dagkit.project_command("loaders", "reference"),
+    )
+    # Exit code 99 (the ingest service is consuming) leaves the task skipped, not failed.
+    drain_events = BashOperator(
+        task_id="drain_events",
+        bash_command=dagkit.project_command("orchestration.steps", "drain-events"),
+        skip_on_exit_code=99,
+    )
+    load_feedback = BashOperator(
+        task_id="load_feedback",
+        bash_command=dagkit.project_command("loaders", "feedback"),
+        trigger_rule="none_failed",
+    )
+    dbt_hourly = DbtTaskGroup(
+        group_id="dbt_hourly",
+        project_config=dagkit.project_config(),
+        profile_config=dagkit.profile_config(),
+        execution_config=dagkit.hourly_execution_config(),
+        render_config=dagkit.hourly_render_config(),
+        operator_args=dagkit.operator_args(),
+    )
+    # The tests that read two or more models, once all of them are built: one dbt invocation.
+    cross_model_tests = DbtTestLocalOperator(
+        task_id="cross_model_tests",
+        select=" ".join(dagkit.cross_model_tests(dbt_hourly.dbt_graph)),
+        **COMMON,
+    )
+    source_freshness = DbtSourceLocalOperator(task_id="source_freshness", **COMMON)
+    # python -m monitors exits 1 when a check is at error level: it has alerted its channels already, and
+    # a retry would only repeat the same checks, so this task does not retry.
+    monitors = BashOperator(
+        task_id="monitors",
+        bash_command=dagkit.project_command("monitors"),
+        retries=0,
+    )
+
+    load_reference >> drain_events >> load_feedback >> dbt_hourly >> cross_model_tests >> source_freshness >> monitors
