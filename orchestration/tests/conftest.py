@@ -18,10 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from aiosmtpd.controller import Controller
 
 from loaders.tests.loader_support import loader_env
-from monitors.tests.conftest import MailSink, WebhookReceiver
+from monitors.tests.conftest import smtp, webhook  # noqa: F401 - the loopback alert receivers, as fixtures
 from orchestration import supervisor
 from runtime import db
 from runtime.settings import PROJECT_ROOT, Settings
@@ -135,20 +134,3 @@ def airflow(base_settings: Settings, dbt_target: Path, tmp_path_factory) -> Iter
 
 def read_json(path: Path) -> dict:
     return json.loads(path.read_text())
-
-
-@pytest.fixture
-def webhook():
-    receiver = WebhookReceiver()
-    yield receiver
-    receiver.close()
-
-
-@pytest.fixture
-def smtp():
-    sink = MailSink()
-    controller = Controller(sink, hostname="127.0.0.1", port=free_port())
-    controller.start()
-    sink.port = controller.port
-    yield sink
-    controller.stop()

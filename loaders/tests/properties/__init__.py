@@ -14,9 +14,16 @@ Two profiles, chosen with HYPOTHESIS_PROFILE:
 from __future__ import annotations
 
 import os
+from unittest import mock
 
+import time_machine
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.strategies import SearchStrategy
+
+from loaders import validation
+from loaders.__main__ import main as loaders_cli
+from loaders.tests.loader_support import loader_env
+from runtime import db
 
 PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "ci")
 FUZZ_FACTOR = int(os.environ.get("FUZZ_FACTOR", "20"))
@@ -50,3 +57,23 @@ def drawn(strategy: SearchStrategy, count: int) -> list:
 
     keep()
     return values
+
+
+def run_pinned(settings_, argv: list[str], load_time) -> int:
+    """One run of the real loader CLI in this process, on ``settings_``'s services, with the load time (and
+    so the validator's upper bound) pinned; its exit code."""
+    with mock.patch.dict(os.environ, loader_env(settings_), clear=True), time_machine.travel(load_time, tick=False):
+        validation.reset_latest_timestamp()
+        try:
+            return loaders_cli(argv)
+        finally:
+            validation.reset_latest_timestamp()
+
+
+def empty_tables(settings_, *tables: str) -> None:
+    conn = db.connect(settings_)
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute(f"truncate {', '.join(tables)}")
+    finally:
+        conn.close()

@@ -12,10 +12,8 @@ emptied before each example, so each is judged on its own.
 from __future__ import annotations
 
 import json
-import os
 import uuid
 from datetime import timezone
-from unittest import mock
 
 import pytest
 import time_machine
@@ -25,12 +23,10 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from loaders import validation
-from loaders.__main__ import main as loaders_cli
-from loaders.tests.loader_support import loader_env, query
-from loaders.tests.properties import examples
+from loaders.tests.loader_support import query
+from loaders.tests.properties import empty_tables, examples, run_pinned
 from loaders.tests.properties.strategies import LOAD_TIME, Input, messages
 from loaders.tests.test_pipeline import dbt
-from runtime import db
 from runtime.kafka import client_config
 
 # A consumer group join per example and a dbt run for the staging view: with the slow suite, out of test-fast.
@@ -70,23 +66,12 @@ def produce(settings, topic: str, batch: list[Input]) -> list[tuple[int, int]]:
 
 def consume(settings, topic: str, group: str) -> int:
     """One drain of the real consumer CLI with the load time pinned; its exit code."""
-    env = loader_env(settings)
     argv = ["consume", "--drain", "--idle-seconds", "2", "--topic", topic, "--group", group]
-    with mock.patch.dict(os.environ, env, clear=True), time_machine.travel(LOAD_TIME, tick=False):
-        validation.reset_latest_timestamp()
-        try:
-            return loaders_cli(argv)
-        finally:
-            validation.reset_latest_timestamp()
+    return run_pinned(settings, argv, LOAD_TIME)
 
 
 def empty_raw(settings) -> None:
-    conn = db.connect(settings)
-    try:
-        with conn, conn.cursor() as cur:
-            cur.execute("truncate raw.appointment_events, raw.appointment_events_rejected")
-    finally:
-        conn.close()
+    empty_tables(settings, "raw.appointment_events", "raw.appointment_events_rejected")
 
 
 def schema_valid(message: Input) -> str | None:

@@ -17,17 +17,12 @@ import os
 import uuid
 from collections import defaultdict
 from pathlib import Path
-from unittest import mock
 
-import time_machine
 from hypothesis import assume, example, given
 
-from loaders import validation
-from loaders.__main__ import main as loaders_cli
-from loaders.tests.loader_support import loader_env, query, valid_form
-from loaders.tests.properties import examples
+from loaders.tests.loader_support import query, valid_form
+from loaders.tests.properties import empty_tables, examples, run_pinned
 from loaders.tests.properties.strategies import LOAD_TIME, Input, LandingFile, landing_files
-from runtime import db
 
 # Small enough that the strategy's biggest files (huge strings, deep nesting) meet it.
 MAX_FILE_BYTES = 64 << 10
@@ -35,23 +30,12 @@ BEHIND_LINK_ID = "FBK-9999999"
 
 
 def run_feedback(settings, landing: Path) -> int:
-    env = loader_env(settings)
     argv = ["feedback", "--landing", str(landing), "--max-file-bytes", str(MAX_FILE_BYTES)]
-    with mock.patch.dict(os.environ, env, clear=True), time_machine.travel(LOAD_TIME, tick=False):
-        validation.reset_latest_timestamp()
-        try:
-            return loaders_cli(argv)
-        finally:
-            validation.reset_latest_timestamp()
+    return run_pinned(settings, argv, LOAD_TIME)
 
 
 def empty_raw(settings) -> None:
-    conn = db.connect(settings)
-    try:
-        with conn, conn.cursor() as cur:
-            cur.execute("truncate raw.feedback_files, raw.patient_feedback, raw.patient_feedback_rejected")
-    finally:
-        conn.close()
+    empty_tables(settings, "raw.feedback_files", "raw.patient_feedback", "raw.patient_feedback_rejected")
 
 
 def write_landing(
