@@ -232,7 +232,11 @@ soak: setup $(DBT_PACKAGES) ## the reliability and security suite at soak scale 
 # examples; this runs them with FUZZ_FACTOR times more, from a random seed it prints (FUZZ_SEED=n repeats a
 # run), plus test_value_edges.py, whose dbt build then takes a bigger generated batch.
 FUZZ_FACTOR ?= 20
-FUZZ_SEED ?= $(shell od -An -N4 -tu4 /dev/urandom | tr -d ' ')
+# Drawn once when make reads this file (`:=`): a recursive variable would draw a new seed at every use, and
+# the seed printed would not be the seed run.
+ifndef FUZZ_SEED
+FUZZ_SEED := $(shell od -An -N4 -tu4 /dev/urandom | tr -d ' ')
+endif
 .PHONY: fuzz
 fuzz: setup $(DBT_PACKAGES) ## the property tests, FUZZ_FACTOR (20) times longer, random seed (FUZZ_SEED=n repeats one)
 	@echo "fuzz: hypothesis seed $(FUZZ_SEED); repeat with: make fuzz FUZZ_SEED=$(FUZZ_SEED)"
