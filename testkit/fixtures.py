@@ -140,6 +140,7 @@ SLOW = (
     "monitors/tests/test_scenarios.py",
     "dashboards/tests/test_browser.py",
     "dashboards/tests/test_card_sql.py",
+    "dashboards/tests/test_free_text.py",  # reads the built marts
     "runtime/tests/test_services.py",
     "dashboards/tests/test_metabase.py::test_without_metabase_url_only_html_is_built",  # builds the marts
 )
