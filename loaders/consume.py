@@ -654,23 +654,30 @@ def parse_args(argv: list[str] | None) -> ConsumeOptions:
     )
 
 
-def main(argv: list[str] | None = None) -> int:
-    options = parse_args(argv)
-    settings = Settings.from_env()
-    consumer = EventConsumer(settings, options)
+def run_and_report(
+    consumer: EventConsumer, group: str, error_prefix: str = "error", ok: tuple[str, ...] = ("succeeded", "interrupted")
+) -> int:
+    """Run ``consumer`` under the signal handlers, print its summary line; the exit code: 0 when the run ended
+    with a status in ``ok`` and no error. (By default a stop that cut an outage's wait short is an error; one
+    that ended a healthy run is not.)"""
     try:
         with stop_on_signals(consumer.backoff, consumer.request_stop):
             result = consumer.run_loop()
     except RetryGaveUp as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"{error_prefix}: {exc}", file=sys.stderr)
         return 1
     c = result.counts
     print(
         f"consume {result.status}: read {c.read}, loaded {c.loaded}, rejected {c.rejected}, "
         f"duplicates skipped {c.duplicates} in {result.seconds:.1f}s (run {result.run_id}, topic {consumer.topic}, "
-        f"group {options.group})"
+        f"group {group})"
     )
     if result.error:
-        print(f"error: {result.error}", file=sys.stderr)
-    # A stop that cut an outage's wait short is an error; one that ended a healthy run is not.
-    return 0 if result.status in ("succeeded", "interrupted") and not result.error else 1
+        print(f"{error_prefix}: {result.error}", file=sys.stderr)
+    return 0 if result.status in ok and not result.error else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    options = parse_args(argv)
+    consumer = EventConsumer(Settings.from_env(), options)
+    return run_and_report(consumer, options.group)

@@ -42,7 +42,7 @@ import psycopg2
 from prometheus_client import start_http_server
 from prometheus_client.multiprocess import mark_process_dead
 
-from loaders.consume import DEFAULT_GROUP, ConsumeOptions, EventConsumer
+from loaders.consume import DEFAULT_GROUP, ConsumeOptions, EventConsumer, run_and_report
 from loaders.feedback import FeedbackLoader, list_files
 from loaders.lag import LagProbe
 from loaders.metrics import (
@@ -53,7 +53,6 @@ from loaders.metrics import (
     ServiceCollector,
     service_registry,
 )
-from loaders.retry import RetryGaveUp, stop_on_signals
 from runtime import db
 from runtime.settings import LOADER_ROLE, PROJECT_ROOT, Settings, SettingsError
 
@@ -312,20 +311,7 @@ def run_consumer(options: ServeOptions, settings: Settings) -> int:
     consumer.writer.on_commit = metrics.batch_committed
     consumer.on_receive = metrics.messages_received
     _stop_when_orphaned()
-    try:
-        with stop_on_signals(consumer.backoff, consumer.request_stop):
-            result = consumer.run_loop()
-    except RetryGaveUp as exc:
-        print(f"consume: error: {exc}", file=sys.stderr)
-        return 1
-    c = result.counts
-    print(
-        f"consume {result.status}: read {c.read}, loaded {c.loaded}, rejected {c.rejected}, duplicates skipped"
-        f" {c.duplicates} in {result.seconds:.1f}s (run {result.run_id}, topic {consumer.topic}, group {options.group})"
-    )
-    if result.error:
-        print(f"consume: error: {result.error}", file=sys.stderr)
-    return 0 if result.status == "succeeded" and not result.error else 1
+    return run_and_report(consumer, options.group, "consume: error", ok=("succeeded",))
 
 
 def landing_signature(landing: Path) -> str:

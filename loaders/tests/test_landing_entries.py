@@ -14,21 +14,12 @@ import pytest
 
 from loaders import feedback
 from loaders.tests.loader_support import loader_env, query, run_loader, valid_form
+from loaders.tests.test_poison_input import files
 from loaders.validation import UNREADABLE
 from runtime.settings import PROJECT_ROOT
 
 # The capabilities that let root open any file whatever its mode; without them root meets EACCES like anyone.
 DAC_CAPABILITIES = "-dac_override,-dac_read_search"
-
-
-def files(settings, like: str) -> dict[str, tuple]:
-    rows = query(
-        settings,
-        "select path, status, reason, forms_read, forms_loaded, forms_rejected from raw.feedback_files"
-        " where path like %s",
-        (like,),
-    )
-    return {row[0]: row[1:] for row in rows}
 
 
 def test_a_file_name_that_is_not_utf8_is_recorded_with_an_escaped_name_and_its_forms_load(settings, tmp_path):
