@@ -5,7 +5,7 @@ every request.
 Which Metabase: docker-compose.yml pins ``metabase/metabase:v0.58-lts``, and this follows the API reference
 Metabase generates from its endpoint schemas, ``docs/api.json`` (OpenAPI 3.1) in the metabase/metabase
 repository at commit 001e7eaa6d520f3fab0134e18f3e7bd926eb74aa (a v0.58-era master: it has the v0.57+
-``document``/``transform`` endpoints), read for: POST /api/session, GET /api/database, POST/PUT
+``document``/``transform`` endpoints), read for: POST /api/setup, POST /api/session, GET /api/database, POST/PUT
 /api/database/:id, POST /api/database/:id/sync_schema, GET/POST /api/collection, PUT /api/collection/:id, GET
 /api/collection/:id/items, POST/GET/PUT /api/card, POST/GET/PUT /api/dashboard (required keys, types, ranges,
 defaults). The OpenAPI reference lists no response bodies, so responses follow the endpoints' source
@@ -409,7 +409,12 @@ class MetabaseStandIn:
         email = _non_blank(user, "email")
         if "@" not in email:
             raise _bad({"email": "value must be a valid email address."})
-        _non_blank(user, "password")
+        password = user.get("password")
+        # Metabase's default ("normal") password complexity: six characters and a digit.
+        if not isinstance(password, str) or len(password) < 6 or not re.search(r"\d", password):
+            raise _bad({"password": "password is too common."})
+        for key in ("first_name", "last_name"):
+            _non_blank(user, key, nullable=True)
         _non_blank(prefs, "site_name")
         uid = s.new_id("user")
         s.users[email] = {"id": uid, "password": user["password"]}
