@@ -434,3 +434,25 @@ def test_the_connection_test_checks_the_password(pinned, password_role):
     changed = api.put(f"/api/database/{db_id}", "raw", json={"details": {**details, "password": "not-" + password}})
     assert (changed.status_code, changed.json()["message"]) == (400, "Password is incorrect.")
     assert standin.state.databases[db_id]["details"]["password"] == password
+
+
+def test_a_wrong_reporting_password_stops_the_provisioning(pinned, password_role, monkeypatch):
+    """`make dashboards` with a wrong or empty TELEMED_REPORTING_PASSWORD: Metabase's connection test refuses
+    the warehouse before anything else is created. The probe role, whose password the server checks, stands
+    in for telemed_reporting (which the embedded Postgres lets in on trust)."""
+    role, password, details = password_role
+    monkeypatch.setattr("dashboards.metabase.REPORTING_ROLE", role)
+    config = dataclasses.replace(
+        _config(pinned.url, Settings.from_env({})),
+        warehouse_host=details["host"],
+        warehouse_port=details["port"],
+        warehouse_database=details["dbname"],
+    )
+    for wrong, message in (("", "Password is missing."), ("not-" + password, "Password is incorrect.")):
+        with pytest.raises(MetabaseError, match=rf"POST /api/database: HTTP 400: .*{re.escape(message)}"):
+            provision(dataclasses.replace(config, reporting_password=wrong), load_all())
+    assert pinned.state.databases == {} and pinned.state.collections.keys() == {5}  # the admin's personal one
+
+    report = provision(dataclasses.replace(config, reporting_password=password), load_all())
+    assert f"database {DATABASE_NAME!r} (as {role})" in report.created
+    assert pinned.state.databases[2]["details"]["user"] == role
