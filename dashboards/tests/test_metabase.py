@@ -6,6 +6,7 @@ v0.58 and against a v0.47 that answers ``ordered_cards`` and legacy card queries
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import re
 import subprocess
@@ -33,6 +34,16 @@ MUTATING = ("POST", "PUT", "DELETE")
 # this variable); on a server that trusts loopback any value passes, which test_the_connection_test_checks_
 # the_password does not rely on.
 REPORTING_PASSWORD = os.environ.get("TELEMED_REPORTING_PASSWORD") or "reporting-secret"
+
+
+@functools.cache
+def _loaded() -> tuple:
+    return tuple(load_all())
+
+
+def definitions() -> list:
+    """The dashboards as code, parsed once per test process (they are frozen dataclasses)."""
+    return list(_loaded())
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +86,7 @@ def pinned():
 
 
 def test_first_run_sets_up_and_creates_everything(standin, warehouse):
-    dashboards = load_all()
+    dashboards = definitions()
     report = provision(_config(standin.url, warehouse), dashboards)
 
     assert all(r.status < 400 for r in standin.requests), [r for r in standin.requests if r.status >= 400]
@@ -120,7 +131,7 @@ def test_first_run_sets_up_and_creates_everything(standin, warehouse):
 
 
 def test_the_requests_are_the_documented_api(standin, warehouse):
-    provision(_config(standin.url, warehouse), load_all())
+    provision(_config(standin.url, warehouse), definitions())
     calls = {(r.method, r.path.rstrip("/")) for r in standin.requests}
     # cards reach a dashboard through PUT /api/dashboard/:id with dashcards (v0.48+) or v0.47's PUT
     # /api/dashboard/:id/cards, never the removed POST endpoint
@@ -147,7 +158,7 @@ def test_the_requests_are_the_documented_api(standin, warehouse):
 
 
 def test_a_second_run_changes_nothing(standin, warehouse):
-    dashboards = load_all()
+    dashboards = definitions()
     provision(_config(standin.url, warehouse), dashboards)
     before, mark = standin.snapshot(), len(standin.requests)
 
@@ -161,7 +172,7 @@ def test_a_second_run_changes_nothing(standin, warehouse):
 
 
 def test_a_changed_definition_updates_in_place(standin, warehouse):
-    dashboards = load_all()
+    dashboards = definitions()
     provision(_config(standin.url, warehouse), dashboards)
     counts = {k: len(v) for k, v in standin.snapshot().items()}
 
@@ -181,8 +192,9 @@ def test_a_changed_definition_updates_in_place(standin, warehouse):
     assert _changes(standin, mark) == [("PUT", card_put), ("PUT", dashboard_put)]
 
 
-def test_a_card_edited_in_metabase_is_restored(standin, warehouse):
-    dashboards = load_all()
+def test_a_card_edited_in_metabase_is_restored(pinned, warehouse):
+    standin = pinned
+    dashboards = definitions()
     provision(_config(standin.url, warehouse), dashboards)
     card_id = _card_id(standin, dashboards[0].cards[4].title)
     standin.state.cards[card_id]["display"] = "area"  # someone changed it in the Metabase UI
@@ -193,10 +205,11 @@ def test_a_card_edited_in_metabase_is_restored(standin, warehouse):
     assert standin.state.cards[card_id]["display"] == dashboards[0].cards[4].visualization.type
 
 
-def test_metabase_errors_surface_with_their_message(standin, warehouse):
+def test_metabase_errors_surface_with_their_message(pinned, warehouse):
+    standin = pinned
     config = dataclasses.replace(_config(standin.url, warehouse), user="not-an-email")
     with pytest.raises(MetabaseError, match="valid email address"):
-        provision(config, load_all())
+        provision(config, definitions())
 
 
 def test_without_metabase_url_only_html_is_built(marts_settings: Settings, tmp_path):
@@ -212,20 +225,21 @@ def test_without_metabase_url_only_html_is_built(marts_settings: Settings, tmp_p
     )
     assert "METABASE_URL is not set, so only the HTML dashboards were built" in done.stdout
     assert sorted(p.name for p in tmp_path.glob("*.html")) == sorted(
-        ["index.html", *(f"{d.key}.html" for d in load_all())]
+        ["index.html", *(f"{d.key}.html" for d in definitions())]
     )
 
 
-def test_a_wrong_password_is_a_clear_error(standin, warehouse):
-    provision(_config(standin.url, warehouse), load_all())
+def test_a_wrong_password_is_a_clear_error(pinned, warehouse):
+    standin = pinned
+    provision(_config(standin.url, warehouse), definitions())
     wrong = dataclasses.replace(_config(standin.url, warehouse), password="not-the-password")
     with pytest.raises(MetabaseError, match=r"login to .* failed: HTTP 401"):
-        provision(wrong, load_all())
+        provision(wrong, definitions())
 
 
 def test_an_unreachable_metabase_is_a_clear_error():
     with pytest.raises(MetabaseError, match="cannot reach Metabase"):
-        provision(_config(f"http://127.0.0.1:{free_port()}", Settings.from_env({})), load_all())
+        provision(_config(f"http://127.0.0.1:{free_port()}", Settings.from_env({})), definitions())
 
 
 def test_compose_pins_a_supported_metabase():
@@ -254,7 +268,7 @@ def _dashboard_id(standin: MetabaseStandIn, name: str) -> int:
 def test_the_standin_refuses_what_metabase_refuses(pinned, warehouse):
     """The stand-in is only worth its passes if it is as strict as Metabase where the traps are."""
     standin = pinned
-    provision(_config(standin.url, warehouse), load_all())
+    provision(_config(standin.url, warehouse), definitions())
     from metabase_api import Metabase_API
 
     api = Metabase_API(standin.url, email=ADMIN, password=PASSWORD)
@@ -298,7 +312,7 @@ def test_answers_are_metabases_not_echoes(pinned, warehouse):
     """What the provisioning reads back differs from what it sent where Metabase's answers do, so it can only
     pass by reading ids and values from the answers."""
     standin = pinned
-    provision(_config(standin.url, warehouse), load_all())
+    provision(_config(standin.url, warehouse), definitions())
     from metabase_api import Metabase_API
 
     api = Metabase_API(standin.url, email=ADMIN, password=PASSWORD)
@@ -325,32 +339,33 @@ def test_answers_are_metabases_not_echoes(pinned, warehouse):
 def test_an_unreachable_warehouse_is_refused_with_metabases_message(pinned, warehouse):
     refused_port = dataclasses.replace(_config(pinned.url, warehouse), warehouse_port=free_port())
     with pytest.raises(MetabaseError, match=r"POST /api/database: HTTP 400: .*couldn't connect to the database"):
-        provision(refused_port, load_all())
+        provision(refused_port, definitions())
     unknown_host = dataclasses.replace(_config(pinned.url, warehouse), warehouse_host="telemed-no-such-host.invalid")
     with pytest.raises(MetabaseError, match=r"HTTP 400: .*Host is invalid"):
-        provision(unknown_host, load_all())
+        provision(unknown_host, definitions())
     assert pinned.state.databases == {} and pinned.state.cards == {}
 
 
 def test_a_changed_warehouse_is_tested_before_it_is_stored(pinned, warehouse):
-    provision(_config(pinned.url, warehouse), load_all())
+    provision(_config(pinned.url, warehouse), definitions())
     before = pinned.snapshot()["databases"]
     moved = dataclasses.replace(_config(pinned.url, warehouse), warehouse_port=free_port())
     with pytest.raises(MetabaseError, match=r"PUT /api/database/\d+: HTTP 400: .*check your port settings"):
-        provision(moved, load_all())
+        provision(moved, definitions())
     assert pinned.snapshot()["databases"] == before
 
 
-def test_an_ssl_upgrade_by_metabase_is_not_undone(standin, warehouse):
+def test_an_ssl_upgrade_by_metabase_is_not_undone(pinned, warehouse):
+    standin = pinned
     """Metabase stores ssl=true when its SSL attempt works; the next run must not take that for a drift and
     rewrite the database. The embedded Postgres has no SSL, so the test stores ssl=true as Metabase would
     have, and the schema sync that follows is then refused with Metabase's 422 (which this also checks)."""
-    provision(_config(standin.url, warehouse), load_all())
+    provision(_config(standin.url, warehouse), definitions())
     (stored,) = standin.state.databases.values()
     stored["details"]["ssl"] = True
     mark = len(standin.requests)
     with pytest.raises(MetabaseError, match=r"sync_schema: HTTP 422: .*SSL"):
-        provision(_config(standin.url, warehouse), load_all())
+        provision(_config(standin.url, warehouse), definitions())
     assert _changes(standin, mark) == [] and stored["details"]["ssl"] is True
 
 
@@ -450,9 +465,9 @@ def test_a_wrong_reporting_password_stops_the_provisioning(pinned, password_role
     )
     for wrong, message in (("", "Password is missing."), ("not-" + password, "Password is incorrect.")):
         with pytest.raises(MetabaseError, match=rf"POST /api/database: HTTP 400: .*{re.escape(message)}"):
-            provision(dataclasses.replace(config, reporting_password=wrong), load_all())
+            provision(dataclasses.replace(config, reporting_password=wrong), definitions())
     assert pinned.state.databases == {} and pinned.state.collections.keys() == {5}  # the admin's personal one
 
-    report = provision(dataclasses.replace(config, reporting_password=password), load_all())
+    report = provision(dataclasses.replace(config, reporting_password=password), definitions())
     assert f"database {DATABASE_NAME!r} (as {role})" in report.created
     assert pinned.state.databases[2]["details"]["user"] == role
