@@ -1,7 +1,7 @@
 """Provisioning against the Metabase stand-in (tests/metabase_standin.py): the documented requests, the
 first-run setup, the warehouse connection test against the real Postgres, and idempotence: a second run
-changes nothing, a changed definition updates in place. Every provisioning test runs against the pinned
-v0.58 and against a v0.47 that answers ``ordered_cards`` and legacy card queries."""
+changes nothing, a changed definition updates in place. The tests where versions answer differently run
+against the pinned v0.58 and against a v0.47 that answers ``ordered_cards`` and legacy card queries."""
 
 from __future__ import annotations
 
