@@ -5,10 +5,10 @@ every request.
 Which Metabase: docker-compose.yml pins ``metabase/metabase:v0.58-lts``, and this follows the API reference
 Metabase generates from its endpoint schemas, ``docs/api.json`` (OpenAPI 3.1) in the metabase/metabase
 repository at commit 001e7eaa6d520f3fab0134e18f3e7bd926eb74aa (a master with the v0.57+ ``document`` and
-``transform`` endpoints; the file names no release), read for: POST /api/setup, POST /api/session, GET /api/database, POST/PUT
-/api/database/:id, POST /api/database/:id/sync_schema, GET/POST /api/collection, PUT /api/collection/:id, GET
-/api/collection/:id/items, POST/GET/PUT /api/card, POST/GET/PUT /api/dashboard (required keys, types, ranges,
-defaults). The OpenAPI reference lists no response bodies, so responses follow the endpoints' source
+``transform`` endpoints; the file names no release), read for: POST /api/setup, POST /api/session, GET
+/api/database, POST/PUT /api/database/:id, POST /api/database/:id/sync_schema, GET/POST /api/collection, PUT
+/api/collection/:id, GET /api/collection/:id/items, POST/GET/PUT /api/card, POST/GET/PUT /api/dashboard
+(required keys, types, ranges, defaults). The OpenAPI reference lists no response bodies, so responses follow the endpoints' source
 (``metabase.api.database``: the connection test, the redacted password, opportunistic SSL) and what the
 client must read back. What remains unverified without a real Metabase is listed in the README
 ("The Metabase stand-in").
