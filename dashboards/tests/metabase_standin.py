@@ -8,10 +8,10 @@ repository at commit 001e7eaa6d520f3fab0134e18f3e7bd926eb74aa (a master with the
 ``transform`` endpoints; the file names no release), read for: POST /api/setup, POST /api/session, GET
 /api/database, POST/PUT /api/database/:id, POST /api/database/:id/sync_schema, GET/POST /api/collection, PUT
 /api/collection/:id, GET /api/collection/:id/items, POST/GET/PUT /api/card, POST/GET/PUT /api/dashboard
-(required keys, types, ranges, defaults). The OpenAPI reference lists no response bodies, so responses follow the endpoints' source
-(``metabase.api.database``: the connection test, the redacted password, opportunistic SSL) and what the
-client must read back. What remains unverified without a real Metabase is listed in the README
-("The Metabase stand-in").
+(required keys, types, ranges, defaults). The OpenAPI reference lists no response bodies, so responses follow
+the endpoints' source (``metabase.api.database``: the connection test, the redacted password, opportunistic
+SSL) and what the client must read back. What remains unverified without a real Metabase is listed in the
+README ("The Metabase stand-in").
 
 It is as strict as Metabase where the traps are, and answers differently from what it was sent where
 Metabase does:
