@@ -142,6 +142,8 @@ def test_dag_run_loads_builds_and_equals_the_plain_pipeline(
     env = airflow.env(settings, **{k: v for k, v in dag_env.items() if k.startswith("TELEMED_")})
     env["TELEMED_AIRFLOW_RETRIES"] = "0"  # a failure here is a finding, not something to wait out
     done = airflow.airflow(env, "dags", "test", DAG_ID, AS_OF.isoformat())
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    (ARTIFACTS / "dags-test.log").write_text(done.stdout + done.stderr)  # every task's log, kept
     states = airflow.task_states(DAG_ID, AS_OF)
     failed = {task: state for task, (state, _) in states.items() if state != "success"}
     assert done.returncode == 0 and not failed, f"tasks not successful: {failed}\n{done.stdout[-6000:]}"
