@@ -139,6 +139,8 @@ dashboards: setup ## offline HTML dashboards; Metabase provisioning when METABAS
 
 # Debian packages the tests need (never a downloaded build): installed when missing and running as root
 # (CI); otherwise this says so, and the tests that need them fail with the same message.
+# apt-get waits for dpkg's lock (`make test` installs both packages at once) instead of failing on it.
+APT_WAIT := -o DPkg::Lock::Timeout=600
 # $(call debian_package,PATH,PACKAGE,WHAT NEEDS IT)
 define debian_package
 	@if [ -e "$(1)" ]; then \
@@ -146,7 +148,8 @@ define debian_package
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 		echo "$(2): $(1) is missing; installing Debian's $(2) package for $(3)"; \
 		export DEBIAN_FRONTEND=noninteractive; \
-		apt-get install -y -qq $(2) >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq $(2); } \
+		apt-get install -y -qq $(APT_WAIT) $(2) >/dev/null 2>&1 \
+			|| { apt-get update -qq $(APT_WAIT) && apt-get install -y -qq $(APT_WAIT) $(2); } \
 			|| echo "$(2): apt-get could not install $(2) (see above): $(3) will fail."; \
 	else \
 		echo "$(2): $(1) is missing and cannot be installed here (needs root and apt-get):"; \
@@ -182,21 +185,32 @@ format: setup $(DBT_PACKAGES) ## apply ruff format and sqlfluff fix
 	$(VENV)/bin/ruff check --fix .
 	$(RUN) env -- $(VENV)/bin/sqlfluff fix $(if $(MODEL),$(MODEL),models tests analyses snapshots) --disable-progress-bar
 
-test: setup chromium faketime ## every check on an isolated database: lint, pytest, faked dates, dbt build
+# The project's venv and the Debian packages install at once (pip and apt-get, on a fresh clone or CI).
+test: ## every check on an isolated database: lint, pytest, faked dates, dbt build
+	@$(MAKE) --no-print-directory -j3 --output-sync=target setup chromium faketime
 	$(RUN) services run -- env PGDATABASE=$(TEST_DATABASE) TELEMED_AS_OF=$(TEST_AS_OF) $(MAKE) --no-print-directory _test
 
 # The faked dates and the dbt build run beside pytest, which spends much of its time waiting on killed,
 # paused and restarting servers: their output goes to a log each, printed after pytest's. Every phase runs
-# to its end; the target fails if any of them failed, and says which.
+# to its end; the target fails if any of them failed, and says which. Airflow's environment (needed by
+# pytest's DAG tests, made on a fresh clone) installs while lint runs.
+# One `dbt parse` serves every dbt of every phase (DBT_PARTIAL_PARSE_FILE_PATH): each dbt writes a target
+# folder of its own and would parse the project from scratch (testkit/fixtures.py says more).
 TEST_LOGS := $(or $(TELEMED_STATE_DIR),.local)/artifacts/make-test
 BESIDE_PYTEST := test-dates dbt-test
+TEST_PARSE = $(abspath $(TEST_LOGS))/parse
 
 _test:
 	$(RUN) db drop --database $(PGDATABASE)
 	$(RUN) db init
-	$(MAKE) --no-print-directory lint
 	@rm -rf $(TEST_LOGS) && mkdir -p $(TEST_LOGS)
-	@set +e; pids=""; \
+	@set +e; $(MAKE) --no-print-directory airflow-venv > $(TEST_LOGS)/airflow-venv.log 2>&1 & venv=$$!; \
+	echo "== make airflow-venv runs beside lint (log $(TEST_LOGS)/airflow-venv.log)"; \
+	$(MAKE) --no-print-directory lint; lint=$$?; wait $$venv; venv=$$?; \
+	[ $$venv = 0 ] || { echo "== make airflow-venv (exit $$venv):"; cat $(TEST_LOGS)/airflow-venv.log; }; \
+	[ $$lint = 0 ] && [ $$venv = 0 ]
+	$(DBT) parse --quiet --target-path $(TEST_PARSE)
+	@export DBT_PARTIAL_PARSE_FILE_PATH=$(TEST_PARSE)/partial_parse.msgpack; set +e; pids=""; \
 	for phase in $(BESIDE_PYTEST); do \
 		$(MAKE) --no-print-directory $$phase DATE_JOBS=1 > $(TEST_LOGS)/$$phase.log 2>&1 & pids="$$pids $$phase:$$!"; \
 		echo "== make $$phase runs beside pytest (log $(TEST_LOGS)/$$phase.log)"; \
