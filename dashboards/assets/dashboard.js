@@ -277,6 +277,7 @@
       const horizontal = viz.type === "row";
       const oneSeriesByCategory = viz.y.length === 1 && xCategory !== null;
       const labelled = categorical; // value labels where bars are few and differences small; not on days
+      const crowded = !horizontal && !viz.stacked && viz.y.length >= 3;
       traces = viz.y.map((y, i) => {
         const values = records.map((r) => (r[y] !== null && r[y] !== undefined ? r[y] : low(r, y) ? low(r, y).value : null));
         const opacity = records.map((r) => (low(r, y) ? 0.3 : 1));
@@ -290,6 +291,9 @@
           hovertext: records.map((r) => (low(r, y) ? lowNote(card, low(r, y)) : "")),
           text: labelled ? values.map((v) => valueFormat(y, v)) : undefined,
           textposition: labelled ? (viz.stacked ? "inside" : "outside") : "none",
+          // Three or more bars side by side: their labels stand upright, or they run into each other.
+          textangle: crowded ? -90 : 0,
+          textfont: { size: 10 },
           cliponaxis: false,
         };
         if (horizontal) {
@@ -314,7 +318,7 @@
       if (labelled && !viz.stacked) {
         // Room for the labels outside the longest bar.
         const top = Math.max(0, ...traces.flatMap((t) => (horizontal ? t.x : t.y).filter((v) => v !== null)));
-        valueAxis.range = [0, top * 1.18 || 1];
+        valueAxis.range = [0, top * (crowded ? 1.3 : 1.18) || 1];
       }
     } else {
       const mode = viz.type === "line" ? "lines+markers" : "markers";
