@@ -252,33 +252,3 @@ def requests_get_unauthenticated(url: str) -> int:
     import requests
 
     return requests.get(f"{url}/api/card/1", timeout=10).status_code
-
-
-def test_cards_carry_the_glossary_and_what_they_cannot_filter(standin):
-    """The glossary reaches Metabase where its API takes it (series titles and colours, pie colours, value
-    labels on category bars), every filter a card takes is mapped, and a card that cannot take one says so."""
-    from dashboards import glossary
-
-    dashboards = load_all()
-    provision(_config(standin.url), dashboards)
-    words = glossary.load()
-    cards = {c["name"]: c for c in standin.snapshot()["cards"].values()}
-    daily = cards["Daily appointments by status"]["visualization_settings"]
-    assert daily["series_settings"]["no_shows"] == {
-        "title": "No-shows",
-        "color": words.categories["status"]["no_show"].color,
-    }
-    mix = cards["Status mix"]["visualization_settings"]
-    assert mix["pie.colors"]["no_show"] == words.categories["status"]["no_show"].color
-    assert cards["Technical-issue share by device"]["visualization_settings"]["graph.show_values"] is True
-    health = cards["Check results per monitor run"]["visualization_settings"]["series_settings"]
-    assert health["failed"]["color"] == "#c62828" and health["passed"]["color"] == "#2e7d32"
-    latest = next(c for d in dashboards for c in d.cards if c.key == "latest_status_mix")
-    assert "Not filtered by date range: always the most recent run." in cards[latest.title]["description"]
-    for definition in dashboards:
-        stored = next(d for d in standin.snapshot()["dashboards"].values() if d["name"] == definition.name)
-        for card in definition.cards:
-            dashcard = next(dc for dc in stored["dashcards"] if dc["card_id"] == _card_id(standin, card.title))
-            mapped = {m["target"][1][1] for m in dashcard["parameter_mappings"]}
-            takes = {tag for name in definition.filters if name in card.filters for tag, _, _ in FILTER_TAGS[name]}
-            assert mapped == takes, (definition.key, card.key)
