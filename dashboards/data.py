@@ -86,4 +86,13 @@ def fetch_card(conn, card: Card, include_free_text: bool = False) -> CardData:
 
 
 def fetch_dashboard(conn, dashboard: Dashboard, include_free_text: bool = False) -> dict[str, CardData]:
-    return {card.key: fetch_card(conn, card, include_free_text) for card in dashboard.cards}
+    """Every card's rows; cards with the same SQL (and columns) share one fetch, and the page embeds those
+    rows once."""
+    fetched: dict[tuple, CardData] = {}
+    out = {}
+    for card in dashboard.cards:
+        key = (plain_sql(card), tuple(card.required_columns), card.free_text, card.missing_message)
+        if key not in fetched:
+            fetched[key] = fetch_card(conn, card, include_free_text)
+        out[card.key] = fetched[key]
+    return out

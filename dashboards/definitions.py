@@ -5,7 +5,14 @@ A card's ``sql`` is a plain Postgres query on the marts (the Data health cards r
 in ``monitoring``). Dashboard filters never appear in that SQL: a card names the result columns each filter
 applies to, and the filter keeps the result rows whose column matches, in Metabase (optional clauses around
 the query) and in the HTML page (client-side, on the embedded rows) alike. ``rollup: sum`` then adds up the
-filtered rows per ``x`` (or into one number for a scalar), which is how a pie or a total follows a date range.
+filtered rows per ``x`` (or per ``group_by``, or into one number for a scalar), which is how a pie or a total
+follows a date range; ``ratios`` (``completion_rate: completed / closed_appointments``) are computed after
+that sum, so a rate or an average follows every filter too. A rate (a ratio shown as a percentage) whose
+denominator is under ``RATE_MIN_DENOMINATOR`` is left empty: one or two closed appointments make no rate.
+
+Every filter of a dashboard either applies to a card (``filters``) or the card says why it cannot
+(``unfiltered: {specialty: the reason}``), and both targets show that in the card's header. A bar or line
+chart whose ``x`` is a day (named ``date`` or ``*_date``) ends at the last day with data.
 
 The classes below are the schema: pydantic dataclasses that validate a definition as they are built, so a
 malformed one is refused with every problem located by file, dashboard, card and field.
@@ -41,7 +48,11 @@ FilterName = Literal["date_range", "specialty", "device"]
 VisualizationType = Literal["bar", "line", "row", "pie", "scatter", "table", "scalar"]
 FILTERS: tuple[str, ...] = get_args(FilterName)
 VISUALIZATIONS: tuple[str, ...] = get_args(VisualizationType)
-ROLLUP_VISUALIZATIONS = ("bar", "row", "pie", "scalar")
+# Visualizations whose rollup needs ``group_by``: their x is a measure (scatter) or they have no x (table).
+GROUP_BY_VISUALIZATIONS = ("scatter", "table")
+# A rate computed over fewer than this many cases (closed or started appointments, forms) is not shown:
+# on a quiet day, one no-show of two closed appointments is a 50% no-show rate.
+RATE_MIN_DENOMINATOR = 10
 ALLOWED_SCHEMAS = ("marts", "monitoring")
 _SCHEMA = ConfigDict(extra="forbid")
 
@@ -131,6 +142,26 @@ class Sort:
     descending: StrictBool = False
 
 
+def _ratio_entry(item: Any) -> Any:
+    """``numerator / denominator`` in YAML; a ``Ratio`` as is."""
+    if isinstance(item, Ratio):
+        return item
+    parts = [p.strip() for p in item.split("/")] if isinstance(item, str) else []
+    if len(parts) != 2 or not all(parts):
+        raise ValueError(f"a ratio is 'numerator / denominator', got {item!r}")
+    return {"numerator": parts[0], "denominator": parts[1]}
+
+
+@dataclass(frozen=True, config=_SCHEMA)
+class Ratio:
+    numerator: Name
+    denominator: Name
+
+
+def _is_day(column: str | None) -> bool:
+    return column is not None and (column == "date" or column.endswith("_date"))
+
+
 @dataclass(frozen=True, kw_only=True, config=_SCHEMA)
 class Card:
     key: Name
@@ -143,6 +174,12 @@ class Card:
     rollup: Literal["sum"] | None = None
     sort: Annotated[tuple[Annotated[Sort, BeforeValidator(_sort_entry)], ...], BeforeValidator(_or_empty)] = ()
     limit: Size | None = None
+    group_by: Columns = ()
+    ratios: Annotated[dict[Name, Annotated[Ratio, BeforeValidator(_ratio_entry)]], BeforeValidator(_or_empty)] = field(
+        default_factory=dict
+    )
+    # Dashboard filters this card cannot take, each with the reason its header gives.
+    unfiltered: Annotated[dict[FilterName, Description], BeforeValidator(_or_empty)] = field(default_factory=dict)
     missing_message: StrictStr | None = None
     # Columns holding patients' free text (health data): the offline HTML pages, which travel by e-mail,
     # leave them out unless asked (`python -m dashboards --include-comments`).
@@ -164,10 +201,54 @@ class Card:
         return [viz.x, *viz.y] if viz.x else list(viz.y)
 
     @property
+    def group_keys(self) -> list[str]:
+        """The columns a rollup groups by: ``group_by``, else the x of a chart (none for a scalar)."""
+        if self.group_by:
+            return list(self.group_by)
+        x = self.visualization.x
+        return [x] if x and self.visualization.type not in GROUP_BY_VISUALIZATIONS else []
+
+    @property
+    def summed_columns(self) -> list[str]:
+        """What a rollup adds up: the shown columns, the ratios' terms and the sort columns, less the group
+        keys and the ratios."""
+        terms = [c for r in self.ratios.values() for c in (r.numerator, r.denominator)]
+        keys = set(self.group_keys) | set(self.ratios)
+        wanted = [*self.result_columns, *terms, *(s.column for s in self.sort)]
+        return list(dict.fromkeys(c for c in wanted if c not in keys))
+
+    @property
+    def rolled_up_columns(self) -> list[str]:
+        return list(dict.fromkeys([*self.group_keys, *self.summed_columns, *self.ratios]))
+
+    @property
+    def rates(self) -> dict[str, Ratio]:
+        """The ratios shown as percentages: hidden under ``RATE_MIN_DENOMINATOR``."""
+        return {name: ratio for name, ratio in self.ratios.items() if name in self.visualization.percent}
+
+    @property
+    def daily(self) -> bool:
+        """A bar or line chart by day: it ends at the last day with data."""
+        return self.visualization.type in ("bar", "line") and _is_day(self.visualization.x)
+
+    @property
+    def evidence_columns(self) -> list[str]:
+        """What says a day has data: each shown value, or for a ratio its denominator (a rate left empty
+        under the minimum is still a day with data)."""
+        return [self.ratios[y].denominator if y in self.ratios else y for y in self.visualization.y]
+
+    @property
     def required_columns(self) -> list[str]:
-        """Columns the SQL must return: what the visualization, the filters and the sort need."""
-        needed = [*self.result_columns, *self.filters.values(), *(s.column for s in self.sort)]
-        return list(dict.fromkeys(c for c in needed if c))
+        """Columns the SQL must return: what the visualization, the rollup, the filters and the sort need
+        (a ratio is computed, its terms are returned)."""
+        needed = [
+            *self.result_columns,
+            *self.group_keys,
+            *self.summed_columns,
+            *self.filters.values(),
+            *(s.column for s in self.sort),
+        ]
+        return list(dict.fromkeys(c for c in needed if c and c not in self.ratios))
 
     @model_validator(mode="after")
     def _rollup_fits(self) -> Card:
@@ -175,12 +256,17 @@ class Card:
         if self.rollup is None:
             if kind == "scalar":
                 raise ValueError("a scalar needs 'rollup: sum' so that it follows the filters")
+            if self.group_by or self.ratios:
+                raise ValueError("'group_by' and 'ratios' need 'rollup: sum'")
             return self
-        if kind not in ROLLUP_VISUALIZATIONS:
-            raise ValueError(f"rollup applies to {', '.join(ROLLUP_VISUALIZATIONS)} only")
-        stray = [s.column for s in self.sort if s.column not in self.result_columns]
+        if kind in GROUP_BY_VISUALIZATIONS and not self.group_by:
+            raise ValueError(f"a {kind} with a rollup names the columns it groups by in 'group_by'")
+        missing = [name for name in self.ratios if name not in self.result_columns]
+        if missing:
+            raise ValueError(f"ratios {missing} are not shown by the visualization")
+        stray = [s.column for s in self.sort if s.column not in self.rolled_up_columns]
         if stray:
-            raise ValueError(f"after a rollup only {self.result_columns} remain; cannot sort by {stray}")
+            raise ValueError(f"after a rollup only {self.rolled_up_columns} remain; cannot sort by {stray}")
         return self
 
     @model_validator(mode="after")
@@ -226,12 +312,23 @@ class Dashboard:
     @model_validator(mode="after")
     def _filters_match_the_cards(self) -> Dashboard:
         for card in self.cards:
-            for name in card.filters:
+            for name in [*card.filters, *card.unfiltered]:
+                key = "filters" if name in card.filters else "unfiltered"
                 if name not in self.filters:
                     raise ValueError(
-                        f"card {card.key!r}, filters.{name}: filter {name!r} is not a filter of this dashboard "
+                        f"card {card.key!r}, {key}.{name}: filter {name!r} is not a filter of this dashboard "
                         f"({', '.join(self.filters) or 'it has none'})"
                     )
+            for name in self.filters:
+                if name in card.filters and name in card.unfiltered:
+                    raise ValueError(f"card {card.key!r}: filter {name!r} is under both 'filters' and 'unfiltered'")
+                if name not in card.filters and name not in card.unfiltered:
+                    raise ValueError(
+                        f"card {card.key!r}: filter {name!r} of this dashboard neither applies to it "
+                        f"(filters.{name}: <column>) nor is declared under unfiltered.{name} with the reason"
+                    )
+                if name in card.unfiltered and not card.unfiltered[name]:
+                    raise ValueError(f"card {card.key!r}, unfiltered.{name}: give the reason the header shows")
         for name in self.filters:
             if not any(name in c.filters for c in self.cards):
                 raise ValueError(f"filter {name!r} applies to no card")

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 import requests
 from metabase_api import Metabase_API
 
+from dashboards import glossary
 from dashboards.definitions import Card, Dashboard
 from dashboards.query import FILTER_TAGS, metabase_sql, stable_id, template_tags
 from runtime.settings import REPORTING_ROLE, Settings
@@ -158,10 +159,18 @@ def card_database(card_payload: dict) -> int | None:
 
 
 def visualization_settings(card: Card) -> dict:
+    """Metabase's settings for the card, with the glossary's titles and colours where Metabase takes them:
+    series titles and colours (``series_settings``), pie slice colours (``pie.colors``) and column titles.
+    Metabase cannot rename a category value of a native query's rows (a pie says ``no_show``, not
+    "No-show") nor colour single-series bars by their category; the offline pages do both."""
     viz = card.visualization
+    words = glossary.load()
     settings: dict = {}
     if viz.type == "pie":
         settings = {"pie.dimension": viz.x, "pie.metric": viz.y[0]}
+        values = words.categories.get(words.category_of_column.get(viz.x or "", ""), {})
+        if values:
+            settings["pie.colors"] = {value: entry.color for value, entry in values.items() if entry.color}
     elif viz.type in ("bar", "line", "row", "scatter"):
         settings = {"graph.dimensions": [viz.x], "graph.metrics": list(viz.y)}
         if viz.stacked:
@@ -170,11 +179,33 @@ def visualization_settings(card: Card) -> dict:
             settings["graph.x_axis.title_text"] = viz.x_label
         if viz.y_label:
             settings["graph.y_axis.title_text"] = viz.y_label
+        series = {}
+        for y in viz.y:
+            entry = {"title": words.column_label(y)}
+            if words.column_color(y):
+                entry["color"] = words.column_color(y)
+            series[y] = entry
+        settings["series_settings"] = series
+        if viz.type in ("bar", "row") and not card.daily:
+            settings["graph.show_values"] = True  # 17.1% and 16.4% look alike as bars
     elif viz.type == "table":
         settings = {"table.columns": [{"name": c, "enabled": True} for c in viz.columns]}
-    if viz.percent:
-        settings["column_settings"] = {f'["name","{c}"]': {"number_style": "percent"} for c in viz.percent}
+    columns: dict = {}
+    for column in card.result_columns:
+        if viz.type == "table":
+            columns.setdefault(f'["name","{column}"]', {})["column_title"] = words.column_label(column)
+    for column in viz.percent:
+        columns.setdefault(f'["name","{column}"]', {})["number_style"] = "percent"
+    if columns:
+        settings["column_settings"] = columns
     return settings
+
+
+def card_description(card: Card) -> str | None:
+    """The card's description, and what it cannot be filtered by: Metabase shows it in the card's header."""
+    notes = [f"Not filtered by {name.replace('_', ' ')}: {reason}." for name, reason in card.unfiltered.items()]
+    text = " ".join([card.description, *notes]).strip()
+    return text or None
 
 
 def dashboard_parameters(dashboard: Dashboard) -> list[dict]:
@@ -295,7 +326,7 @@ class Provisioner:
     def card_payload(self, card: Card, database_id: int, collection_id: int) -> dict:
         return {
             "name": card.title,
-            "description": card.description or None,
+            "description": card_description(card),
             "display": card.visualization.type if card.visualization.type != "table" else "table",
             "collection_id": collection_id,
             "visualization_settings": visualization_settings(card),

@@ -2,9 +2,11 @@
 query whose rows the HTML page embeds and filters itself.
 
 Metabase form: the card's SQL becomes a subquery; each dashboard filter is an optional clause
-(``[[and card.date >= {{date_from}}]]``) on the column the card names, then the rollup, sort and limit.
-Metabase drops an optional clause whose variable has no value, so an unfiltered dashboard runs the plain
-query. ``bind`` does the same substitution for psycopg2, so tests run exactly what Metabase would.
+(``[[and card.date >= {{date_from}}]]``) on the column the card names, then the rollup (sums per group key,
+then the ratios of those sums, a rate left null under ``RATE_MIN_DENOMINATOR``), the end of a daily axis
+at its last day with data, the sort and the limit. Metabase drops an optional clause whose variable has no
+value, so an unfiltered dashboard runs the plain query. ``bind`` does the same substitution for psycopg2,
+so tests run exactly what Metabase would. dashboard.js repeats these steps on the embedded rows.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import re
 import uuid
 from dataclasses import dataclass
 
-from dashboards.definitions import Card
+from dashboards.definitions import RATE_MIN_DENOMINATOR, Card
 
 # dashboard filter -> the native-query variables it sets (Metabase template tags), with their type.
 FILTER_TAGS: dict[str, tuple[tuple[str, str, str], ...]] = {
@@ -46,11 +48,28 @@ def _clauses(card: Card) -> list[str]:
     return clauses
 
 
+def _ratio_sql(card: Card, name: str) -> str:
+    ratio = card.ratios[name]
+    quotient = f"cast(sum(card.{ratio.numerator}) as numeric) / nullif(sum(card.{ratio.denominator}), 0)"
+    if name in card.rates:
+        return f"case when sum(card.{ratio.denominator}) >= {RATE_MIN_DENOMINATOR} then {quotient} end as {name}"
+    return f"{quotient} as {name}"
+
+
+def _order(card: Card, prefix: str) -> str | None:
+    if card.sort:
+        return ", ".join(f"{prefix}{s.column}{' desc' if s.descending else ''}" for s in card.sort)
+    if card.rollup and card.group_keys:
+        return ", ".join(f"{prefix}{key}" for key in card.group_keys)
+    return None
+
+
 def metabase_sql(card: Card) -> str:
     viz = card.visualization
     if card.rollup:
-        sums = [f"sum(card.{column}) as {column}" for column in viz.y]
-        select = ", ".join([f"card.{viz.x}", *sums] if viz.x else sums)
+        keys = [f"card.{key}" for key in card.group_keys]
+        sums = [f"sum(card.{column}) as {column}" for column in card.summed_columns]
+        select = ", ".join([*keys, *sums, *(_ratio_sql(card, name) for name in card.ratios)])
     else:
         select = "*"
     lines = [f"select {select}", "from (", _indent(card.sql), ") as card"]
@@ -58,15 +77,31 @@ def metabase_sql(card: Card) -> str:
     if clauses:
         lines.append("where true")
         lines += [f"    {clause}" for clause in clauses]
-    if card.rollup and viz.x:
-        lines.append(f"group by card.{viz.x}")
-    if card.sort:
-        lines.append("order by " + ", ".join(f"{s.column}{' desc' if s.descending else ''}" for s in card.sort))
-    elif card.rollup and viz.x:
-        lines.append(f"order by card.{viz.x}")
+    if card.rollup and card.group_keys:
+        lines.append("group by " + ", ".join(f"card.{key}" for key in card.group_keys))
+    if not card.daily:
+        order = _order(card, "")
+        if order:
+            lines.append(f"order by {order}")
+        if card.limit:
+            lines.append(f"limit {card.limit}")
+        return "\n".join(lines)
+    # A daily axis ends at the last day with data: later days (future bookings, no outcome yet) are dropped.
+    shown = " or ".join(f"coalesce(cast(kept.{y} as numeric), 0) <> 0" for y in card.evidence_columns)
+    out = [
+        "with result as (",
+        _indent("\n".join(lines)),
+        ")",
+        "select result.*",
+        "from result",
+        f"where result.{viz.x} <= (select max(kept.{viz.x}) from result as kept where {shown})",
+    ]
+    order = _order(card, "result.")
+    if order:
+        out.append(f"order by {order}")
     if card.limit:
-        lines.append(f"limit {card.limit}")
-    return "\n".join(lines)
+        out.append(f"limit {card.limit}")
+    return "\n".join(out)
 
 
 def template_tags(card: Card) -> dict[str, dict]:

@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
-from dashboards.definitions import GRID_COLUMNS, DefinitionError, load_all, load_dashboard
+from dashboards import glossary
+from dashboards.definitions import GRID_COLUMNS, RATE_MIN_DENOMINATOR, DefinitionError, load_all, load_dashboard
 from dashboards.query import bind, metabase_sql
 
 EXPECTED = {
@@ -124,3 +126,66 @@ def test_metabase_drops_optional_clauses_without_a_value():
     assert "{{" not in unfiltered.sql and unfiltered.params == ()
     filtered = bind(native, {"date_from": "2026-09-10"})
     assert filtered.params == ("2026-09-10",) and "card.date as date) >= %s" in filtered.sql
+
+
+def test_a_card_that_skips_a_dashboard_filter_must_say_why(tmp_path):
+    card = GOOD_CARD.replace("{date_range: date}", "{}")
+    second = GOOD_CARD.replace("key: total", "key: other").replace("title: Total", "title: Other")
+    second = second.replace("col: 0", "col: 6")
+    with pytest.raises(DefinitionError, match=r"card 'total': filter 'date_range' of this dashboard neither applies"):
+        load_dashboard(_write(tmp_path, card + second))
+    declared = card.replace("    filters: {}\n", "    unfiltered: {date_range: a total over all time}\n")
+    dashboard = load_dashboard(_write(tmp_path, declared + second))
+    assert dashboard.cards[0].unfiltered == {"date_range": "a total over all time"}
+
+
+def test_ratios_follow_the_rollup_and_thin_rates_are_left_empty(tmp_path):
+    rate = GOOD_CARD.replace(
+        "sql: select kpis.date, kpis.appointments from marts.ops_daily_kpis as kpis",
+        "sql: select kpis.date, kpis.completed, kpis.closed_appointments from marts.ops_daily_kpis as kpis",
+    ).replace(
+        "visualization: {type: scalar, y: appointments}",
+        "visualization: {type: scalar, y: completion_rate, percent: completion_rate}\n"
+        "    ratios: {completion_rate: completed / closed_appointments}",
+    )
+    card = load_dashboard(_write(tmp_path, rate)).cards[0]
+    assert card.required_columns == ["completed", "closed_appointments", "date"]
+    native = metabase_sql(card)
+    assert "sum(card.completed)" in native and "sum(card.closed_appointments)" in native
+    assert f"case when sum(card.closed_appointments) >= {RATE_MIN_DENOMINATOR} then" in native
+    with pytest.raises(DefinitionError, match="'group_by' and 'ratios' need 'rollup: sum'"):
+        load_dashboard(_write(tmp_path, rate.replace("    rollup: sum\n", "").replace("scalar", "line, x: date")))
+    with pytest.raises(DefinitionError, match="a ratio is 'numerator / denominator'"):
+        load_dashboard(_write(tmp_path, rate.replace("completed / closed_appointments", "completed")))
+
+
+def test_a_daily_chart_ends_at_its_last_day_with_data():
+    card = next(c for d in load_all() for c in d.cards if c.key == "daily_status")
+    assert card.daily
+    native = metabase_sql(card)
+    assert "where result.date <= (select max(kept.date) from result as kept where" in native
+    assert native.rstrip().endswith("order by result.date")
+
+
+def test_every_shown_column_and_category_has_a_glossary_label():
+    """Labels come from one glossary: every series, axis category and table column of every card."""
+    words = glossary.load()
+    for dashboard in load_all():
+        for card in dashboard.cards:
+            viz = card.visualization
+            shown = [*viz.y, *viz.columns] + ([viz.x] if viz.type in ("pie", "bar", "row") else [])
+            missing = [c for c in shown if c not in words.columns and c not in words.category_of_column]
+            assert missing == [], f"{dashboard.key}.{card.key}: no glossary label for {missing}"
+            if viz.type == "pie":
+                assert viz.x in words.category_of_column, f"{card.key}: a pie's slices are a glossary category"
+
+
+def test_a_malformed_glossary_is_refused():
+    good = yaml.safe_load(glossary.GLOSSARY_PATH.read_text())
+    bad_colour = yaml.safe_load(glossary.GLOSSARY_PATH.read_text())
+    bad_colour["categories"]["status"]["values"]["no_show"]["color"] = "red"
+    with pytest.raises(DefinitionError, match=r"status.no_show: colour 'red' is not #rrggbb"):
+        glossary.parse(bad_colour)
+    dangling = {**good, "columns": {"no_shows": {"label": "No-shows", "of": "status.noshow"}}}
+    with pytest.raises(DefinitionError, match="names no category value"):
+        glossary.parse(dangling)
