@@ -298,8 +298,7 @@ def token_from(path: Path) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m loaders video-api", description=__doc__.split("\n\n")[0])
-    parser.add_argument("action", nargs="?", choices=("serve", "run"), default="serve")
-    parser.add_argument("command", nargs=argparse.REMAINDER, help="run: the command, after --")
+    parser.add_argument("action", nargs="?", choices=("serve", "run"), default="serve", help="run: ... -- COMMAND")
     parser.add_argument("--data", type=Path, help="folder of call_sessions.jsonl (default: TELEMED_VIDEO_API_DATA)")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, help="serve: default TELEMED_VIDEO_API_PORT; run: a free port")
@@ -315,14 +314,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    argv = sys.argv[1:] if argv is None else argv
+    # `run [options] -- COMMAND`: everything after the first -- is the command, never an option of ours.
+    command = argv[argv.index("--") + 1 :] if "--" in argv else []
+    args = build_parser().parse_args(argv[: argv.index("--")] if "--" in argv else argv)
     settings = Settings.from_env()
     data = args.data or settings.video_api_data_dir
     store = SessionStore(data / FILE_NAME, _epoch(args.as_of) if args.as_of else None)
     faults = Faults(args.rate_429, args.rate_5xx, args.rate_slow, args.slow_seconds, args.retry_after, args.fault_seed)
     token = token_from(args.token_file or settings.video_api_token_file)
     if args.action == "run":
-        command = args.command[1:] if args.command[:1] == ["--"] else args.command
         if not command:
             print("video-api run needs a command after --", file=sys.stderr)
             return 2
