@@ -147,7 +147,14 @@ def test_dag_run_loads_builds_and_equals_the_plain_pipeline(
     assert done.returncode == 0 and not failed, f"tasks not successful: {failed}\n{done.stdout[-6000:]}"
     # the loads, a run and a test task per hourly model and the snapshot, the cross-model tests, freshness
     # and the monitors
-    assert {"load_reference", "drain_events", "load_feedback", "cross_model_tests", "monitors"} <= set(states)
+    assert {
+        "load_reference",
+        "drain_events",
+        "load_feedback",
+        "load_call_sessions",
+        "cross_model_tests",
+        "monitors",
+    } <= set(states)
     assert len([task for task in states if task.startswith("dbt_hourly.")]) >= 24
 
     assert_same_marts(settings, second_database)
