@@ -2,9 +2,9 @@
 `make freshness` / `make monitor` do, as Airflow tasks.
 
 reference data -> a drain of the event consumer (skipped while the ingest service consumes) -> feedback
-files -> the video platform's call sessions (when an API is configured or embedded) -> the dbt `hourly` selector rendered by Cosmos from the manifest (per model: run, then its tests;
-then the tests that read several models) -> source freshness -> the monitors. No overlapping runs, no
-catchup; every task retries with backoff and alerts the monitors' channels once when its last try
+files -> the video platform's call sessions (when an API is configured or embedded) -> the dbt `hourly`
+selector rendered by Cosmos from the manifest (per model: run, then its tests; then the tests that read
+several models) -> source freshness -> the monitors. No overlapping runs, no catchup; every task retries with backoff and alerts the monitors' channels once when its last try
 failed (orchestration/dagkit.py).
 """
 
@@ -72,4 +72,5 @@ with DAG(
         retries=0,
     )
 
-    load_reference >> drain_events >> load_feedback >> load_call_sessions >> dbt_hourly >> cross_model_tests >> source_freshness >> monitors
+    loads = load_reference >> drain_events >> load_feedback >> load_call_sessions
+    loads >> dbt_hourly >> cross_model_tests >> source_freshness >> monitors
