@@ -32,9 +32,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
 import httpx
+import psycopg2
 
 from loaders import validation as v
-from loaders.rawwrite import PgSession, insert_values
+from loaders.rawwrite import PgSession, insert_values, is_data_error, refusal
 from loaders.retry import Backoff, RetryGaveUp, RetryInterrupted, stop_on_signals
 from loaders.runs import LoadRun, RunCounts
 from runtime.progress import Progress
@@ -388,19 +389,49 @@ def split_page(records: list, url: str, run_id: int) -> Page:
     return Page(rows, rejected, newest)
 
 
+def _insert_versions(cur, rows: list[tuple]) -> tuple[int, list[tuple]]:
+    """Insert the page's valid versions; a row Postgres refuses on its data (SQLSTATE class 22, 23, 54)
+    is quarantined as ``unstorable`` instead of failing the page. Returns (inserted, quarantine rows)."""
+    cur.execute("savepoint call_sessions")
+    try:
+        inserted = insert_values(cur, _INSERT_ROWS, rows)
+    except psycopg2.Error as exc:
+        if not is_data_error(exc):
+            raise
+        cur.execute("rollback to savepoint call_sessions")
+    else:
+        cur.execute("release savepoint call_sessions")
+        return inserted, []
+    inserted, refused = 0, []
+    for row in rows:
+        try:
+            inserted += insert_values(cur, _INSERT_ROWS, [row])
+        except psycopg2.Error as exc:
+            if not is_data_error(exc):
+                raise
+            cur.execute("rollback to savepoint call_sessions")
+            digest = hashlib.sha256(row[5].encode()).hexdigest()
+            refused.append((v.UNSTORABLE, refusal(exc), row[0], None, digest, row[6], row[7]))
+        cur.execute("release savepoint call_sessions")
+        cur.execute("savepoint call_sessions")
+    cur.execute("release savepoint call_sessions")
+    return inserted, refused
+
+
 def _commit_page(cur, run: LoadRun, source: str, page: Page, position: Position) -> RunCounts:
     """One transaction: the page's versions, its quarantined records, the position and the run's counters."""
     # A session seen twice on one page (a revision during the scan) is one row per version already; a
     # duplicate key within the statement would make Postgres refuse the whole insert.
     unique = list({(row[0], row[1]): row for row in page.rows}.values())
-    loaded = insert_values(cur, _INSERT_ROWS, unique)
-    quarantined = insert_values(cur, _INSERT_REJECTED, page.rejected, droppable=(3,))
+    loaded, refused = _insert_versions(cur, unique)
+    rejected = page.rejected + refused
+    quarantined = insert_values(cur, _INSERT_REJECTED, rejected, droppable=(3,))
     _write_position(cur, source, position)
     counts = RunCounts(
         read=len(page.rows) + len(page.rejected),
         loaded=loaded,
         rejected=quarantined,
-        duplicates=len(page.rows) - loaded + len(page.rejected) - quarantined,
+        duplicates=len(page.rows) - len(refused) - loaded + len(rejected) - quarantined,
     )
     run.advance(cur, counts)
     return counts

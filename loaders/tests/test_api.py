@@ -292,3 +292,20 @@ def test_the_contract_names_the_reason(world, change, reason):
     change(record)
     page = api.split_page([record], "http://test", 1)
     assert not page.rows and [row[0] for row in page.rejected] == [reason]
+
+
+def test_a_version_postgres_refuses_is_quarantined_and_the_rest_of_the_page_lands(settings, server, world):
+    """Unreachable through the contract (it bounds every timestamp), so the page is built by hand: one
+    version whose updated_at Postgres cannot hold beside a valid one."""
+    path, _ = world
+    record = next(json.loads(line)["record"] for line in path.read_text().splitlines()[1:] if "dirty" not in line)
+    page = api.split_page([record], "http://test", None)
+    bad = (*page.rows[0][:1], "294277-01-01T00:00:00Z", *page.rows[0][2:])
+    page.rows.append(("another-session", *bad[1:]))
+    with settings_conn(settings) as cur:
+        counts = api._commit_page(cur, api.LoadRun(api.LOADER_NAME), "test", page, api.Position())
+    assert (counts.read, counts.loaded, counts.rejected, counts.duplicates) == (2, 1, 1, 0)
+    assert query(settings, "select reason, session_id, payload from raw.call_sessions_rejected") == [
+        ("unstorable", "another-session", None)
+    ]
+    assert "SQLSTATE 22" in scalar(settings, "select error_detail from raw.call_sessions_rejected")
