@@ -67,23 +67,20 @@ final as (
 
         -- measures (minutes)
         cast(
-            {{ dbt.datediff(
+            {{ minutes_between(
                 'greatest(latest.patient_joined_at, latest.provider_joined_at)',
-                'least(latest.patient_left_at, latest.provider_left_at)',
-                'second'
-            ) }} / 60.0 as numeric(8, 2)
+                'least(latest.patient_left_at, latest.provider_left_at)'
+            ) }} as numeric(8, 2)
         ) as measured_duration_minutes,
         cast(
-            {{ dbt.datediff('latest.scheduled_start_at', 'latest.patient_joined_at', 'second') }} / 60.0
-            as numeric(8, 2)
+            {{ minutes_between('latest.scheduled_start_at', 'latest.patient_joined_at') }} as numeric(8, 2)
         ) as patient_join_lag_minutes,
         cast(
-            {{ dbt.datediff('latest.scheduled_start_at', 'latest.provider_joined_at', 'second') }} / 60.0
-            as numeric(8, 2)
+            {{ minutes_between('latest.scheduled_start_at', 'latest.provider_joined_at') }} as numeric(8, 2)
         ) as provider_join_lag_minutes,
         appointments.wait_time_minutes as event_wait_time_minutes,
         cast(
-            {{ dbt.datediff('latest.scheduled_start_at', 'latest.provider_joined_at', 'second') }} / 60.0
+            {{ minutes_between('latest.scheduled_start_at', 'latest.provider_joined_at') }}
             - appointments.wait_time_minutes as numeric(8, 2)
         ) as wait_difference_minutes,
         appointments.duration_minutes as event_duration_minutes,

@@ -14,8 +14,8 @@ by_role as (
 
     select
         source.*,
-        jsonb_path_query_first(source.payload, '$.participants[*] ? (@.role == "patient")') as patient,
-        jsonb_path_query_first(source.payload, '$.participants[*] ? (@.role == "provider")') as provider
+        jsonb_path_query_first(source.payload, '$.participants[*] ? (@.role == "patient")') as patient_entry,
+        jsonb_path_query_first(source.payload, '$.participants[*] ? (@.role == "provider")') as provider_entry
     from source
 
 ),
@@ -30,31 +30,32 @@ renamed as (
         -- attributes
         status as session_status,
         status = 'finalized' as is_final,
-        {{ json_text('patient', 'platform') }} as patient_platform,
-        {{ json_text('patient', 'app_version') }} as patient_app_version,
-        {{ json_text("(patient -> 'network')", 'resolution') }} as patient_resolution,
-        {{ json_text('provider', 'platform') }} as provider_platform,
-        {{ json_text('provider', 'app_version') }} as provider_app_version,
+        {{ json_text('patient_entry', 'platform') }} as patient_platform,
+        {{ json_text('patient_entry', 'app_version') }} as patient_app_version,
+        {{ json_text("(patient_entry -> 'network')", 'resolution') }} as patient_resolution,
+        {{ json_text('provider_entry', 'platform') }} as provider_platform,
+        {{ json_text('provider_entry', 'app_version') }} as provider_app_version,
         schema_version,
 
         -- measures
-        cast({{ json_text('patient', 'reconnects') }} as integer) as patient_reconnects,
-        cast({{ json_text('provider', 'reconnects') }} as integer) as provider_reconnects,
-        cast({{ json_text("(patient -> 'network')", 'packet_loss_pct') }} as numeric(6, 2)) as patient_packet_loss_pct,
-        cast({{ json_text("(patient -> 'network')", 'jitter_ms') }} as numeric(9, 1)) as patient_jitter_ms,
-        cast({{ json_text("(patient -> 'network')", 'bitrate_kbps') }} as integer) as patient_bitrate_kbps,
-        cast({{ json_text("(provider -> 'network')", 'packet_loss_pct') }} as numeric(6, 2))
+        cast({{ json_text('patient_entry', 'reconnects') }} as integer) as patient_reconnects,
+        cast({{ json_text('provider_entry', 'reconnects') }} as integer) as provider_reconnects,
+        cast({{ json_text("(patient_entry -> 'network')", 'packet_loss_pct') }} as numeric(6, 2))
+            as patient_packet_loss_pct,
+        cast({{ json_text("(patient_entry -> 'network')", 'jitter_ms') }} as numeric(9, 1)) as patient_jitter_ms,
+        cast({{ json_text("(patient_entry -> 'network')", 'bitrate_kbps') }} as integer) as patient_bitrate_kbps,
+        cast({{ json_text("(provider_entry -> 'network')", 'packet_loss_pct') }} as numeric(6, 2))
             as provider_packet_loss_pct,
-        cast({{ json_text("(provider -> 'network')", 'jitter_ms') }} as numeric(9, 1)) as provider_jitter_ms,
+        cast({{ json_text("(provider_entry -> 'network')", 'jitter_ms') }} as numeric(9, 1)) as provider_jitter_ms,
 
         -- timestamps (UTC)
         {{ to_utc(json_text('payload', 'scheduled_start')) }} as scheduled_start_at,
         {{ to_utc(json_text('payload', 'started_at')) }} as call_started_at,
         {{ to_utc(json_text('payload', 'ended_at')) }} as call_ended_at,
-        {{ to_utc(json_text('patient', 'joined_at')) }} as patient_joined_at,
-        {{ to_utc(json_text('patient', 'left_at')) }} as patient_left_at,
-        {{ to_utc(json_text('provider', 'joined_at')) }} as provider_joined_at,
-        {{ to_utc(json_text('provider', 'left_at')) }} as provider_left_at,
+        {{ to_utc(json_text('patient_entry', 'joined_at')) }} as patient_joined_at,
+        {{ to_utc(json_text('patient_entry', 'left_at')) }} as patient_left_at,
+        {{ to_utc(json_text('provider_entry', 'joined_at')) }} as provider_joined_at,
+        {{ to_utc(json_text('provider_entry', 'left_at')) }} as provider_left_at,
         {{ to_utc('updated_at') }} as updated_at,
 
         -- lineage
