@@ -3,8 +3,8 @@
 Order: reference data first (dimensions before the facts that point at them), then the Kafka events in
 drain mode, then the feedback files, then the video platform's call sessions (when TELEMED_VIDEO_API_URL
 is configured or the embedded API of ``make up`` listens; otherwise the step is skipped and says so).
-Each loader records its own raw.load_runs row; one failing does
-not stop the others, and the exit code is non-zero when any failed.
+Each loader records its own raw.load_runs row; one failing does not stop the others, and the exit code
+is non-zero when any failed.
 """
 
 from __future__ import annotations
