@@ -116,7 +116,7 @@ generate: up ## synthetic data (SCALE=appointments, SEED=n, GENERATE_ARGS=...), 
 	$(RUN) generate --scale $(SCALE) --seed $(SEED) --out $(GENERATED) $(GENERATE_ARGS)
 	$(RUN) produce --from-jsonl $(GENERATED)/events
 
-load: up ## every loader once, draining what is there
+load: up ## every loader once, draining what is there (the video platform's API too when configured or embedded)
 	$(RUN) load
 
 serve: up ## ingest as a service in the foreground (consumer + feedback watcher, metrics on 127.0.0.1:9108); Ctrl-C stops it
@@ -266,6 +266,7 @@ dbt-test: setup $(DBT_PACKAGES) ## dbt build with every test on a small generate
 	$(RUN) produce --from-jsonl $(TEST_DATA)/generated/events --topic $(TEST_TOPIC)
 	$(RUN) consume --drain --topic $(TEST_TOPIC) --group $(TEST_TOPIC).loader
 	$(RUN) feedback --landing $(TEST_DATA)/landing
+	$(RUN) video-api run --data $(TEST_DATA)/generated/video_api -- $(RUN) api
 	$(DBT) build --full-refresh
 	$(DBT) source freshness
 

@@ -260,6 +260,7 @@ class Demo:
         events = re.search(r"consume succeeded: read \d+, loaded (\d+), rejected (\d+)", text)
         forms = re.search(r"forms read \d+, loaded (\d+), rejected (\d+)", text)
         reference = re.search(r"reference succeeded: read \d+, loaded (\d+)", text)
+        sessions = re.search(r"api succeeded: read \d+, loaded (\d+), rejected (\d+)", text)
         parts = []
         if events:
             parts.append(f"events +{int(events[1]):,} (quarantined {int(events[2]):,})")
@@ -267,6 +268,8 @@ class Demo:
             parts.append(f"forms +{int(forms[1]):,} (quarantined {int(forms[2]):,})")
         if reference:
             parts.append(f"clinic versions +{int(reference[1]):,}")
+        if sessions:
+            parts.append(f"call sessions +{int(sessions[1]):,} (quarantined {int(sessions[2]):,})")
         return "; ".join(parts) or "every loader succeeded"
 
     def dbt_build(self) -> str:

@@ -1,8 +1,10 @@
 """``python -m loaders load`` (``make load``): every loader once, draining what is there, then exit.
 
 Order: reference data first (dimensions before the facts that point at them), then the Kafka events in
-drain mode, then the feedback files. Each loader records its own raw.load_runs row; one failing does
-not stop the others, and the exit code is non-zero when any failed.
+drain mode, then the feedback files, then the video platform's call sessions (when TELEMED_VIDEO_API_URL
+is configured or the embedded API of ``make up`` listens; otherwise the step is skipped and says so).
+Each loader records its own raw.load_runs row; one failing does not stop the others, and the exit code
+is non-zero when any failed.
 """
 
 from __future__ import annotations
@@ -10,7 +12,8 @@ from __future__ import annotations
 import argparse
 import logging
 
-from loaders import consume, feedback, reference
+from loaders import api, consume, feedback, reference
+from runtime.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +35,11 @@ def main(argv: list[str] | None = None) -> int:
         ("consume", consume.main, ["--drain", "--idle-seconds", str(args.idle_seconds), "--group", args.group, *retry]),
         ("feedback", feedback.main, retry),
     ]
+    settings = Settings.from_env()
+    if not settings.video_api_embedded or api.embedded_api_listening(settings):
+        steps.append(("api", api.main, retry))
+    else:
+        print(f"load: the embedded video API is not running on port {settings.video_api_port}: api skipped (make up)")
     failed = []
     for name, step, step_args in steps:
         log.info("load: %s", name)

@@ -27,6 +27,8 @@ CHECK_TYPES = {
     "avg_overall_satisfaction": "business",
     "technical_issue_share": "technical",
     "avg_connection_quality": "technical",
+    # the video platform's measured wait (fact_call_session) against the wait the events reported
+    "wait_disagreement_share": "technical",
     "pipeline_run_seconds": "performance",
     "slowest_model_seconds": "performance",
     # real-time health of the ingestion (monitors/ingestion.py), one check per consumer group and topic

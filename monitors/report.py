@@ -75,6 +75,12 @@ KNOWN_CHECKS: dict[str, tuple[str, str, str]] = {
         "Mean connection quality (1-5) of the started appointments in the window.",
         "score",
     ),
+    "wait_disagreement_share": (
+        "Reported against measured wait",
+        "Share of window call sessions whose wait, as the video platform measured it, differs from the wait the "
+        "started event reported by more than the tolerance (var call_wait_tolerance_minutes); 0 without sessions.",
+        "share",
+    ),
     "pipeline_run_seconds": (
         "Pipeline run time",
         "Seconds of the latest run of every loader plus the last dbt build.",

@@ -3,6 +3,9 @@ run in the project's environment (Airflow's own environment holds none of the pr
 
 - ``drain-events``: a drain of the event consumer, unless the ingest service is consuming the topic
   already (then exit 99, which Airflow records as skipped).
+- ``load-call-sessions``: the video platform's call sessions (``python -m loaders api``) when an API is
+  configured (TELEMED_VIDEO_API_URL) or the embedded one listens; otherwise it says so and succeeds (a
+  skipped task would skip the dbt tasks after it).
 - ``alert``: the failure alert of one task instance, sent through the monitors' channels (Slack webhook,
   SMTP; ``monitors.alerts.channels_from_env``), each retried with backoff as the monitors do.
 """
@@ -16,7 +19,7 @@ import socket
 import sys
 from dataclasses import dataclass
 
-from loaders import consume
+from loaders import api, consume
 from monitors import alerts, checks, store
 from runtime import db
 from runtime.processes import pid_alive
@@ -67,6 +70,14 @@ def drain_events(argv: list[str]) -> int:
         print(f"the ingest service consumes {settings.kafka_topic} (load run {follower}): no drain needed")
         return SKIPPED
     return consume.main(["--drain", "--idle-seconds", str(args.idle_seconds), "--group", args.group])
+
+
+def load_call_sessions(argv: list[str]) -> int:
+    settings = Settings.from_env()
+    if settings.video_api_embedded and not api.embedded_api_listening(settings):
+        print(f"no video API configured and none embedded on port {settings.video_api_port}: nothing to load")
+        return 0
+    return api.main(argv)
 
 
 @dataclass
@@ -127,7 +138,7 @@ def alert(argv: list[str]) -> int:
     return 1 if failed else 0
 
 
-STEPS = {"drain-events": drain_events, "alert": alert}
+STEPS = {"drain-events": drain_events, "load-call-sessions": load_call_sessions, "alert": alert}
 
 
 def main(argv: list[str] | None = None) -> int:

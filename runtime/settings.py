@@ -18,6 +18,8 @@ EMBEDDED_PG_HOST = "127.0.0.1"
 EMBEDDED_PG_PORT = 25432
 EMBEDDED_PG_USER = "postgres"
 EMBEDDED_KAFKA_PORT = 29092
+# The embedded video platform API (simulator/api_server.py), started by `make up` unless a URL is configured.
+EMBEDDED_VIDEO_API_PORT = 28480
 DEFAULT_DATABASE = "telemed"
 DEFAULT_TOPIC = "telemed.appointment-events"
 # The feedback loader records larger landing files as failed (too_large) without reading them.
@@ -82,6 +84,27 @@ class Settings:
     pg_connect_timeout_s: int = DEFAULT_CONNECT_TIMEOUT_S
     pg_watchdog_s: int = DEFAULT_STATEMENT_TIMEOUT_MS // 1000 + WATCHDOG_MARGIN_S
 
+    # The video platform's call-sessions API: configured (a URL and its token) or the embedded one.
+    video_api_url: str = f"http://127.0.0.1:{EMBEDDED_VIDEO_API_PORT}"
+    video_api_embedded: bool = True
+    video_api_port: int = EMBEDDED_VIDEO_API_PORT
+    video_api_token: str | None = field(default=None, repr=False)
+    video_api_data_dir: Path = PROJECT_ROOT / ".local" / "generated" / "video_api"
+
+    @property
+    def video_api_token_file(self) -> Path:
+        """Where the embedded API keeps its bearer token (made on its first start)."""
+        return self.state_dir / "video-api" / "token"
+
+    def video_api_bearer(self) -> str | None:
+        """The token to send: the configured one, else the embedded server's (None if it never started)."""
+        if self.video_api_token or not self.video_api_embedded:
+            return self.video_api_token
+        try:
+            return self.video_api_token_file.read_text().strip() or None
+        except OSError:
+            return None
+
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
         env = dict(os.environ if env is None else env)
@@ -120,6 +143,9 @@ class Settings:
             brokers = f"127.0.0.1:{_int(env, 'TELEMED_KAFKA_PORT', EMBEDDED_KAFKA_PORT)}"
 
         landing = env.get("TELEMED_LANDING_DIR")
+        video_url = env.get("TELEMED_VIDEO_API_URL", "").rstrip("/")
+        video_port = _int(env, "TELEMED_VIDEO_API_PORT", EMBEDDED_VIDEO_API_PORT)
+        video_data = env.get("TELEMED_VIDEO_API_DATA")
         return cls(
             pg_host=host,
             pg_port=port,
@@ -138,6 +164,11 @@ class Settings:
             pg_keepalives_idle_s=_int(env, "TELEMED_PG_KEEPALIVES_IDLE_S", DEFAULT_KEEPALIVES_IDLE_S),
             pg_connect_timeout_s=_int(env, "PGCONNECT_TIMEOUT", DEFAULT_CONNECT_TIMEOUT_S),
             pg_watchdog_s=_int(env, "TELEMED_PG_WATCHDOG_S", statement_ms // 1000 + WATCHDOG_MARGIN_S),
+            video_api_url=video_url or f"http://127.0.0.1:{video_port}",
+            video_api_embedded=video_url == "",
+            video_api_port=video_port,
+            video_api_token=env.get("TELEMED_VIDEO_API_TOKEN") or None,
+            video_api_data_dir=Path(video_data).resolve() if video_data else state_dir / "generated" / "video_api",
         )
 
     def dsn(self, database: str | None = None) -> str:

@@ -22,6 +22,7 @@ from simulator import reference
 from simulator.dirty import Dirt
 from simulator.emit import Emitter, Truth
 from simulator.seasonality import EPOCH_DAY, ClinicClock
+from simulator.video_api import CallSessions
 from simulator.world import World
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,8 @@ outputs:
   <landing>/YYYY/MM/DD/*              feedback form files (and a few stray or broken ones)
   <out>/manifest.json                 ground truth: counts by status, device, day; rejections by reason;
                                       key insights; canary tokens (see loaders/CONTRACTS.md)
+  <out>/video_api/call_sessions.jsonl the video platform's call sessions (served by `python -m loaders
+                                      video-api`)
   clinic_ops.providers, .patients     the clinic's database as of --as-of (unless --no-db)
 
 examples:
@@ -219,7 +222,11 @@ def generate(
         clock=clock,
         dirt=Dirt(seed, dirty_rate) if dirty_rate > 0 else None,
     )
-    appointments = _emit_world(world, emitter)
+    # The video platform's sessions watch the same appointments with a random stream of their own.
+    sessions = CallSessions(
+        seed, as_of, dirty_rate, clock, out_dir / "video_api" / "call_sessions.jsonl" if write_files else None
+    )
+    appointments = _emit_world(world, emitter, sessions)
     truth = emitter.truth
     patient_versions = _clinic_tables_as_of(providers, patients, as_of, clock, settings)
     manifest = {
@@ -235,6 +242,7 @@ def generate(
         },
         **_truth_blocks(truth),
         "reference": _reference_counts(providers, patients, as_of, patient_versions),
+        "video_api": sessions.manifest_block(),
         "key_insights": truth.key_insights(),
         "canaries": [
             {"patient_id": c.patient_id, "column": c.column, "token": c.token}
@@ -252,15 +260,20 @@ def generate(
     return manifest
 
 
-def _emit_world(world: World, emitter: Emitter) -> int:
-    """Play the world's appointments through the emitter; returns how many there were."""
+def _emit_world(world: World, emitter: Emitter, sessions: CallSessions | None = None) -> int:
+    """Play the world's appointments through the emitter (and the video platform's sessions); returns how
+    many there were."""
     appointments = 0
     try:
         for appointment in world.appointments():
             emitter.add(appointment)
+            if sessions is not None:
+                sessions.add(appointment)
             appointments += 1
     finally:
         emitter.close()
+        if sessions is not None:
+            sessions.close()
     return appointments
 
 

@@ -39,11 +39,12 @@ def free_port() -> int:
 
 
 def private_services_env(state: Path) -> dict[str, str]:
-    """The environment of embedded services of their own: a state folder and two free ports."""
+    """The environment of embedded services of their own: a state folder and three free ports."""
     return {
         "TELEMED_STATE_DIR": str(state),
         "TELEMED_PG_PORT": str(free_port()),
         "TELEMED_KAFKA_PORT": str(free_port()),
+        "TELEMED_VIDEO_API_PORT": str(free_port()),
     }
 
 

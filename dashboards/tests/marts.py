@@ -32,7 +32,22 @@ def build(settings: Settings) -> None:
         steps = [
             ["generate", "--scale", str(SCALE), "--seed", "7", "--out", str(out / "generated"), "--clean"],
             ["produce", "--from-jsonl", str(out / "generated" / "events")],
-            ["load", "--group", f"dashboards-{settings.pg_database}", "--idle-seconds", "3"],
+            # The video platform's API over this world, for the length of the load (the call quality cards).
+            [
+                "video-api",
+                "run",
+                "--data",
+                str(out / "generated" / "video_api"),
+                "--",
+                sys.executable,
+                "-m",
+                "loaders",
+                "load",
+                "--group",
+                f"dashboards-{settings.pg_database}",
+                "--idle-seconds",
+                "3",
+            ],
             ["env", "--", dbt, "build", "--full-refresh", "--target-path", str(out / "target")],
         ]
         for args in steps:

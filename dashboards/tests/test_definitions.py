@@ -17,6 +17,8 @@ EXPECTED = {
     "patient_satisfaction": "Patient satisfaction",
     "provider_performance": "Provider performance",
     "data_health": "Data health",
+    # issue 17: what the video platform measured of each call
+    "call_quality": "Call quality",
 }
 
 GOOD_CARD = """
@@ -46,6 +48,7 @@ def test_filters_are_the_issue_s_where_the_data_allows():
     assert {"date_range", "device"} <= set(by_key["quality_of_service"].filters)
     assert {"date_range", "specialty"} <= set(by_key["patient_satisfaction"].filters)
     assert "specialty" in by_key["provider_performance"].filters
+    assert {"date_range", "device"} <= set(by_key["call_quality"].filters)
 
 
 def _write(tmp_path: Path, cards: str, filters: str = "[date_range]") -> Path:

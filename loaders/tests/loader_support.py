@@ -34,6 +34,10 @@ def loader_env(settings: Settings, **extra: str) -> dict[str, str]:
         env["TELEMED_KAFKA_PORT"] = settings.kafka_bootstrap_servers.rsplit(":", 1)[1]
     else:
         env["KAFKA_BOOTSTRAP_SERVERS"] = settings.kafka_bootstrap_servers
+    if settings.video_api_embedded:
+        env["TELEMED_VIDEO_API_PORT"] = str(settings.video_api_port)
+    else:
+        env["TELEMED_VIDEO_API_URL"] = settings.video_api_url
     env.update(extra)
     return env
 

@@ -6,11 +6,29 @@ from __future__ import annotations
 import json
 
 from loaders.tests.loader_support import loader_env, new_topic, query, run_loader, scalar
+from simulator.api_server import ApiServer, SessionStore
+from simulator.video_api import FILE_NAME
 
 
 def test_load_matches_the_generator_manifest_exactly(settings, tmp_path):
     topic = new_topic()
-    env = loader_env(settings, TELEMED_TOPIC=topic, TELEMED_LANDING_DIR=str(tmp_path / "landing"))
+    # The video platform's API over this world (a configured URL and token, as for a real platform).
+    api = ApiServer(SessionStore(tmp_path / "out" / "video_api" / FILE_NAME), "load-test-token")
+    api.start()
+    env = loader_env(
+        settings,
+        TELEMED_TOPIC=topic,
+        TELEMED_LANDING_DIR=str(tmp_path / "landing"),
+        TELEMED_VIDEO_API_URL=api.url,
+        TELEMED_VIDEO_API_TOKEN="load-test-token",
+    )
+    try:
+        _load_and_check(settings, env, tmp_path, topic)
+    finally:
+        api.stop()
+
+
+def _load_and_check(settings, env: dict[str, str], tmp_path, topic: str) -> None:
     generated = run_loader(
         env, "generate", "--scale", "2000", "--dirty-rate", "0.05", "--out", str(tmp_path / "out"), timeout=180
     )
@@ -41,6 +59,7 @@ def test_load_matches_the_generator_manifest_exactly(settings, tmp_path):
         "reference": "succeeded",
         "consume": "succeeded",
         "feedback": "succeeded",
+        "api": "succeeded",
     }
 
     # Events.
@@ -81,6 +100,15 @@ def test_load_matches_the_generator_manifest_exactly(settings, tmp_path):
     )
     assert scalar(settings, "select count(distinct patient_id) from raw.patients") == manifest["reference"]["patients"]
 
+    # Call sessions: every session once, every dirty record quarantined under its reason.
+    sessions = manifest["video_api"]
+    assert all(sessions["rejected"].values()) and len(sessions["rejected"]) == 6, sessions["rejected"]
+    assert scalar(settings, "select count(*) from raw.call_sessions") == sessions["sessions"]
+    call_reasons = dict(query(settings, "select reason, count(*) from raw.call_sessions_rejected group by 1"))
+    assert call_reasons == sessions["rejected"]
+    quarantined = sum(sessions["rejected"].values())
+    assert runs["api"][:4] == (sessions["records_at_as_of"], sessions["sessions"], quarantined, 0)
+
     # A second `load` finds nothing new anywhere.
     again = run_loader(env, "load", "--idle-seconds", "1", timeout=180)
     assert again.returncode == 0, again.stdout + again.stderr
@@ -89,4 +117,4 @@ def test_load_matches_the_generator_manifest_exactly(settings, tmp_path):
         "select loader, rows_loaded, rows_rejected from raw.load_runs"
         " where run_id in (select max(run_id) from raw.load_runs group by loader) order by loader",
     )
-    assert latest == [("consume", 0, 0), ("feedback", 0, 0), ("reference", 0, 0)]
+    assert latest == [("api", 0, 0), ("consume", 0, 0), ("feedback", 0, 0), ("reference", 0, 0)]

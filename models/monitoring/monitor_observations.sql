@@ -56,6 +56,12 @@ files as (
 
 ),
 
+call_sessions as (
+
+    select * from {{ ref('fact_call_session') }}
+
+),
+
 window_bounds as (
 
     select
@@ -81,6 +87,16 @@ window_appointments as (
     from appointments
     inner join window_days
         on appointments.date_id = window_days.date_id
+
+),
+
+window_call_sessions as (
+
+    select call_sessions.*
+    from call_sessions
+    inner join window_days
+        on call_sessions.date_id = window_days.date_id
+    where call_sessions.wait_difference_minutes is not null
 
 ),
 
@@ -247,6 +263,16 @@ observations as (
         'avg_connection_quality' as check_name,
         avg(connection_quality) as observed_value
     from window_appointments
+
+    union all
+
+    -- 0 without sessions: no video API configured is no disagreement (its freshness says whether it loads).
+    select
+        'wait_disagreement_share' as check_name,
+        coalesce(
+            {{ share_where('abs(wait_difference_minutes) > ' ~ var('call_wait_tolerance_minutes')) }}, 0
+        ) as observed_value
+    from window_call_sessions
 
 ),
 

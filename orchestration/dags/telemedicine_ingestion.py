@@ -2,10 +2,11 @@
 `make freshness` / `make monitor` do, as Airflow tasks.
 
 reference data -> a drain of the event consumer (skipped while the ingest service consumes) -> feedback
-files -> the dbt `hourly` selector rendered by Cosmos from the manifest (per model: run, then its tests;
-then the tests that read several models) -> source freshness -> the monitors. No overlapping runs, no
-catchup; every task retries with backoff and alerts the monitors' channels once when its last try
-failed (orchestration/dagkit.py).
+files -> the video platform's call sessions (when an API is configured or embedded) -> the dbt `hourly`
+selector rendered by Cosmos from the manifest (per model: run, then its tests; then the tests that read
+several models) -> source freshness -> the monitors. No overlapping runs, no catchup; every task
+retries with backoff and alerts the monitors' channels once when its last try failed
+(orchestration/dagkit.py).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ COMMON = dagkit.dbt_operator_args()
 
 with DAG(
     dag_id="telemedicine_ingestion_dag",
-    description="load reference data, events and feedback; dbt hourly selector; freshness; monitors",
+    description="load reference data, events, feedback and call sessions; dbt hourly selector; freshness; monitors",
     schedule="@hourly",
     start_date=dagkit.START_DATE,
     catchup=False,
@@ -44,6 +45,10 @@ with DAG(
         task_id="load_feedback",
         bash_command=dagkit.project_command("loaders", "feedback"),
         trigger_rule="none_failed",
+    )
+    load_call_sessions = BashOperator(
+        task_id="load_call_sessions",
+        bash_command=dagkit.project_command("orchestration.steps", "load-call-sessions"),
     )
     dbt_hourly = DbtTaskGroup(
         group_id="dbt_hourly",
@@ -68,4 +73,5 @@ with DAG(
         retries=0,
     )
 
-    load_reference >> drain_events >> load_feedback >> dbt_hourly >> cross_model_tests >> source_freshness >> monitors
+    loads = load_reference >> drain_events >> load_feedback >> load_call_sessions
+    loads >> dbt_hourly >> cross_model_tests >> source_freshness >> monitors

@@ -102,7 +102,8 @@ def test_ingestion_dag_settings_and_order(dagbag):
     # The drain is skipped while the ingest service consumes; the feedback files load all the same.
     assert tasks["load_feedback"]["trigger_rule"] == "none_failed"
     dbt_tasks = {task for task in tasks if task.startswith("dbt_hourly.")}
-    assert set(tasks["load_feedback"]["downstream"]) <= dbt_tasks
+    assert tasks["load_feedback"]["downstream"] == ["load_call_sessions"]
+    assert set(tasks["load_call_sessions"]["downstream"]) <= dbt_tasks
     upstream = edges(dag)
     # Every dbt task comes after the loads and before freshness; freshness before the monitors.
     assert upstream["source_freshness"] == {"cross_model_tests"}

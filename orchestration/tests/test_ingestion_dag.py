@@ -29,6 +29,8 @@ from orchestration import supervisor
 from orchestration.tests.conftest import AirflowHarness, run_dbt
 from runtime import db
 from runtime.settings import PROJECT_ROOT, Settings
+from simulator.api_server import ApiServer, SessionStore
+from simulator.video_api import FILE_NAME
 from testkit.clock import AS_OF
 
 pytestmark = pytest.mark.slow
@@ -57,10 +59,12 @@ def new_topic(settings: Settings) -> str:
     return name
 
 
-def world_env(settings: Settings, work: Path, topic: str) -> dict[str, str]:
-    """A database, topic, consumer group, landing folder and dbt target of this world's own."""
+def world_env(settings: Settings, work: Path, topic: str, video_api: ApiServer) -> dict[str, str]:
+    """A database, topic, consumer group, landing folder, video platform API and dbt target of this world's own."""
     return loader_env(
         settings,
+        TELEMED_VIDEO_API_URL=video_api.url,
+        TELEMED_VIDEO_API_TOKEN=video_api.token,
         TELEMED_TOPIC=topic,
         TELEMED_CONSUMER_GROUP=f"{topic}.loader",
         TELEMED_LANDING_DIR=str(work / "landing"),
@@ -74,6 +78,16 @@ def make_world(env: dict[str, str], work: Path) -> None:
     generated = work / "generated"
     loaders(env, "generate", "--scale", str(SCALE), "--seed", str(SEED), "--out", str(generated))
     loaders(env, "produce", "--from-jsonl", str(generated / "events"))
+
+
+def query_one(settings: Settings, statement: str):
+    conn = db.connect(settings)
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute(statement)
+            return cur.fetchone()[0]
+    finally:
+        conn.close()
 
 
 def marts(settings: Settings) -> dict[str, tuple[list[str], Counter]]:
@@ -127,8 +141,23 @@ def test_dag_run_loads_builds_and_equals_the_plain_pipeline(
     airflow: AirflowHarness, settings: Settings, second_database: Settings, tmp_path: Path
 ):
     plain_work, dag_work = tmp_path / "plain", tmp_path / "dag"
-    plain_env = world_env(second_database, plain_work, new_topic(second_database))
-    dag_env = world_env(settings, dag_work, new_topic(settings))
+    # Each world's video platform API serves its own generated sessions (read once the generator wrote them).
+    apis = [
+        ApiServer(SessionStore(work / "generated" / "video_api" / FILE_NAME), "dag-test")
+        for work in (plain_work, dag_work)
+    ]
+    for api in apis:
+        api.start()
+    try:
+        plain_env = world_env(second_database, plain_work, new_topic(second_database), apis[0])
+        dag_env = world_env(settings, dag_work, new_topic(settings), apis[1])
+        _plain_and_dag_runs(airflow, settings, second_database, plain_env, dag_env, plain_work, dag_work)
+    finally:
+        for api in apis:
+            api.stop()
+
+
+def _plain_and_dag_runs(airflow, settings, second_database, plain_env, dag_env, plain_work, dag_work) -> None:
 
     # The plain way: make load, then make build.
     make_world(plain_env, plain_work)
@@ -149,10 +178,19 @@ def test_dag_run_loads_builds_and_equals_the_plain_pipeline(
     assert done.returncode == 0 and not failed, f"tasks not successful: {failed}\n{done.stdout[-6000:]}"
     # the loads, a run and a test task per hourly model and the snapshot, the cross-model tests, freshness
     # and the monitors
-    assert {"load_reference", "drain_events", "load_feedback", "cross_model_tests", "monitors"} <= set(states)
+    assert {
+        "load_reference",
+        "drain_events",
+        "load_feedback",
+        "load_call_sessions",
+        "cross_model_tests",
+        "monitors",
+    } <= set(states)
     assert len([task for task in states if task.startswith("dbt_hourly.")]) >= 24
 
     assert_same_marts(settings, second_database)
+    sessions = "select count(*) from marts.fact_call_session"
+    assert query_one(settings, sessions) == query_one(second_database, sessions) > 0, "the DAG loads the API"
 
 
 def test_grid_view_shows_the_run(airflow: AirflowHarness, settings: Settings):

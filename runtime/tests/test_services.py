@@ -29,6 +29,7 @@ def isolated_env():
         TELEMED_STATE_DIR=str(state),
         TELEMED_PG_PORT=str(free_port()),
         TELEMED_KAFKA_PORT=str(free_port()),
+        TELEMED_VIDEO_API_PORT=str(free_port()),
     )
     yield env
     subprocess.run([sys.executable, "-m", "loaders", "services", "down"], env=env, capture_output=True, check=False)
@@ -52,7 +53,7 @@ def test_up_twice_is_harmless_and_down_leaves_nothing(isolated_env):
 
     status = cli(isolated_env, "services", "status")
     assert status.returncode == 0
-    assert status.stdout.count("running") == 2
+    assert status.stdout.count("running") == 3
     assert f"127.0.0.1:{isolated_env['TELEMED_PG_PORT']}" in status.stdout
     assert f"127.0.0.1:{isolated_env['TELEMED_KAFKA_PORT']}" in status.stdout
 
@@ -63,7 +64,7 @@ def test_up_twice_is_harmless_and_down_leaves_nothing(isolated_env):
     # Every postgres child exits with the postmaster: none may keep the data directory open.
     leftover = subprocess.run(["pgrep", "-f", isolated_env["TELEMED_STATE_DIR"]], capture_output=True, text=True)
     assert leftover.stdout.strip() == ""
-    assert cli(isolated_env, "services", "status").stdout.count("stopped") == 2
+    assert cli(isolated_env, "services", "status").stdout.count("stopped") == 3
 
 
 def test_postgres_data_persists_across_down_and_up(isolated_env):
@@ -129,6 +130,7 @@ def test_configured_postgres_is_used_and_embedded_one_not_started(isolated_env):
     external_env = dict(isolated_env)
     external_env["TELEMED_STATE_DIR"] = isolated_env["TELEMED_STATE_DIR"] + "-external"
     external_env["TELEMED_KAFKA_PORT"] = str(free_port())
+    external_env["TELEMED_VIDEO_API_PORT"] = str(free_port())
     try:
         assert cli(external_env, "services", "up").returncode == 0
         user_env = dict(isolated_env)
