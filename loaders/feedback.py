@@ -35,7 +35,7 @@ from itertools import islice
 from pathlib import Path
 
 from loaders.landing import S3_PAGE_SIZE, LandingSource, LandingUnavailable, ReadResult, open_landing
-from loaders.pgcopy import copy_rows, escape, existing_keys, stage_tables_ddl
+from loaders.pgcopy import escape, existing_keys
 from loaders.rawwrite import BackgroundWriter, PgSession, RawTable, insert_values
 from loaders.retry import Backoff, RetryGaveUp, RetryInterrupted, stop_on_signals
 from loaders.runs import LoadRun, RunCounts
@@ -204,12 +204,6 @@ _FILE_COLUMNS = (
     "path, size_bytes, sha256, status, reason, error, forms_read, forms_loaded, forms_rejected, forms_duplicate,"
     " object_url, object_etag, _load_run_id"
 )
-_STAGE_FILES_DDL = stage_tables_ddl("_stage_files", "raw.feedback_files", _FILE_COLUMNS, "sha256")
-_INSERT_FILES = f"""
-insert into raw.feedback_files ({_FILE_COLUMNS})
-select {_FILE_COLUMNS} from _stage_files
-on conflict (sha256) do nothing
-"""
 
 
 def _text_or_null(value: str | None) -> str:
@@ -242,7 +236,10 @@ class FeedbackLoader:
         self.counts = RunCounts()
         self.files = {"seen": 0, "loaded": 0, "failed": 0, "skipped": 0}
         self.forms = RawTable("raw.patient_feedback", _COLUMNS, "feedback_id", "_stage_feedback")
-        setup = self.forms.ddl + ";" + _STAGE_FILES_DDL
+        # File records go in like forms: COPY straight into the table, keyed on sha256 (a file another
+        # loader recorded meanwhile takes the general path, insert ... on conflict do nothing).
+        self.file_records = RawTable("raw.feedback_files", _FILE_COLUMNS, "sha256", "_stage_files")
+        setup = self.forms.ddl + ";" + self.file_records.ddl
         # One session per thread: the read-ahead looks up known files, the writer writes batches.
         self.reader_session = PgSession(settings, self.backoff, setup)
         self.writer_session = PgSession(settings, self.backoff, setup)
@@ -415,7 +412,7 @@ class FeedbackLoader:
                 landed.unstorable += 1
                 rows.append((UNSTORABLE, detail, feedback_id, None, landed.path, landed.sha256, index, run_id))
         counts = RunCounts(rejected=insert_values(cur, _INSERT_REJECTED, rows, droppable=(3,)))
-        file_lines = []
+        file_lines, shas = [], []
         for landed in batch.files:
             duplicates = landed.duplicates + landed.valid - landed.loaded - landed.unstorable
             file_lines.append(
@@ -424,11 +421,14 @@ class FeedbackLoader:
                 f"{landed.loaded}\t{landed.rejected + landed.unstorable}\t{duplicates}\t"
                 f"{_text_or_null(landed.object_url)}\t{_text_or_null(landed.etag)}\t{run_id}\n"
             )
+            shas.append(landed.sha256)
             counts.read += landed.read
             counts.loaded += landed.loaded
             counts.duplicates += duplicates
-        copy_rows(cur, "_stage_files", _FILE_COLUMNS, "".join(file_lines).encode())
-        cur.execute(_INSERT_FILES)
+        _, refused = self.file_records.insert(cur, shas, file_lines)
+        if refused:  # nothing in a file record comes from the file's content: a bug, not bad input
+            i, detail = refused[0]
+            raise RuntimeError(f"the record of {batch.files[i].path} was refused: {detail}")
         self.run.advance(cur, counts)
         return counts
 

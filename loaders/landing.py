@@ -25,7 +25,7 @@ import stat
 from collections.abc import Iterator
 from typing import NamedTuple
 
-from loaders.retry import Backoff
+from loaders.retry import Backoff, RetryDeadlineExceeded
 from loaders.validation import NOT_A_REGULAR_FILE, TOO_LARGE, UNREADABLE
 from runtime import objectstore
 from runtime.objectstore import S3Location
@@ -327,7 +327,11 @@ class S3Landing(LandingSource):
             except Exception as exc:
                 if not is_transient(exc):
                     raise
-                backoff.wait(what, exc, self.target)
+                try:
+                    backoff.wait(what, exc)
+                except RetryDeadlineExceeded as gave_up:
+                    hint = "is it up, and is AWS_ENDPOINT_URL right?"
+                    raise RetryDeadlineExceeded(f"cannot reach {self.target}: {hint} {gave_up}") from exc
                 continue
             backoff.reset()
             return result
