@@ -126,9 +126,10 @@ class Settings:
         landing_url = env.get("TELEMED_LANDING_URL", "").strip()
         if landing_url.startswith("file://"):
             landing_url = landing_url.removeprefix("file://")
-        elif landing_url.startswith("s3:") or "://" in landing_url:
-            if not landing_url.startswith("s3://") or len(landing_url) == len("s3://"):
-                raise SettingsError(f"TELEMED_LANDING_URL must be s3://bucket/prefix/ or a path, got {landing_url!r}")
+        elif (landing_url.startswith("s3:") or "://" in landing_url) and (
+            not landing_url.startswith("s3://") or len(landing_url) == len("s3://")
+        ):
+            raise SettingsError(f"TELEMED_LANDING_URL must be s3://bucket/prefix/ or a path, got {landing_url!r}")
         if landing_url and not landing_url.startswith("s3://"):  # a path: the landing folder itself
             landing_dir = Path(landing_url).resolve()
             landing_url = ""
