@@ -1,27 +1,32 @@
-"""``python -m loaders feedback``: feedback form files from the landing folder into raw.
+"""``python -m loaders feedback``: feedback form files from the landing (a folder or an S3 prefix) into raw.
 
-Every file under the landing folder is considered (a stray non-JSON file is recorded as failed, not
-ignored), except hidden ones, where writers stage files before renaming them into place. Files are
-listed and loaded in batches, so 100k files cost no more memory than one batch; each batch is one
-transaction, so a run killed midway leaves no file half loaded, and the next run goes on:
+Every file under the landing folder, or object under ``s3://bucket/prefix/`` (loaders/landing.py), is
+considered (a stray non-JSON file is recorded as failed, not ignored), except hidden ones, where writers
+stage files before renaming them into place. Files are listed and loaded in batches, so 100k files cost
+no more memory than one batch; each batch is one transaction, so a run killed midway leaves no file half
+loaded, and the next run goes on:
 
+- an object whose key and ETag are in raw.feedback_files was loaded before and is not even fetched;
 - a file whose sha256 is in raw.feedback_files was loaded before and is skipped;
 - a file that is not JSON, or not valid JSON, gets a ``failed`` row with the reason; the others load;
 - each form is validated: valid forms go to raw.patient_feedback (a feedback_id already there is skipped
   and counted as a duplicate), invalid ones to raw.patient_feedback_rejected with the reason.
+
+Three stages overlap: a read-ahead thread lists the landing, has a few reader threads read and hash each
+group of files, and looks the batch up in raw.feedback_files; the caller's thread validates the forms of
+the batch before; a background writer commits the one before that. Many small files cost their open,
+read and hash, which the readers do while the other stages work.
 """
 
 from __future__ import annotations
 
 import argparse
-import errno
 import functools
-import hashlib
 import logging
-import os
+import queue
 import re
-import stat
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -29,34 +34,37 @@ from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
 
-from loaders.pgcopy import copy_rows, escape, existing_keys, stage_tables_ddl
+from loaders.landing import S3_PAGE_SIZE, LandingSource, LandingUnavailable, ReadResult, open_landing
+from loaders.pgcopy import escape
 from loaders.rawwrite import BackgroundWriter, PgSession, RawTable, insert_values
 from loaders.retry import Backoff, RetryGaveUp, RetryInterrupted, stop_on_signals
 from loaders.runs import LoadRun, RunCounts
 from loaders.validation import (
     INVALID_JSON,
     JSON_DECODER,
-    NOT_A_REGULAR_FILE,
     NOT_JSON,
-    TOO_LARGE,
     UNDECODABLE,
-    UNREADABLE,
     UNSTORABLE,
     check_form,
     storable_json_text,
     storable_text,
 )
+from runtime import objectstore
 from runtime.progress import Progress
-from runtime.settings import DEFAULT_FEEDBACK_MAX_FILE_BYTES, Settings
+from runtime.settings import DEFAULT_FEEDBACK_MAX_FILE_BYTES, Settings, SettingsError
 
 log = logging.getLogger(__name__)
 
 LOADER_NAME = "feedback"
-# A batch ends at this much file content (or at --batch-files files), whichever comes first.
+# A batch ends at this much file content or at BATCH_FILES files (--batch-files), whichever comes first.
+# One-form files of the patient portal are about 400 bytes, so the count ends their batches: each batch
+# costs a commit and a few statements, which 5,000 files share (1,000 left the loader at 0.2x COPY).
 BATCH_BYTES = 4 << 20
-# Files are read by READ_THREADS threads, READ_GROUP files per task.
-READ_THREADS = 4
+BATCH_FILES = 5000
+# Files are read by the source's reader threads (4 for a folder), READ_GROUP files per task.
 READ_GROUP = 32
+# Batches read ahead of the one being validated.
+READ_AHEAD = 2
 
 _COLUMNS = (
     "feedback_id, appointment_id, submitted_at, payload, source_path, source_sha256, form_index,"
@@ -75,12 +83,14 @@ _WHITESPACE = re.compile(r"[ \t\n\r]*")
 class LandedFile:
     """One file of a batch and what became of it."""
 
-    path: str  # relative to the landing folder
+    path: str  # relative to the landing folder or prefix
     size: int
     sha256: str
     status: str = "loaded"
     reason: str | None = None
     error: str | None = None
+    object_url: str | None = None  # an object's s3://bucket/key and ETag; None for a file
+    etag: str | None = None
     read: int = 0
     valid: int = 0
     loaded: int = 0
@@ -98,38 +108,6 @@ class FileBatch:
     lines: list[str] = field(default_factory=list)
     seen: set[str] = field(default_factory=set)
     rejects: list[tuple] = field(default_factory=list)
-
-
-def list_files(root: Path) -> Iterator[str]:
-    """Every entry under ``root`` that is not a folder, depth first in name order (stable across runs), lazily.
-
-    Hidden entries (a leading dot) are left out: writers stage files there and rename them into place,
-    so a file being written is never read half way. Symbolic links (to files or folders), FIFOs and the
-    like are listed, never followed: the reader records them as failed, unread. A subfolder that cannot
-    be listed (EACCES ...) is listed itself, so the reader records it as unreadable; the landing folder
-    itself not being listable raises.
-    """
-    stack = [str(root)]
-    while stack:
-        folder = stack.pop()
-        try:
-            entries = sorted(os.scandir(folder), key=lambda entry: entry.name)
-        except FileNotFoundError:
-            continue
-        except OSError:
-            if folder == str(root):
-                raise
-            yield folder
-            continue
-        subfolders = []
-        for entry in entries:
-            if entry.name.startswith("."):
-                continue
-            if entry.is_dir(follow_symlinks=False):
-                subfolders.append(entry.path)
-            else:
-                yield entry.path
-        stack.extend(reversed(subfolders))
 
 
 def split_forms(text: str) -> list[tuple[object, str]]:
@@ -227,14 +205,8 @@ def read_file(batch: FileBatch, landed: LandedFile, data: bytes, tail: str) -> N
 
 _FILE_COLUMNS = (
     "path, size_bytes, sha256, status, reason, error, forms_read, forms_loaded, forms_rejected, forms_duplicate,"
-    " _load_run_id"
+    " object_url, object_etag, _load_run_id"
 )
-_STAGE_FILES_DDL = stage_tables_ddl("_stage_files", "raw.feedback_files", _FILE_COLUMNS, "sha256")
-_INSERT_FILES = f"""
-insert into raw.feedback_files ({_FILE_COLUMNS})
-select {_FILE_COLUMNS} from _stage_files
-on conflict (sha256) do nothing
-"""
 
 
 def _text_or_null(value: str | None) -> str:
@@ -242,54 +214,62 @@ def _text_or_null(value: str | None) -> str:
 
 
 class FeedbackLoader:
-    """Reads, hashes and validates batch N+1 in the caller's thread while a background writer commits batch N."""
+    """Reads ahead, validates batch N+1 in the caller's thread while a background writer commits batch N.
+
+    ``landing`` is a folder, ``s3://bucket/prefix/`` or a `LandingSource` (the caller's to close).
+    """
 
     def __init__(
         self,
         settings: Settings,
-        landing: Path,
-        batch_files: int = 1000,
+        landing: Path | str | LandingSource,
+        batch_files: int = BATCH_FILES,
         max_retry_seconds: float = 300,
         max_file_bytes: int | None = None,
+        page_size: int = S3_PAGE_SIZE,
     ):
         self.settings = settings
-        self.landing = landing
         self.batch_files = batch_files
         self.max_file_bytes = max_file_bytes or settings.feedback_max_file_bytes
         self.run = LoadRun(LOADER_NAME)
         self.backoff = Backoff(max_retry_seconds)
+        self._owns_source = not isinstance(landing, LandingSource)
+        self.source = open_landing(landing, self.backoff, page_size)
+        self.landing = self.source.url
         self.counts = RunCounts()
         self.files = {"seen": 0, "loaded": 0, "failed": 0, "skipped": 0}
         self.forms = RawTable("raw.patient_feedback", _COLUMNS, "feedback_id", "_stage_feedback")
-        setup = self.forms.ddl + ";" + _STAGE_FILES_DDL
-        # One session per thread: the caller looks up known files, the writer writes batches.
+        # File records go in like forms: COPY straight into the table, keyed on sha256 (a file another
+        # loader recorded meanwhile takes the general path, insert ... on conflict do nothing).
+        self.file_records = RawTable("raw.feedback_files", _FILE_COLUMNS, "sha256", "_stage_files")
+        setup = self.forms.ddl + ";" + self.file_records.ddl
+        # One session per thread: the read-ahead looks up known files, the writer writes batches.
         self.reader_session = PgSession(settings, self.backoff, setup)
         self.writer_session = PgSession(settings, self.backoff, setup)
         self._seen_shas: set[str] = set()
-        self._readers = ThreadPoolExecutor(max_workers=READ_THREADS, thread_name_prefix="feedback-reader")
+        self._readers = ThreadPoolExecutor(max_workers=self.source.reader_threads, thread_name_prefix="feedback-reader")
         # The ingest service's metrics (loaders/serve.py): told each batch's counts and the seconds its
         # transaction took, once it is committed.
         self.on_commit: Callable[[RunCounts, float], None] | None = None
 
     def run_once(self) -> tuple[str, str | None]:
-        details = {"landing": str(self.landing)}
+        details = {"landing": self.source.url}
         status, error = "succeeded", None
         progress = Progress("feedback", "files")
         writer: BackgroundWriter[FileBatch, RunCounts] = BackgroundWriter(self._write_batch, "feedback-writer")
+        reading = _ReadAhead(self)
         try:
             self.reader_session.run("opening the load run", lambda conn: self.run.open(conn, details))
-            if not self.landing.is_dir():
-                log.info("landing folder %s does not exist: nothing to load", self.landing)
+            if not self.source.exists():
+                log.info("landing folder %s does not exist: nothing to load", self.source.url)
             else:
-                listing = list_files(self.landing)
-                while True:
-                    paths, hashed = self._read_some(listing)
-                    if not paths:
-                        break
-                    batch = self._prepare(hashed)
+                for listed, hashed, already, skipped in reading.start():
+                    self.files["seen"] += skipped
+                    self.files["skipped"] += skipped
+                    batch = self._prepare(hashed, already)
                     if batch.files:
                         self._finish(writer.submit(batch))
-                    progress.update(len(paths))
+                    progress.update(listed)
                 self._finish(writer.finished(block=True))
         except RetryInterrupted as exc:
             status, error = "interrupted", str(exc)
@@ -298,12 +278,18 @@ class FeedbackLoader:
         except RetryGaveUp as exc:
             status, error = "failed", str(exc)
             log.error("%s", error)
+        except LandingUnavailable as exc:
+            status, error = "failed", str(exc)
+            log.error("%s", error)
         except OSError as exc:  # the landing folder itself cannot be listed
-            status, error = "failed", f"cannot list the landing folder {self.landing}: {exc.strerror}"
+            status, error = "failed", f"cannot list the landing folder {self.source.url}: {exc.strerror}"
             log.error("%s", error)
         finally:
+            reading.stop()
             writer.close()
             self._readers.shutdown(wait=True)
+            if self._owns_source:
+                self.source.close()
             progress.close()
         final = {**details, "files": self.files}
         if self.run.run_id is not None:
@@ -315,45 +301,77 @@ class FeedbackLoader:
         self.writer_session.close()
         return status, error
 
-    def _read_some(self, listing: Iterator[str]) -> tuple[list[str], list[ReadResult]]:
-        """The next batch: up to ``batch_files`` files or ``BATCH_BYTES`` of content, read and hashed.
+    def _read_some(self, listing: Iterator[object]) -> tuple[int, list[ReadResult], int]:
+        """The next batch: up to ``batch_files`` entries or ``BATCH_BYTES`` of content, read and hashed;
+        with the number of entries listed, and of those left out unread: objects whose key and ETag
+        raw.feedback_files holds.
 
-        Files are read by a few threads, a group of them per task (os.read releases the GIL), so a
-        folder that is not in the page cache is read with several requests in flight.
+        Files are read by the source's threads, a group of them per task (os.read and the network release
+        the GIL), so a folder that is not in the page cache, or a bucket, has several requests in flight.
         """
-        paths: list[str] = []
+        listed = skipped = 0
         hashed: list[ReadResult] = []
         size = 0
-        read = functools.partial(_read_files, max_bytes=self.max_file_bytes)
-        while len(paths) < self.batch_files and size < BATCH_BYTES:
-            chunk = list(islice(listing, READ_GROUP * READ_THREADS))
+        source = self.source
+        read = functools.partial(source.read, max_bytes=self.max_file_bytes)
+        while listed < self.batch_files and size < BATCH_BYTES:
+            chunk = list(islice(listing, min(READ_GROUP * source.reader_threads, self.batch_files - listed)))
             if not chunk:
                 break
-            paths.extend(chunk)
+            listed += len(chunk)
+            if source.keyed_before_read:
+                fresh = self._not_recorded(chunk)
+                skipped += len(chunk) - len(fresh)
+                chunk = fresh
             groups = [chunk[i : i + READ_GROUP] for i in range(0, len(chunk), READ_GROUP)]
             for group in self._readers.map(read, groups):
                 for found in group:
                     if found[2] is None:
-                        log.warning("%s vanished before it was read", found[0])
+                        log.warning("%s vanished before it was read", source.name(found[0]))
                         continue
                     hashed.append(found)
                     size += len(found[1]) if found[1] is not None else 0
-        return paths, hashed
+        return listed, hashed, skipped
 
-    def _prepare(self, hashed: list[ReadResult]) -> FileBatch:
-        """Validate a batch of read files, leaving out those loaded before."""
-        self.files["seen"] += len(hashed)
+    def _not_recorded(self, entries: list[object]) -> list[object]:
+        """The objects raw.feedback_files has no row for under their key and ETag (a row for an object that
+        could not be read does not count: it is tried again)."""
+        lineage = self.source.lineage
+        urls = sorted({lineage(entry)[0] for entry in entries})
+
+        def recorded(cur) -> set[tuple[str, str]]:
+            cur.execute(
+                "select object_url, object_etag from raw.feedback_files"
+                " where object_url = any(%s) and reason is distinct from 'unreadable'",
+                (urls,),
+            )
+            return set(cur.fetchall())
+
+        known = self.reader_session.transaction("looking up loaded objects", recorded)
+        return [entry for entry in entries if lineage(entry) not in known]
+
+    def _known(self, hashed: list[ReadResult]) -> set[str]:
+        """The sha256 of ``hashed`` that raw.feedback_files holds already."""
 
         def known(cur) -> set[str]:
-            shas = [found[2] for found in hashed]
-            return set(existing_keys(cur, "_stage_files", "raw.feedback_files", "sha256", shas))
+            # One array literal (hex digests need no quoting): one statement, no temporary table to fill.
+            cur.execute(
+                "select sha256 from raw.feedback_files where sha256 = any(%s::text[])",
+                ("{" + ",".join(found[2] for found in hashed) + "}",),
+            )
+            return {row[0] for row in cur.fetchall()}
 
-        already = self.reader_session.transaction("looking up loaded files", known) if hashed else set()
+        return self.reader_session.transaction("looking up loaded files", known) if hashed else set()
+
+    def _prepare(self, hashed: list[ReadResult], already: set[str]) -> FileBatch:
+        """Validate a batch of read files, leaving out those loaded before."""
+        self.files["seen"] += len(hashed)
         batch = FileBatch()
         tail = f"\t1\t{self.run.run_id}\n"
-        prefix = len(str(self.landing)) + 1
+        name, lineage = self.source.name, self.source.lineage
+        keyed = self.source.keyed_before_read
         seen = self._seen_shas
-        for path, data, sha, refused in hashed:
+        for entry, data, sha, refused in hashed:
             # Known to raw, or the same content earlier in this run (a copy under another name).
             if sha in already or sha in seen:
                 self.files["skipped"] += 1
@@ -361,11 +379,14 @@ class FeedbackLoader:
             seen.add(sha)
             if refused is not None:
                 reason, error, size = refused
-                batch.files.append(LandedFile(storable_path(path[prefix:]), size, sha, "failed", reason, error))
-                continue
-            landed = LandedFile(storable_path(path[prefix:]), len(data), sha)
+                landed = LandedFile(name(entry), size, sha, "failed", reason, error)
+            else:
+                landed = LandedFile(name(entry), len(data), sha)
+            if keyed:
+                landed.object_url, landed.etag = lineage(entry)
             batch.files.append(landed)
-            read_file(batch, landed, data, tail)
+            if refused is None:
+                read_file(batch, landed, data, tail)
         return batch
 
     def _finish(self, done: list[tuple[FileBatch, RunCounts]]) -> None:
@@ -398,122 +419,101 @@ class FeedbackLoader:
                 landed.unstorable += 1
                 rows.append((UNSTORABLE, detail, feedback_id, None, landed.path, landed.sha256, index, run_id))
         counts = RunCounts(rejected=insert_values(cur, _INSERT_REJECTED, rows, droppable=(3,)))
-        file_lines = []
+        file_lines, shas = [], []
         for landed in batch.files:
             duplicates = landed.duplicates + landed.valid - landed.loaded - landed.unstorable
             file_lines.append(
                 f"{escape(landed.path)}\t{landed.size}\t{landed.sha256}\t{landed.status}\t"
                 f"{_text_or_null(landed.reason)}\t{_text_or_null(landed.error)}\t{landed.read}\t"
-                f"{landed.loaded}\t{landed.rejected + landed.unstorable}\t{duplicates}\t{run_id}\n"
+                f"{landed.loaded}\t{landed.rejected + landed.unstorable}\t{duplicates}\t"
+                f"{_text_or_null(landed.object_url)}\t{_text_or_null(landed.etag)}\t{run_id}\n"
             )
+            shas.append(landed.sha256)
             counts.read += landed.read
             counts.loaded += landed.loaded
             counts.duplicates += duplicates
-        copy_rows(cur, "_stage_files", _FILE_COLUMNS, "".join(file_lines).encode())
-        cur.execute(_INSERT_FILES)
+        _, refused = self.file_records.insert(cur, shas, file_lines)
+        if refused:  # nothing in a file record comes from the file's content: a bug, not bad input
+            i, detail = refused[0]
+            raise RuntimeError(f"the record of {batch.files[i].path} was refused: {detail}")
         self.run.advance(cur, counts)
         return counts
 
 
-def _read_all(fd: int, size: int, limit: int) -> bytes:
-    """The file behind ``fd``, ``size`` bytes by its fstat, but never more than ``limit``: os.read without
-    the io stack, which is most of a small file's cost. One read is enough unless the file grew."""
-    data = os.read(fd, min(size + 1, limit))
-    if len(data) <= size:
-        return data
-    chunks = [data]
-    left = limit - len(data)
-    while left > 0:
-        chunk = os.read(fd, min(1 << 16, left))
-        if not chunk:
-            break
-        chunks.append(chunk)
-        left -= len(chunk)
-    return b"".join(chunks)
+_END = object()
 
 
-# (path, content, sha256, refusal): content and sha256 None when the file vanished before it was read;
-# refusal (reason, error, size) for an entry left unread, whose sha256 is then a key of the refusal.
-ReadResult = tuple[str, bytes | None, str | None, tuple[str, str, int] | None]
+class _ReadAhead:
+    """The loader's batches, listed, read, hashed and looked up in a thread of their own, up to READ_AHEAD
+    batches ahead of the caller, who validates them. An exception there is raised again in the caller."""
 
+    def __init__(self, loader: FeedbackLoader):
+        self.loader = loader
+        self._queue: queue.Queue = queue.Queue(maxsize=READ_AHEAD)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
 
-def storable_path(path: str) -> str:
-    """A landing path as Postgres text. A name that is not UTF-8 comes from os.scandir with its bytes as
-    surrogate escapes, which no text column holds: those bytes are written as ``\\xNN`` instead."""
-    try:
-        path.encode()
-    except UnicodeEncodeError:
-        return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-    return path
-
-
-def _unreadable(path: str, exc: OSError) -> ReadResult:
-    """A file (or a subfolder) the loader may not open or could not read: recorded failed with the errno.
-    Not a verdict on its content, so it is keyed on this attempt: every run tries it again."""
-    try:
-        size = os.lstat(path).st_size
-    except OSError:
-        size = 0
-    name = errno.errorcode.get(exc.errno or 0, str(exc.errno))
-    key = f"unreadable\0{path}\0{os.urandom(16).hex()}".encode("utf-8", "surrogateescape")
-    return path, None, hashlib.sha256(key).hexdigest(), (UNREADABLE, f"cannot be read: {name} ({exc.strerror})", size)
-
-
-def _refused(path: str, reason: str, error: str, st: os.stat_result) -> ReadResult:
-    # raw.feedback_files is keyed on sha256: an entry left unread is keyed on what it is and where, so the
-    # next run knows it, and the same entry changed (another size or mtime) is judged again.
-    key = f"refused\0{reason}\0{path}\0{st.st_size}\0{st.st_mtime_ns}".encode("utf-8", "surrogateescape")
-    return path, None, hashlib.sha256(key).hexdigest(), (reason, error, st.st_size)
-
-
-def _read_files(paths: list[str], max_bytes: int) -> list[ReadResult]:
-    """Each path read and hashed: regular files of at most ``max_bytes`` only, never through a symlink."""
-    out: list[ReadResult] = []
-    for path in paths:
-        try:
-            # O_NOFOLLOW: a symlink fails with ELOOP; O_NONBLOCK: opening a FIFO does not wait for a writer.
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-        except FileNotFoundError:
-            out.append((path, None, None, None))
-            continue
-        except OSError as exc:
-            if exc.errno not in (errno.ELOOP, errno.ENXIO):  # ENXIO: a socket
-                out.append(_unreadable(path, exc))
-                continue
+    def start(self) -> Iterator[tuple[int, list[ReadResult], set[str], int]]:
+        """(entries listed, read results, the sha256 among them raw holds, entries skipped unread) per batch."""
+        self._thread = threading.Thread(target=self._run, name="feedback-read-ahead", daemon=True)
+        self._thread.start()
+        while True:
             try:
-                st = os.lstat(path)
-            except FileNotFoundError:
-                out.append((path, None, None, None))
+                item = self._queue.get(timeout=0.5)
+            except queue.Empty:
+                if not self._thread.is_alive() and self._queue.empty():
+                    raise RuntimeError("the read-ahead thread stopped unexpectedly") from None
                 continue
-            kind = "a symbolic link, not followed" if stat.S_ISLNK(st.st_mode) else "not a regular file"
-            out.append(_refused(path, NOT_A_REGULAR_FILE, kind, st))
-            continue
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def _run(self) -> None:
+        loader = self.loader
         try:
-            st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode):
-                out.append(_refused(path, NOT_A_REGULAR_FILE, "not a regular file (a FIFO, device or socket)", st))
+            listing = iter(loader.source.entries())
+            while not self._stop.is_set():
+                listed, hashed, skipped = loader._read_some(listing)
+                if not listed:
+                    break
+                self._put((listed, hashed, loader._known(hashed), skipped))
+            self._put(_END)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller, which ends the run with it
+            self._put(exc)
+
+    def _put(self, item: object) -> None:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.25)
+                return
+            except queue.Full:
                 continue
-            if st.st_size > max_bytes:
-                out.append(_refused(path, TOO_LARGE, f"{st.st_size} bytes, over the limit of {max_bytes}", st))
-                continue
-            data = _read_all(fd, st.st_size, max_bytes + 1)
-        except OSError as exc:  # EIO and the like, while reading
-            out.append(_unreadable(path, exc))
-            continue
-        finally:
-            os.close(fd)
-        if len(data) > max_bytes:  # it grew after the fstat
-            out.append(_refused(path, TOO_LARGE, f"over the limit of {max_bytes} bytes", st))
-            continue
-        out.append((path, data, hashlib.sha256(data).hexdigest(), None))
-    return out
+
+    def stop(self, timeout: float = 60) -> None:
+        """End the thread: it finishes the batch in hand (a stop request also ends a wait for Postgres or
+        the store) and is waited for, so the caller's session is free again."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=timeout)
 
 
 def main(argv: list[str] | None = None) -> int:
     settings = Settings.from_env()
     parser = argparse.ArgumentParser(prog="python -m loaders feedback", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--landing", type=Path, default=settings.landing_dir, help="landing folder")
-    parser.add_argument("--batch-files", type=int, default=1000, help="files per transaction")
+    parser.add_argument(
+        "--landing",
+        default=settings.landing_url,
+        help="landing folder or s3://bucket/prefix/ (default TELEMED_LANDING_URL, else TELEMED_LANDING_DIR or "
+        "$TELEMED_STATE_DIR/landing/feedback); a bucket is reached with the standard AWS variables",
+    )
+    parser.add_argument(
+        "--batch-files", type=int, default=BATCH_FILES, help=f"files per transaction, at most (default {BATCH_FILES})"
+    )
+    parser.add_argument(
+        "--page-size", type=int, default=S3_PAGE_SIZE, help=f"objects per S3 listing request (default {S3_PAGE_SIZE})"
+    )
     parser.add_argument("--max-retry-seconds", type=float, default=300.0, help="give up on Postgres after this")
     parser.add_argument(
         "--max-file-bytes",
@@ -523,8 +523,18 @@ def main(argv: list[str] | None = None) -> int:
         f"(default TELEMED_FEEDBACK_MAX_FILE_BYTES or {DEFAULT_FEEDBACK_MAX_FILE_BYTES})",
     )
     args = parser.parse_args(argv)
+    try:
+        landing = objectstore.parse_landing(args.landing)
+    except SettingsError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
     loader = FeedbackLoader(
-        settings, args.landing.resolve(), args.batch_files, args.max_retry_seconds, args.max_file_bytes
+        settings,
+        landing if isinstance(landing, Path) else landing.url,
+        args.batch_files,
+        args.max_retry_seconds,
+        args.max_file_bytes,
+        page_size=args.page_size,
     )
     started = time.monotonic()
     # SIGTERM ends the run like Ctrl-C: the open batch's transaction rolls back, the run is "interrupted";

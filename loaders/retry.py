@@ -61,6 +61,13 @@ class Backoff:
     def request_stop(self) -> None:
         self.stopping.set()
 
+    def fork(self) -> Backoff:
+        """A backoff of its own (attempts, failing since) with the same bounds, stopped with this one: for
+        another thread, whose waits and successes must not reset or advance this one's count."""
+        forked = Backoff(self.deadline_s, self.first_s, self.cap_s)
+        forked.stopping = self.stopping
+        return forked
+
     def wait(self, what: str, exc: BaseException, target: str | None = None) -> None:
         now = time.monotonic()
         if self.failing_since is None:

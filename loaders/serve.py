@@ -3,9 +3,10 @@
 One parent process supervises two children, each a ``python -m loaders serve --child ...`` process:
 
 - ``consume``: the Kafka consumer in follow mode (loaders/consume.py), exactly once as ever;
-- ``feedback``: a watcher that looks at the landing folder every ``--poll-seconds`` and runs the feedback
-  loader (loaders/feedback.py) when the folder changed (a file added, replaced, grown or removed; judged by
-  name, size and modification time, so a quiet folder costs a directory walk, not a read of every file).
+- ``feedback``: a watcher that looks at the landing every ``--poll-seconds`` and runs the feedback
+  loader (loaders/feedback.py) when it changed (a file added, replaced, grown or removed; judged by
+  name, size and modification time, so a quiet folder costs a directory walk, not a read of every file;
+  a bucket's prefix is polled the same way, by key, size and ETag, a listing and no fetch).
 
 A child that dies is started again after a backoff (1 s, doubling, at most 30 s); when it dies again
 after ``--max-restarts`` restarts within ``--restart-window`` seconds the parent stops the other child and
@@ -24,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import hashlib
 import logging
 import os
 import shutil
@@ -43,8 +43,9 @@ from prometheus_client import start_http_server
 from prometheus_client.multiprocess import mark_process_dead
 
 from loaders.consume import DEFAULT_GROUP, ConsumeOptions, EventConsumer, run_and_report
-from loaders.feedback import FeedbackLoader, list_files
+from loaders.feedback import FeedbackLoader
 from loaders.lag import LagProbe
+from loaders.landing import LandingUnavailable, open_landing
 from loaders.metrics import (
     DEFAULT_METRICS_PORT,
     METRICS_PORT_ENV,
@@ -53,7 +54,8 @@ from loaders.metrics import (
     ServiceCollector,
     service_registry,
 )
-from runtime import db
+from loaders.retry import Backoff, RetryGaveUp
+from runtime import db, objectstore
 from runtime.settings import LOADER_ROLE, PROJECT_ROOT, Settings, SettingsError
 
 log = logging.getLogger(__name__)
@@ -67,7 +69,7 @@ MAX_RESTART_DELAY_S = 30.0
 class ServeOptions:
     topic: str
     group: str
-    landing: Path
+    landing: str  # a folder (resolved) or s3://bucket/prefix/
     metrics_port: int
     poll_seconds: float = 5.0
     batch_size: int = 50000
@@ -79,7 +81,7 @@ class ServeOptions:
 
     def child_args(self, name: str) -> list[str]:
         """The command line of a child: the same options, resolved, so both see one configuration."""
-        args = ["--child", name, "--topic", self.topic, "--group", self.group, "--landing", str(self.landing)]
+        args = ["--child", name, "--topic", self.topic, "--group", self.group, "--landing", self.landing]
         args += ["--poll-seconds", str(self.poll_seconds), "--batch-size", str(self.batch_size)]
         args += ["--batch-ms", str(self.batch_ms), "--max-retry-seconds", str(self.max_retry_seconds)]
         return args
@@ -314,27 +316,20 @@ def run_consumer(options: ServeOptions, settings: Settings) -> int:
     return run_and_report(consumer, options.group, "consume: error", ok=("succeeded",))
 
 
-def landing_signature(landing: Path) -> str:
-    """A digest of every entry the feedback loader would consider: its path, size and modification time."""
-    digest = hashlib.sha256()
-    for path in list_files(landing):
-        try:
-            st = os.lstat(path)
-        except FileNotFoundError:
-            continue
-        digest.update(f"{path}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ino}\n".encode("utf-8", "surrogateescape"))
-    return digest.hexdigest()
-
-
 def watch_feedback(options: ServeOptions, settings: Settings) -> int:
     metrics = LoaderMetrics("feedback")
     metrics.count_retries()
     stop = threading.Event()
     current: list[FeedbackLoader] = []  # the loader of the run in progress, if any
+    # One source for the watcher's polls and every run: a bucket's client (and its connections) is reused.
+    # Its backoff bounds a store that stays unreachable, during a poll or a run.
+    polling = Backoff(options.max_retry_seconds)
+    source = open_landing(options.landing, polling)
 
     def on_signal(_signum, _frame) -> None:
         first = not stop.is_set()
         stop.set()
+        polling.request_stop()
         if current and first:
             # As `python -m loaders feedback` on SIGTERM: the batches the writer holds commit, the run is
             # closed as interrupted, the files not yet written are read again by the next run.
@@ -344,39 +339,48 @@ def watch_feedback(options: ServeOptions, settings: Settings) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, on_signal)
     _stop_when_orphaned()
-    loaded_signature = None
     log.info("watching %s every %.1fs", options.landing, options.poll_seconds)
-    while not stop.is_set():
-        signature = landing_signature(options.landing)
-        if signature != loaded_signature:
-            loader = FeedbackLoader(settings, options.landing, max_retry_seconds=options.max_retry_seconds)
-            loader.on_commit = metrics.batch_committed
+    loaded_signature = None
+    try:
+        while not stop.is_set():
             try:
-                current.append(loader)
-                status, error = loader.run_once()
-            except KeyboardInterrupt:
-                status, error = "interrupted", "interrupted by a signal"
-            finally:
-                current.clear()
-            f, c = loader.files, loader.counts
-            if f["seen"] - f["skipped"] or status != "succeeded":
-                log.info(
-                    "feedback %s: files %d new (%d failed), forms loaded %d, rejected %d, duplicates %d (run %s)",
-                    status,
-                    f["loaded"] + f["failed"],
-                    f["failed"],
-                    c.loaded,
-                    c.rejected,
-                    c.duplicates,
-                    loader.run.run_id,
-                )
-            if status == "failed":
-                print(f"feedback: error: {error}", file=sys.stderr)
+                signature = source.signature() if source.exists() else ""
+            except (RetryGaveUp, LandingUnavailable) as exc:
+                if stop.is_set():
+                    return 0
+                print(f"feedback: error: {exc}", file=sys.stderr)
                 return 1
-            if status == "succeeded":
-                loaded_signature = signature
-        stop.wait(options.poll_seconds)
-    return 0
+            if signature != loaded_signature:
+                loader = FeedbackLoader(settings, source, max_retry_seconds=options.max_retry_seconds)
+                loader.on_commit = metrics.batch_committed
+                try:
+                    current.append(loader)
+                    status, error = loader.run_once()
+                except KeyboardInterrupt:
+                    status, error = "interrupted", "interrupted by a signal"
+                finally:
+                    current.clear()
+                f, c = loader.files, loader.counts
+                if f["seen"] - f["skipped"] or status != "succeeded":
+                    log.info(
+                        "feedback %s: files %d new (%d failed), forms loaded %d, rejected %d, duplicates %d (run %s)",
+                        status,
+                        f["loaded"] + f["failed"],
+                        f["failed"],
+                        c.loaded,
+                        c.rejected,
+                        c.duplicates,
+                        loader.run.run_id,
+                    )
+                if status == "failed":
+                    print(f"feedback: error: {error}", file=sys.stderr)
+                    return 1
+                if status == "succeeded":
+                    loaded_signature = signature
+            stop.wait(options.poll_seconds)
+        return 0
+    finally:
+        source.close()
 
 
 # --------------------------------------------------------------------------- command line
@@ -395,18 +399,28 @@ def _default_port() -> int:
     return port
 
 
+def _landing(value: str) -> str:
+    """The landing as both children and every log line name it: a resolved folder or s3://bucket/prefix/."""
+    where = objectstore.parse_landing(value)
+    return str(where) if isinstance(where, Path) else where.url
+
+
 def parse_args(argv: list[str] | None, settings: Settings) -> tuple[ServeOptions, str | None]:
     parser = argparse.ArgumentParser(prog="python -m loaders serve", description=__doc__.split("\n\n")[0])
     parser.add_argument("--topic", default=settings.kafka_topic, help="topic (default TELEMED_TOPIC or the events')")
     parser.add_argument("--group", default=DEFAULT_GROUP, help=f"consumer group id (default {DEFAULT_GROUP})")
-    parser.add_argument("--landing", type=Path, default=settings.landing_dir, help="feedback landing folder")
+    parser.add_argument(
+        "--landing",
+        default=settings.landing_url,
+        help="feedback landing folder or s3://bucket/prefix/ (default TELEMED_LANDING_URL or the landing folder)",
+    )
     parser.add_argument(
         "--metrics-port",
         type=int,
         default=_default_port(),
         help=f"metrics on 127.0.0.1:PORT/metrics (default {METRICS_PORT_ENV} or {DEFAULT_METRICS_PORT}; 0: any free)",
     )
-    parser.add_argument("--poll-seconds", type=float, default=5.0, help="how often the landing folder is looked at")
+    parser.add_argument("--poll-seconds", type=float, default=5.0, help="how often the landing is looked at")
     parser.add_argument("--batch-size", type=int, default=50000, help="consumer: messages per transaction, at most")
     parser.add_argument("--batch-ms", type=int, default=1000, help="consumer: milliseconds a batch may wait to fill")
     parser.add_argument(
@@ -423,7 +437,7 @@ def parse_args(argv: list[str] | None, settings: Settings) -> tuple[ServeOptions
     options = ServeOptions(
         topic=args.topic,
         group=args.group,
-        landing=args.landing.resolve(),
+        landing=_landing(args.landing),
         metrics_port=args.metrics_port,
         poll_seconds=args.poll_seconds,
         batch_size=args.batch_size,

@@ -77,6 +77,8 @@ class Settings:
 
     state_dir: Path = PROJECT_ROOT / ".local"
     landing_dir: Path = PROJECT_ROOT / ".local" / "landing" / "feedback"
+    # Where the feedback loader reads forms: the landing folder, or s3://bucket/prefix/ (TELEMED_LANDING_URL).
+    landing_url: str = str(PROJECT_ROOT / ".local" / "landing" / "feedback")
     feedback_max_file_bytes: int = DEFAULT_FEEDBACK_MAX_FILE_BYTES
     pg_statement_timeout_ms: int = DEFAULT_STATEMENT_TIMEOUT_MS
     pg_tcp_user_timeout_ms: int = DEFAULT_TCP_USER_TIMEOUT_MS
@@ -146,6 +148,17 @@ class Settings:
         video_url = env.get("TELEMED_VIDEO_API_URL", "").rstrip("/")
         video_port = _int(env, "TELEMED_VIDEO_API_PORT", EMBEDDED_VIDEO_API_PORT)
         video_data = env.get("TELEMED_VIDEO_API_DATA")
+        landing_dir = Path(landing).resolve() if landing else state_dir / "landing" / "feedback"
+        landing_url = env.get("TELEMED_LANDING_URL", "").strip()
+        if landing_url.startswith("file://"):
+            landing_url = landing_url.removeprefix("file://")
+        elif (landing_url.startswith("s3:") or "://" in landing_url) and (
+            not landing_url.startswith("s3://") or len(landing_url) == len("s3://")
+        ):
+            raise SettingsError(f"TELEMED_LANDING_URL must be s3://bucket/prefix/ or a path, got {landing_url!r}")
+        if landing_url and not landing_url.startswith("s3://"):  # a path: the landing folder itself
+            landing_dir = Path(landing_url).resolve()
+            landing_url = ""
         return cls(
             pg_host=host,
             pg_port=port,
@@ -157,7 +170,8 @@ class Settings:
             kafka_embedded=kafka_embedded,
             kafka_topic=env.get("TELEMED_TOPIC") or DEFAULT_TOPIC,
             state_dir=state_dir,
-            landing_dir=Path(landing).resolve() if landing else state_dir / "landing" / "feedback",
+            landing_dir=landing_dir,
+            landing_url=landing_url or str(landing_dir),
             feedback_max_file_bytes=_int(env, "TELEMED_FEEDBACK_MAX_FILE_BYTES", DEFAULT_FEEDBACK_MAX_FILE_BYTES),
             pg_statement_timeout_ms=statement_ms,
             pg_tcp_user_timeout_ms=_int(env, "TELEMED_PG_TCP_USER_TIMEOUT_MS", DEFAULT_TCP_USER_TIMEOUT_MS),

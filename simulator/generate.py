@@ -9,16 +9,18 @@ seed, scale and period; ``--as-of`` only decides how much of it has arrived.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import sys
+import tempfile
 import time
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
-from runtime import db
+from runtime import db, objectstore
 from runtime.settings import Settings, SettingsError
-from simulator import reference
+from simulator import bucket, reference
 from simulator.dirty import Dirt
 from simulator.emit import Emitter, Truth
 from simulator.seasonality import EPOCH_DAY, ClinicClock
@@ -127,9 +129,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--landing",
-        metavar="DIR",
-        type=Path,
-        help="feedback landing folder (default TELEMED_LANDING_DIR or $TELEMED_STATE_DIR/landing/feedback)",
+        metavar="DIR|URL",
+        help="feedback landing folder or s3://bucket/prefix/ (default TELEMED_LANDING_URL, else "
+        "TELEMED_LANDING_DIR or $TELEMED_STATE_DIR/landing/feedback); a bucket is written through a staging "
+        "folder with the standard AWS variables",
     )
     parser.add_argument(
         "--start-date",
@@ -368,8 +371,23 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     as_of = args.as_of if args.as_of is not None else (end - EPOCH_DAY).days * 86400 + 86400
     out_dir = args.out or settings.state_dir / "generated"
-    landing = args.landing or settings.landing_dir
-    if args.clean and not args.no_files:
+    try:
+        target = objectstore.parse_landing(args.landing or settings.landing_url)
+    except SettingsError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    with contextlib.ExitStack() as stack:
+        if isinstance(target, Path):
+            landing = target
+        else:  # generated into a staging folder, then put into the bucket (simulator/bucket.py)
+            settings.state_dir.mkdir(parents=True, exist_ok=True)
+            staging = stack.enter_context(tempfile.TemporaryDirectory(prefix="generate-", dir=settings.state_dir))
+            landing = Path(staging)
+        return _generate_into(args, settings, start, end, as_of, out_dir, landing, target)
+
+
+def _generate_into(args, settings, start, end, as_of, out_dir: Path, landing: Path, target) -> int:
+    if args.clean and not args.no_files and target == landing:
         _clean(landing)
     manifest = generate(
         scale=args.scale,
@@ -384,11 +402,14 @@ def main(argv: list[str] | None = None) -> int:
         settings=None if args.no_db else settings,
         anomalies=args.anomaly,
     )
+    if target != landing and not args.no_files:
+        bucket.upload(landing, target, clean=args.clean)
     appointments = manifest["appointments"]
+    where = landing if target == landing else target.url
     print(
         f"generated {appointments['total']} appointments as of {manifest['generator']['as_of']}: "
         f"{manifest['events']['messages']} event messages in {out_dir / 'events'}, "
-        f"{manifest['feedback']['files']} feedback files in {landing}, manifest {out_dir / 'manifest.json'}"
+        f"{manifest['feedback']['files']} feedback files in {where}, manifest {out_dir / 'manifest.json'}"
     )
     print("key insights: " + json.dumps(manifest["key_insights"]["appointment_status_share_pct"]))
     return 0

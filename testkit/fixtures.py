@@ -168,6 +168,23 @@ def kafka_topic(base_settings: Settings):
     admin.delete_topics([name])[name].result(timeout=30)
 
 
+@pytest.fixture(scope="session")
+def s3_emulator():
+    """An S3-compatible server on loopback: moto in server mode, an emulator (testkit/s3.py). The standard
+    AWS variables of this process (and so of the loaders a test starts) point at it."""
+    from testkit.s3 import S3Emulator
+
+    emulator = S3Emulator()
+    emulator.start()
+    with pytest.MonkeyPatch.context() as patch:
+        for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL_S3", "AWS_DEFAULT_REGION"):
+            patch.delenv(name, raising=False)
+        for name, value in emulator.env.items():
+            patch.setenv(name, value)
+        yield emulator
+    emulator.stop()
+
+
 # Suites by cost, for `make test-fast` (-m "not slow and not faults"): the fault matrix and the outage
 # tests kill, pause and restart servers (`faults`); these build whole worlds through dbt (`slow`).
 FAULTS = (

@@ -7,7 +7,8 @@ import json
 import shutil
 import signal
 
-from loaders.feedback import list_files, split_forms
+from loaders.feedback import split_forms
+from loaders.landing import list_files
 from loaders.tests.loader_support import (
     FIXTURES,
     loader_env,

@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from loaders import feedback
+from loaders import landing as landing_source
 from loaders.tests.loader_support import loader_env, query, run_loader, valid_form
 from loaders.tests.test_poison_input import files
 from loaders.validation import UNREADABLE
@@ -124,10 +124,10 @@ def test_a_read_that_fails_is_classified_unreadable_not_raised(tmp_path, monkeyp
             raise OSError(code, os.strerror(code))
         return real_read(fd, size)
 
-    monkeypatch.setattr(feedback.os, "read", failing_read)
-    results = feedback._read_files([str(bad), str(good)], max_bytes=1000)
+    monkeypatch.setattr(landing_source.os, "read", failing_read)
+    results = landing_source.read_files([str(bad), str(good)], max_bytes=1000)
     (bad_path, bad_data, bad_sha, refusal), good_result = results
     assert (bad_path, bad_data) == (str(bad), None)
     assert refusal[0] == UNREADABLE and errno.errorcode[code] in refusal[1]
     assert len(bad_sha) == 64
-    assert good_result[1:3] == (b"[]", feedback.hashlib.sha256(b"[]").hexdigest())
+    assert good_result[1:3] == (b"[]", landing_source.hashlib.sha256(b"[]").hexdigest())

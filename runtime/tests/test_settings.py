@@ -65,3 +65,18 @@ def test_state_dir_override(tmp_path: Path):
     settings = Settings.from_env({"TELEMED_STATE_DIR": str(tmp_path)})
     assert settings.state_dir == tmp_path
     assert settings.landing_dir == tmp_path / "landing" / "feedback"
+
+
+def test_the_landing_is_a_folder_or_an_s3_prefix(tmp_path: Path):
+    default = Settings.from_env({"TELEMED_STATE_DIR": str(tmp_path)})
+    assert default.landing_url == str(tmp_path / "landing" / "feedback")
+    folder = Settings.from_env({"TELEMED_LANDING_DIR": str(tmp_path / "in")})
+    assert (folder.landing_dir, folder.landing_url) == (tmp_path / "in", str(tmp_path / "in"))
+    # TELEMED_LANDING_URL wins; a path (or file://) there is the landing folder.
+    bucket = Settings.from_env({"TELEMED_LANDING_DIR": str(tmp_path / "in"), "TELEMED_LANDING_URL": "s3://forms/x/"})
+    assert bucket.landing_url == "s3://forms/x/"
+    path = Settings.from_env({"TELEMED_LANDING_URL": f"file://{tmp_path}/f"})
+    assert (path.landing_dir, path.landing_url) == (tmp_path / "f", str(tmp_path / "f"))
+    for bad in ("s3://", "s3:/forms", "gs://forms/x/"):
+        with pytest.raises(SettingsError):
+            Settings.from_env({"TELEMED_LANDING_URL": bad})
