@@ -15,6 +15,7 @@ from dashboards.definitions import load_all
 from dashboards.metabase import COLLECTION_NAME, DATABASE_NAME, MetabaseConfig, MetabaseError, provision
 from dashboards.query import FILTER_TAGS
 from dashboards.tests.metabase_standin import MetabaseStandIn
+from runtime import passwords
 from runtime.settings import PROJECT_ROOT, REPORTING_ROLE, Settings
 from testkit.fixtures import free_port
 
@@ -198,10 +199,33 @@ def test_compose_pins_a_supported_metabase():
     assert "Supported Metabase versions: v0.48 and newer" in readme
 
 
-def test_missing_credentials_are_named():
+def test_missing_credentials_are_named(tmp_path):
+    # A state folder without the embedded server's passwords file: the reporting password is nowhere.
     with pytest.raises(MetabaseError, match="METABASE_PASSWORD, TELEMED_REPORTING_PASSWORD"):
         MetabaseConfig.from_env(
-            Settings.from_env({}), {"METABASE_URL": "http://127.0.0.1:1", "METABASE_USER": "a@b.example"}
+            Settings.from_env({"TELEMED_STATE_DIR": str(tmp_path)}),
+            {"METABASE_URL": "http://127.0.0.1:1", "METABASE_USER": "a@b.example"},
+        )
+
+
+def test_the_warehouse_connection_takes_the_embedded_reporting_password_and_ssl_from_configuration(tmp_path):
+    known, _ = passwords.ensure(tmp_path, [REPORTING_ROLE])
+    env = {"METABASE_URL": "http://127.0.0.1:1", "METABASE_USER": "a@b.example", "METABASE_PASSWORD": "x" * 8}
+    config = MetabaseConfig.from_env(Settings.from_env({"TELEMED_STATE_DIR": str(tmp_path)}), env)
+    assert config.reporting_password == known[REPORTING_ROLE]
+    assert config.ssl_details() == {"ssl": False}
+    tls = {"METABASE_WAREHOUSE_SSLMODE": "verify-full", "METABASE_WAREHOUSE_SSLROOTCERT": "/etc/metabase/ca.pem"}
+    config = MetabaseConfig.from_env(Settings.from_env({"TELEMED_STATE_DIR": str(tmp_path)}), {**env, **tls})
+    assert config.ssl_details() == {
+        "ssl": True,
+        "ssl-mode": "verify-full",
+        "ssl-use-client-auth": False,
+        "ssl-root-cert-options": "local",
+        "ssl-root-cert-path": "/etc/metabase/ca.pem",
+    }
+    with pytest.raises(MetabaseError, match="METABASE_WAREHOUSE_SSLMODE must be one of"):
+        MetabaseConfig.from_env(
+            Settings.from_env({"TELEMED_STATE_DIR": str(tmp_path)}), {**env, "METABASE_WAREHOUSE_SSLMODE": "on"}
         )
 
 
