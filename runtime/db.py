@@ -23,6 +23,7 @@ import psycopg2
 import psycopg2.extensions
 from psycopg2 import sql
 
+from runtime import passwords
 from runtime.settings import (
     DBT_ROLE,
     LOADER_ROLE,
@@ -61,9 +62,13 @@ def connect(settings: Settings, *, database: str | None = None, role: str | None
         kwargs = {**bounds, **kwargs}
     login = role if role in LOGIN_ROLES else None
     try:
-        conn = psycopg2.connect(
-            settings.dsn(database=database, user=login), connect_timeout=settings.pg_connect_timeout_s, **kwargs
-        )
+        dsn = settings.dsn(database=database, user=login)
+    except passwords.PasswordFileError as exc:
+        # The embedded server never started here: to every caller (and its retries) that is a server it
+        # cannot reach, which is what it is.
+        raise psycopg2.OperationalError(str(exc)) from exc
+    try:
+        conn = psycopg2.connect(dsn, connect_timeout=settings.pg_connect_timeout_s, **kwargs)
     except psycopg2.OperationalError as exc:
         if login and not settings.pg_embedded and "password" in str(exc):
             raise psycopg2.OperationalError(

@@ -12,17 +12,32 @@ and nothing more: `make` runs dbt with ``--role telemed_dbt``, so dbt never hold
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import logging
 import os
 import shlex
 import subprocess
 
 from runtime import pseudonym
+from runtime.passwords import PasswordFileError
 from runtime.settings import DBT_ROLE, KAFKA_SECURITY_ENV, LOGIN_ROLES, ROLE_PASSWORD_ENV, Settings
+
+log = logging.getLogger(__name__)
 
 
 def child_env(settings: Settings, role: str | None = None) -> dict[str, str]:
     """The environment of a child process: the admin's login and every role's password, or with ``role``
     that login role's alone."""
+    try:
+        return _child_env(settings, role)
+    except PasswordFileError as exc:
+        # Before the embedded server's first start there is nothing to pass on yet (a command that only
+        # compiles, such as sqlfluff's templater, still runs); one that connects is refused and says so.
+        log.warning("%s; no passwords passed on", exc)
+        return _child_env(dataclasses.replace(settings, pg_embedded=False), role)
+
+
+def _child_env(settings: Settings, role: str | None) -> dict[str, str]:
     env = settings.libpq_env(user=role)
     if role is None:
         env.update(settings.role_password_env())
