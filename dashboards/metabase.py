@@ -12,7 +12,12 @@ list (negative ids for new ones). Its ``get``/``post`` return ``False`` on any e
 status code, so every call here asks for the raw response and raises with Metabase's message.
 
 Supported: Metabase v0.48 and newer (``dashcards`` on ``PUT /api/dashboard/:id``). Cards come back as MBQL 5
-from v0.57 (``stages``) and as legacy ``native`` queries before; both are read.
+from v0.57 (``stages``) and as legacy ``native`` queries before; both are read. A dashboard answered with
+v0.47's ``ordered_cards`` gets its cards through that release's ``PUT /api/dashboard/:id/cards``.
+
+Nothing assumes Metabase echoed a request: ids, defaults and the dashboard's cards are read from its answers
+(a new dashboard is read back before its cards are placed), since Metabase assigns ids, fills defaults,
+normalises queries and redacts the warehouse password.
 """
 
 from __future__ import annotations
@@ -272,6 +277,7 @@ class Provisioner:
         }
         existing = next((d for d in _listing(self._get("/api/database")) if d.get("name") == DATABASE_NAME), None)
         if existing is None:
+            # Metabase tests the connection first and refuses (400, with its message) what it cannot reach.
             body = {
                 "engine": "postgres",
                 "name": DATABASE_NAME,
@@ -282,7 +288,11 @@ class Provisioner:
             self.report.created.append(f"database {DATABASE_NAME!r} (as {REPORTING_ROLE})")
         else:
             database_id = existing["id"]
-            if existing.get("engine") != "postgres" or _subset_differs(existing.get("details") or {}, details):
+            stored = dict(existing.get("details") or {})
+            if stored.get("ssl") is True and details["ssl"] is False:
+                # Metabase tries SSL first and stores ssl=true when that works: its choice, not a drift.
+                stored["ssl"] = False
+            if existing.get("engine") != "postgres" or _subset_differs(stored, details):
                 # The stored password is redacted in responses, so it is only sent along with a real change.
                 body = {"engine": "postgres", "details": {**details, "password": cfg.reporting_password}}
                 self._put(f"/api/database/{database_id}", body)
@@ -390,7 +400,8 @@ class Provisioner:
     ) -> int:
         parameters = dashboard_parameters(dashboard)
         label = f"dashboard {dashboard.name!r}"
-        if existing_id is None:
+        is_new = existing_id is None
+        if is_new:
             created = self._post(
                 "/api/dashboard",
                 {
@@ -402,13 +413,13 @@ class Provisioner:
             )
             existing_id = created["id"]
             self.report.created.append(label)
-            current: dict = {"dashcards": [], "parameters": parameters, "description": dashboard.description}
-            is_new = True
-        else:
-            current = self._get(f"/api/dashboard/{existing_id}")
-            is_new = False
-        # v0.47+ answers with "dashcards"; older releases said "ordered_cards".
-        current_cards = current.get("dashcards", current.get("ordered_cards")) or []
+        # Also for a new one: what Metabase stored (its defaults, normalised parameters) and which shape it
+        # answers in, rather than what was sent.
+        current = self._get(f"/api/dashboard/{existing_id}")
+        # v0.48+ answers "dashcards" and takes them on PUT /api/dashboard/:id; v0.47 answered "ordered_cards"
+        # and took them on PUT /api/dashboard/:id/cards as "cards".
+        legacy_cards = "dashcards" not in current and "ordered_cards" in current
+        current_cards = (current.get("ordered_cards") if legacy_cards else current.get("dashcards")) or []
         dashcards = self._dashcards(dashboard, card_ids, current_cards)
         cards_differ = len(current_cards) != len(dashcards) or any(
             _subset_differs(next((c for c in current_cards if c.get("id") == d["id"]), {}), d) for d in dashcards
@@ -427,10 +438,14 @@ class Provisioner:
                 "collection_id": collection_id,
                 "archived": False,
                 "parameters": parameters,
-                "dashcards": dashcards,
-                "tabs": [],
             }
-            self._put(f"/api/dashboard/{existing_id}", body)
+            if legacy_cards:
+                if params_differ or meta_differ:
+                    self._put(f"/api/dashboard/{existing_id}", body)
+                if cards_differ:
+                    self._put(f"/api/dashboard/{existing_id}/cards", {"cards": dashcards, "ordered_tabs": []})
+            else:
+                self._put(f"/api/dashboard/{existing_id}", {**body, "dashcards": dashcards, "tabs": []})
             if not is_new:
                 self.report.updated.append(label)
         elif not is_new:
