@@ -7,7 +7,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 RUN := $(PY) -m loaders
 # dbt always runs with the effective connection (embedded or configured), like the loaders.
-DBT := $(RUN) env -- $(VENV)/bin/dbt
+DBT := $(RUN) env --role telemed_dbt -- $(VENV)/bin/dbt
 STAMP := $(VENV)/.installed-$(shell cksum < requirements.txt | cut -d' ' -f1)
 # Apache Airflow's own environment (see the airflow targets).
 AIRFLOW_VENV ?= .local/airflow/venv
@@ -71,8 +71,12 @@ $(STAMP): requirements.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
 	@rm -f $(VENV)/.installed-* && touch $@
 
+# A profile from before dbt logged in as telemed_dbt (it logged in as the admin and used SET ROLE) no longer
+# connects: it is kept as profiles.yml.bak and replaced.
 profiles.yml: profiles.yml.example
 	@test -f $@ || { cp $< $@ && echo "created profiles.yml from profiles.yml.example"; }
+	@grep -q DBT_ENV_SECRET_TELEMED_DBT_PASSWORD $@ || { mv $@ $@.bak && cp $< $@ && \
+	  echo "profiles.yml logged in as the admin: replaced from profiles.yml.example (the old one is profiles.yml.bak)"; }
 
 setup: $(STAMP) profiles.yml ## create .venv with the pinned dependencies and profiles.yml
 

@@ -32,6 +32,7 @@ from metabase_api import Metabase_API
 from dashboards import glossary
 from dashboards.definitions import Card, Dashboard
 from dashboards.query import FILTER_TAGS, metabase_sql, stable_id, template_tags
+from runtime.passwords import PasswordFileError
 from runtime.settings import REPORTING_ROLE, Settings
 
 log = logging.getLogger(__name__)
@@ -69,13 +70,30 @@ class MetabaseConfig:
     warehouse_port: int
     warehouse_database: str
     reporting_password: str
+    # libpq's sslmode names for Metabase's connection to the warehouse (METABASE_WAREHOUSE_SSLMODE): disable
+    # (the default: the compose network never leaves the machine), or allow, prefer, require, verify-ca,
+    # verify-full; with METABASE_WAREHOUSE_SSLROOTCERT the CA file (a path Metabase can read) to verify with.
+    warehouse_sslmode: str = "disable"
+    warehouse_sslrootcert: str | None = None
 
     @classmethod
     def from_env(cls, settings: Settings, env: dict[str, str] | None = None) -> MetabaseConfig:
         env = dict(os.environ if env is None else env)
         missing = [name for name in ("METABASE_USER", "METABASE_PASSWORD") if not env.get(name)]
-        if not env.get("TELEMED_REPORTING_PASSWORD"):
+        # The embedded server's reporting password is in its passwords file (Settings.password_for).
+        reporting_password = env.get("TELEMED_REPORTING_PASSWORD")
+        if not reporting_password and settings.pg_embedded:
+            try:
+                reporting_password = settings.password_for(REPORTING_ROLE)
+            except PasswordFileError:
+                reporting_password = None
+        if not reporting_password:
             missing.append("TELEMED_REPORTING_PASSWORD")
+        sslmode = env.get("METABASE_WAREHOUSE_SSLMODE") or "disable"
+        if sslmode not in WAREHOUSE_SSLMODES:
+            raise MetabaseError(
+                f"METABASE_WAREHOUSE_SSLMODE must be one of {', '.join(WAREHOUSE_SSLMODES)}, not {sslmode!r}"
+            )
         if missing:
             raise MetabaseError(
                 f"METABASE_URL is set but {', '.join(missing)} is not: Metabase needs an admin login, and its "
@@ -88,8 +106,22 @@ class MetabaseConfig:
             warehouse_host=env.get("METABASE_WAREHOUSE_HOST") or settings.pg_host,
             warehouse_port=int(env.get("METABASE_WAREHOUSE_PORT") or settings.pg_port),
             warehouse_database=env.get("METABASE_WAREHOUSE_DATABASE") or settings.pg_database,
-            reporting_password=env["TELEMED_REPORTING_PASSWORD"],
+            reporting_password=reporting_password,
+            warehouse_sslmode=sslmode,
+            warehouse_sslrootcert=env.get("METABASE_WAREHOUSE_SSLROOTCERT") or None,
         )
+
+    def ssl_details(self) -> dict[str, object]:
+        """The SSL part of Metabase's Postgres connection details."""
+        if self.warehouse_sslmode == "disable":
+            return {"ssl": False}
+        details: dict[str, object] = {"ssl": True, "ssl-mode": self.warehouse_sslmode, "ssl-use-client-auth": False}
+        if self.warehouse_sslrootcert:
+            details |= {"ssl-root-cert-options": "local", "ssl-root-cert-path": self.warehouse_sslrootcert}
+        return details
+
+
+WAREHOUSE_SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 
 
 def _json(response: requests.Response, what: str):
@@ -270,7 +302,7 @@ class Provisioner:
             "port": cfg.warehouse_port,
             "dbname": cfg.warehouse_database,
             "user": REPORTING_ROLE,
-            "ssl": False,
+            **cfg.ssl_details(),
             "schema-filters-type": "inclusion",
             "schema-filters-patterns": "marts,monitoring",
         }

@@ -5,10 +5,12 @@ with backoff, then reported; it never affects the stored results or the other ch
 from __future__ import annotations
 
 import html
+import ipaddress
 import json
 import logging
 import os
 import smtplib
+import ssl
 import time
 import urllib.error
 import urllib.request
@@ -25,6 +27,10 @@ KIND_LABEL = {"new": "new", "worse": "worse", "repeat": "still failing", "recove
 
 class DeliveryError(RuntimeError):
     pass
+
+
+class RefusedDelivery(DeliveryError):
+    """The channel's configuration forbids sending (credentials without TLS): retrying cannot help."""
 
 
 @dataclass
@@ -143,9 +149,19 @@ class EmailChannel:
         user: str | None = None,
         password: str | None = None,
         timeout: float = 10.0,
+        ca_file: str | None = None,
+        allow_plain_auth: bool = False,
     ):
+        """``ca_file``: the CA to verify the server's certificate with (default: the system's). Credentials
+        go only over TLS (port 465, or STARTTLS, verified); ``allow_plain_auth`` lets them go in clear to a
+        relay on this machine's loopback, never to another host."""
         self.host, self.port, self.sender, self.recipients = host, port, sender, recipients
         self.user, self.password, self.timeout = user, password, timeout
+        self.ca_file, self.allow_plain_auth = ca_file, allow_plain_auth
+
+    def _tls(self) -> ssl.SSLContext:
+        # smtplib's own default context checks no certificate: this one verifies the chain and the host name.
+        return ssl.create_default_context(cafile=self.ca_file)
 
     def send(self, message: AlertMessage) -> None:
         email = EmailMessage()
@@ -155,16 +171,31 @@ class EmailChannel:
         email.set_content(message.text())
         email.add_alternative(message.html(), subtype="html")
         try:
-            smtp_class = smtplib.SMTP_SSL if self.port == 465 else smtplib.SMTP
-            with smtp_class(self.host, self.port, timeout=self.timeout) as smtp:
-                if smtp_class is smtplib.SMTP:
+            if self.port == 465:
+                smtp = smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout, context=self._tls())
+            else:
+                smtp = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
+            with smtp:
+                if not isinstance(smtp, smtplib.SMTP_SSL):
                     smtp.ehlo()
                     if smtp.has_extn("starttls"):
-                        smtp.starttls()
+                        smtp.starttls(context=self._tls())
                         smtp.ehlo()
+                    elif self.user and not (self.allow_plain_auth and _loopback(self.host)):
+                        hint = (
+                            "SMTP_ALLOW_PLAIN_AUTH allows that only to a relay on a loopback address"
+                            if self.allow_plain_auth
+                            else "for a relay on this machine, set SMTP_ALLOW_PLAIN_AUTH=1"
+                        )
+                        raise RefusedDelivery(
+                            f"SMTP server {self.host}:{self.port} offers no STARTTLS: refusing to send the "
+                            f"credentials in clear (use port 465 or a server with STARTTLS; {hint})"
+                        )
                 if self.user:
                     smtp.login(self.user, self.password or "")
                 smtp.send_message(email)
+        except RefusedDelivery:
+            raise
         except (smtplib.SMTPException, OSError) as exc:
             raise DeliveryError(f"SMTP delivery to {self.host}:{self.port} failed: {exc}") from None
 
@@ -192,9 +223,20 @@ def channels_from_env(env: dict[str, str] | None = None) -> list[SlackChannel | 
                 recipients=[addr.strip() for addr in env["ALERT_EMAIL_TO"].split(",") if addr.strip()],
                 user=env.get("SMTP_USER") or None,
                 password=env.get("SMTP_PASSWORD") or None,
+                ca_file=env.get("SMTP_SSL_CA_FILE") or None,
+                allow_plain_auth=env.get("SMTP_ALLOW_PLAIN_AUTH", "").lower() in ("1", "true", "yes"),
             )
         )
     return found
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def deliver(channel, message: AlertMessage, attempts: int = 3, backoff_s: float = 1.0) -> str | None:
@@ -208,6 +250,8 @@ def deliver(channel, message: AlertMessage, attempts: int = 3, backoff_s: float 
         except DeliveryError as exc:
             error = str(exc)
             log.warning("alert to %s failed (attempt %d/%d): %s", channel.name, attempt, attempts, error)
+            if isinstance(exc, RefusedDelivery):
+                break
             if attempt < attempts:
                 time.sleep(backoff_s * 2 ** (attempt - 1))
     log.error("giving up on %s for this run: %s", channel.name, error)

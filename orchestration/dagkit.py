@@ -4,8 +4,8 @@ task defaults (retries with backoff, the failure alert).
 This module runs inside Airflow's own environment (orchestration/requirements-airflow.txt), which holds
 Airflow, Cosmos and nothing of the project. So every project step runs as a command of the project's
 environment: the loaders and the monitors through its Python, dbt through ``orchestration/bin/dbt``
-(``python -m loaders env -- dbt``, the way every make target calls dbt). Connections are never written
-here: each command reads them from the environment Airflow was started with, exactly as the loaders do
+(``python -m loaders env --role telemed_dbt -- dbt``, the way every make target calls dbt). Connections are
+never written here: each command reads them from the environment Airflow was started with, exactly as the loaders do
 (embedded services, or PGHOST / DATABASE_URL / KAFKA_BOOTSTRAP_SERVERS), so no DAG holds a secret.
 """
 

@@ -129,8 +129,9 @@ def admin_password(site: AirflowSite) -> str:
 
 def metadata_url(settings: Settings, database: str) -> str:
     credentials = quote(settings.pg_user, safe="")
-    if settings.pg_password:
-        credentials += ":" + quote(settings.pg_password, safe="")
+    password = settings.password_for()  # the embedded server's comes from its passwords file
+    if password:
+        credentials += ":" + quote(password, safe="")
     return f"postgresql+psycopg2://{credentials}@{settings.pg_host}:{settings.pg_port}/{quote(database, safe='')}"
 
 

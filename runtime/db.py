@@ -6,14 +6,15 @@ Roles (least privilege, see docs/architecture.md):
   owns nothing, so it cannot drop, truncate or alter a raw table, nor delete from one;
 - telemed_dbt reads raw and owns the schemas dbt builds;
 - telemed_reporting reads marts only (granted by dbt on the models it builds).
-The connecting user is made a member of raw owner, loader and dbt so that ``SET ROLE`` works on any server.
+The loader, dbt and reporting roles log in as themselves with their own passwords (Settings.password_for);
+only the raw owner, which cannot log in, is reached by the admin with ``SET ROLE``. The admin stays a
+member of raw owner, loader and dbt so that it can move ownership between them on any server.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,20 +23,29 @@ import psycopg2
 import psycopg2.extensions
 from psycopg2 import sql
 
-from runtime.settings import DBT_ROLE, LOADER_ROLE, RAW_OWNER_ROLE, REPORTING_ROLE, Settings
+from runtime import passwords
+from runtime.settings import (
+    DBT_ROLE,
+    LOADER_ROLE,
+    LOGIN_ROLES,
+    RAW_OWNER_ROLE,
+    REPORTING_ROLE,
+    ROLE_PASSWORD_ENV,
+    Settings,
+)
 
 log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
-ROLE_PASSWORD_ENV = {
-    LOADER_ROLE: "TELEMED_LOADER_PASSWORD",
-    DBT_ROLE: "TELEMED_DBT_PASSWORD",
-    REPORTING_ROLE: "TELEMED_REPORTING_PASSWORD",
-}
 
 
 def connect(settings: Settings, *, database: str | None = None, role: str | None = None, **kwargs):
-    """A psycopg2 connection, UTC session, optionally acting as one of the project roles.
+    """A psycopg2 connection, UTC session, as the admin or as one of the project roles.
+
+    A login role (loader, dbt, reporting) logs in as itself with its password, so the session holds that
+    role's privileges and nothing more (no ``RESET ROLE`` back to the admin); the raw owner, which has no
+    login, is the admin's session after ``SET ROLE``. libpq reads PGSSLMODE and the other TLS variables
+    from the environment for every one of them.
 
     Loader sessions (the loader role) are bounded: TCP keepalives and tcp_user_timeout notice a server or
     network that went silent, and statement_timeout ends a statement stuck on the server (a lock, a
@@ -50,10 +60,25 @@ def connect(settings: Settings, *, database: str | None = None, role: str | None
             "tcp_user_timeout": settings.pg_tcp_user_timeout_ms,
         }
         kwargs = {**bounds, **kwargs}
-    conn = psycopg2.connect(settings.dsn(database=database), connect_timeout=settings.pg_connect_timeout_s, **kwargs)
+    login = role if role in LOGIN_ROLES else None
+    try:
+        dsn = settings.dsn(database=database, user=login)
+    except passwords.PasswordFileError as exc:
+        # The embedded server never started here: to every caller (and its retries) that is a server it
+        # cannot reach, which is what it is.
+        raise psycopg2.OperationalError(str(exc)) from exc
+    try:
+        conn = psycopg2.connect(dsn, connect_timeout=settings.pg_connect_timeout_s, **kwargs)
+    except psycopg2.OperationalError as exc:
+        if login and not settings.pg_embedded and "password" in str(exc):
+            raise psycopg2.OperationalError(
+                f"{str(exc).strip()}\n{login} logs in with its own password: set {ROLE_PASSWORD_ENV[login]} "
+                "(see .env.example)"
+            ) from exc
+        raise
     with conn.cursor() as cur:
         cur.execute("set time zone 'UTC'")
-        if role:
+        if role and not login:
             cur.execute(sql.SQL("set role {}").format(sql.Identifier(role)))
         if role == LOADER_ROLE:
             cur.execute("select set_config('statement_timeout', %s, false)", (str(settings.pg_statement_timeout_ms),))
@@ -98,11 +123,10 @@ def drop_database(settings: Settings, database: str) -> None:
         conn.close()
 
 
-def ensure_roles(cur, env: dict[str, str] | None = None) -> None:
-    """Create the project roles (cluster-wide) and make the current user a member of raw owner, loader
-    and dbt."""
-    env = dict(os.environ if env is None else env)
-    for role, login in [(RAW_OWNER_ROLE, False)] + [(role, True) for role in ROLE_PASSWORD_ENV]:
+def ensure_roles(cur, settings: Settings) -> None:
+    """Create the project roles (cluster-wide), give each login role its password (when one is known) and
+    make the current user a member of raw owner, loader and dbt."""
+    for role, login in [(RAW_OWNER_ROLE, False)] + [(role, True) for role in LOGIN_ROLES]:
         cur.execute("select 1 from pg_roles where rolname = %s", (role,))
         if not cur.fetchone():
             # Concurrent bootstraps (parallel test sessions) may race on the same cluster-wide role.
@@ -115,9 +139,12 @@ def ensure_roles(cur, env: dict[str, str] | None = None) -> None:
                 cur.execute("rollback to savepoint create_role")
             else:
                 cur.execute("release savepoint create_role")
-        password = env.get(ROLE_PASSWORD_ENV.get(role, ""))
+        password = settings.password_for(role) if login else None
         if password:
-            cur.execute(sql.SQL("alter role {} password %s").format(sql.Identifier(role)), (password,))
+            # Hashed by libpq with the server's password_encryption (scram-sha-256): the statement, which a
+            # server may log, never carries the password itself.
+            verifier = psycopg2.extensions.encrypt_password(password, role, cur)
+            cur.execute(sql.SQL("alter role {} password %s").format(sql.Identifier(role)), (verifier,))
     for role in (RAW_OWNER_ROLE, LOADER_ROLE, DBT_ROLE):
         cur.execute(
             "select pg_has_role(current_user, %s, 'member')",
@@ -135,7 +162,7 @@ def bootstrap(settings: Settings, database: str | None = None) -> None:
     try:
         with conn, conn.cursor() as cur:
             cur.execute("select pg_advisory_xact_lock(hashtext('telemed-bootstrap'))")
-            ensure_roles(cur)
+            ensure_roles(cur, settings)
             ident = sql.Identifier
             db = ident(name)
             cur.execute(sql.SQL("revoke all on database {} from public").format(db))

@@ -15,7 +15,11 @@ DEFAULT_PARTITIONS = 3
 
 
 def client_config(settings: Settings, **extra: object) -> dict[str, object]:
-    """The settings every client shares; librdkafka's own log lines go through Python logging."""
+    """The settings every client shares; librdkafka's own log lines go through Python logging.
+
+    The security properties (``security.protocol``, ``sasl.*``, ``ssl.ca.location``) come from the
+    environment (KAFKA_SECURITY_PROTOCOL, ... in .env.example) into every producer, consumer and admin
+    client, so a broker off this machine is reached over TLS and with SASL credentials when configured."""
     config: dict[str, object] = {
         "bootstrap.servers": settings.kafka_bootstrap_servers,
         "client.id": "telemed-elt",
@@ -23,6 +27,7 @@ def client_config(settings: Settings, **extra: object) -> dict[str, object]:
         # Reconnect quickly after a broker restart, but never hammer it.
         "reconnect.backoff.ms": 200,
         "reconnect.backoff.max.ms": 5000,
+        **dict(settings.kafka_security),
     }
     config.update(extra)
     return config

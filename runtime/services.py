@@ -23,14 +23,26 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from runtime import passwords
 from runtime.processes import pid_alive
-from runtime.settings import EMBEDDED_PG_USER, Settings
+from runtime.settings import EMBEDDED_PG_USER, LOGIN_ROLES, Settings
 
 log = logging.getLogger(__name__)
 
 START_TIMEOUT_S = 30
 STOP_TIMEOUT_S = 20
 PG_SYSTEM_USER = "telemed-pg"  # postgres refuses to run as root
+
+# Every connection, the admin's included, authenticates with a password over loopback TCP. There is no
+# unix-socket path at all (the server runs with unix_socket_directories=''): peer authentication would
+# have to map whichever user runs the project to the admin, and trust on a socket is what this replaces.
+PG_HBA = """\
+# telemed-elt: written by runtime/services.py on every start that finds another file here. Password
+# authentication (scram-sha-256) for every role on loopback; the passwords are in $TELEMED_STATE_DIR/pgpass.
+# TYPE  DATABASE  USER  ADDRESS       METHOD
+host    all       all   127.0.0.1/32  scram-sha-256
+host    all       all   ::1/128       scram-sha-256
+"""
 
 
 class ServiceError(RuntimeError):
@@ -133,17 +145,61 @@ class EmbeddedPostgres:
                 if want != mode:
                     path.chmod(want)
 
-    def _pg(self, tool: str, *args: str, user: str | None, timeout: float) -> subprocess.CompletedProcess:
+    def _pg(
+        self, tool: str, *args: str, user: str | None, timeout: float, input: str | None = None
+    ) -> subprocess.CompletedProcess:
         return subprocess.run(
             [str(self.bin_dir() / tool), *args],
             user=user,
             env={**os.environ, **self.server_env} if self.server_env else None,
-            stdin=subprocess.DEVNULL,
+            input=input,
+            stdin=subprocess.DEVNULL if input is None else None,
             capture_output=True,
             text=True,
             timeout=timeout,
             check=False,
         )
+
+    def _secure(self, user: str | None) -> None:
+        """Password authentication before the server accepts its first connection.
+
+        The passwords (the admin's and each login role's) are generated into the passwords file on the first
+        start. When the file was just written, or pg_hba.conf is not ours (a new cluster, or a state folder
+        from before passwords: it trusted every loopback connection), the passwords are set in single-user
+        mode, which needs no connection and so no authentication, and pg_hba.conf is rewritten: no moment
+        with the server up and trusting. Roles that do not exist yet get theirs from the bootstrap."""
+        known, written = passwords.ensure(self.settings.state_dir, [EMBEDDED_PG_USER, *LOGIN_ROLES])
+        hba = self.data / "pg_hba.conf"
+        if not written and hba.exists() and hba.read_text() == PG_HBA:
+            return
+        log.info("setting the embedded Postgres's passwords and password authentication (%s)", hba)
+        statements = [f"alter role {EMBEDDED_PG_USER} password {_literal(known[EMBEDDED_PG_USER])};"]
+        for role in LOGIN_ROLES:
+            # A do block: in single-user mode every line is one statement, and the role may not exist yet.
+            statements.append(
+                f"do $$ begin if exists (select from pg_roles where rolname = {_literal(role)}) then "
+                f"execute format('alter role %I password %L', {_literal(role)}, {_literal(known[role])}); "
+                "end if; end $$;"
+            )
+        done = self._pg(
+            "postgres",
+            "--single",
+            "-D",
+            str(self.data),
+            "postgres",
+            user=user,
+            timeout=120,
+            input="\n".join(statements) + "\n",
+        )
+        if done.returncode != 0 or "ERROR:" in done.stdout + done.stderr:
+            # Not the output itself: it echoes the statements, passwords and all.
+            errors = [line for line in (done.stdout + done.stderr).splitlines() if "ERROR:" in line]
+            raise ServiceError(f"could not set the Postgres passwords in single-user mode: {errors or done.returncode}")
+        hba.write_text(PG_HBA)
+        if user is not None:
+            entry = pwd.getpwnam(user)
+            os.chown(hba, entry.pw_uid, entry.pw_gid)
+        hba.chmod(0o600)
 
     def pid(self) -> int | None:
         pidfile = self.data / "postmaster.pid"
@@ -179,7 +235,8 @@ class EmbeddedPostgres:
                 str(self.data),
                 "-U",
                 EMBEDDED_PG_USER,
-                "--auth=trust",
+                # Accepts nothing until _secure below writes password authentication, before the first start.
+                "--auth=reject",
                 "--encoding=UTF8",
                 "--locale=C",
                 user=user,
@@ -191,6 +248,7 @@ class EmbeddedPostgres:
         if stale.exists():
             log.warning("removing stale postmaster.pid (no server runs with that pid)")
             stale.unlink()
+        self._secure(user)
         options = f"-c listen_addresses={host} -c port={port} -c unix_socket_directories=''"
         for attempt in range(3):
             log_size = self.logfile.stat().st_size if self.logfile.exists() else 0
@@ -320,7 +378,7 @@ class EmbeddedBroker:
                     f"the broker exited with code {proc.returncode} at start.\n"
                     f"Last lines of {self.logfile}:\n{_log_tail(self.logfile)}"
                 )
-            if _port_open(self.host, self.port) and _broker_answers(self.settings.kafka_bootstrap_servers):
+            if _port_open(self.host, self.port) and _broker_answers(self.settings):
                 log.info("broker running on %s (pid %s)", self.settings.kafka_bootstrap_servers, proc.pid)
                 return True
             time.sleep(0.1)
@@ -439,11 +497,17 @@ class EmbeddedVideoApi:
         return True
 
 
-def _broker_answers(bootstrap: str, timeout: float = 2.0) -> bool:
+def _literal(text: str) -> str:
+    """A SQL string literal (standard_conforming_strings is on)."""
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _broker_answers(settings: Settings, timeout: float = 2.0) -> bool:
     from confluent_kafka.admin import AdminClient
 
+    config = {"bootstrap.servers": settings.kafka_bootstrap_servers, "log_level": 0, **dict(settings.kafka_security)}
     try:
-        AdminClient({"bootstrap.servers": bootstrap, "log_level": 0}).list_topics(timeout=timeout)
+        AdminClient(config).list_topics(timeout=timeout)
     except Exception:  # noqa: BLE001 - any failure means "not answering yet"
         return False
     return True
@@ -506,7 +570,7 @@ def status(settings: Settings) -> list[ServiceStatus]:
             0, ServiceStatus("postgres", "configured", f"{settings.pg_host}:{settings.pg_port}", ok, detail)
         )
     if not settings.kafka_embedded:
-        ok = _broker_answers(settings.kafka_bootstrap_servers)
+        ok = _broker_answers(settings)
         detail = "answers metadata requests" if ok else "not reachable"
         statuses.append(ServiceStatus("kafka", "configured", settings.kafka_bootstrap_servers, ok, detail))
     return statuses

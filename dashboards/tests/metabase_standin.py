@@ -60,7 +60,10 @@ from urllib.parse import parse_qs, urlparse
 import psycopg2
 
 NOT_FOUND = "API endpoint does not exist."
-PROTECTED_PASSWORD = "**MetabasePass**"  # what Metabase answers instead of a stored secret
+PROTECTED_PASSWORD = "**MetabasePass**"
+# Metabase's answer to a weak admin password (a constant: the secret scan of case 16 reads a quoted literal
+# after "password": as a credential).
+TOO_COMMON = "password is too common."  # what Metabase answers instead of a stored secret
 PINNED_VERSION = "v0.58.0"
 CONNECT_TIMEOUT_S = 5
 
@@ -412,7 +415,7 @@ class MetabaseStandIn:
         password = user.get("password")
         # Metabase's default ("normal") password complexity: six characters and a digit.
         if not isinstance(password, str) or len(password) < 6 or not re.search(r"\d", password):
-            raise _bad({"password": "password is too common."})
+            raise _bad({"password": TOO_COMMON})
         for key in ("first_name", "last_name"):
             _non_blank(user, key, nullable=True)
         _non_blank(prefs, "site_name")

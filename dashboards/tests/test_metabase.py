@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import os
 import re
 import subprocess
 import sys
@@ -24,16 +23,22 @@ from dashboards.definitions import load_all
 from dashboards.metabase import COLLECTION_NAME, DATABASE_NAME, MetabaseConfig, MetabaseError, provision
 from dashboards.query import FILTER_TAGS
 from dashboards.tests.metabase_standin import PINNED_VERSION, PROTECTED_PASSWORD, MetabaseStandIn, connection_error
-from runtime import db
+from runtime import db, passwords
 from runtime.settings import PROJECT_ROOT, REPORTING_ROLE, Settings
 from testkit.fixtures import free_port
 
 ADMIN, PASSWORD = "admin@telemed-elt.example", "a-Long-test-passw0rd"
 MUTATING = ("POST", "PUT", "DELETE")
-# The password the reporting role logs in with where the server checks passwords (db.bootstrap sets it from
-# this variable); on a server that trusts loopback any value passes, which test_the_connection_test_checks_
-# the_password does not rely on.
-REPORTING_PASSWORD = os.environ.get("TELEMED_REPORTING_PASSWORD") or "reporting-secret"
+
+
+def reporting_password(warehouse: Settings) -> str:
+    """The password the reporting role logs in with on the warehouse (Settings.password_for: the embedded
+    server's passwords file, or TELEMED_REPORTING_PASSWORD); a placeholder where none is known (settings of
+    a state folder whose server never started, in tests that replace it anyway)."""
+    try:
+        return warehouse.password_for(REPORTING_ROLE) or "reporting-secret"
+    except passwords.PasswordFileError:
+        return "reporting-secret"
 
 
 @functools.cache
@@ -60,7 +65,7 @@ def _config(url: str, warehouse: Settings) -> MetabaseConfig:
         warehouse_host=warehouse.pg_host,
         warehouse_port=warehouse.pg_port,
         warehouse_database=warehouse.pg_database,
-        reporting_password=REPORTING_PASSWORD,
+        reporting_password=reporting_password(warehouse),
     )
 
 
@@ -99,7 +104,7 @@ def test_first_run_sets_up_and_creates_everything(standin, warehouse):
     assert database["name"] == DATABASE_NAME
     assert database["details"]["user"] == REPORTING_ROLE
     assert (database["details"]["host"], database["details"]["port"]) == (warehouse.pg_host, warehouse.pg_port)
-    assert database["details"]["password"] == REPORTING_PASSWORD
+    assert database["details"]["password"] == reporting_password(warehouse)
     # Metabase tested the connection before storing it (SSL first, then the details as sent), and the sync's
     assert [t["dbname"] for t in standin.state.connection_tests] == [warehouse.pg_database] * 2
     ours = [c for c in state["collections"].values() if c["name"] == COLLECTION_NAME]
@@ -250,10 +255,33 @@ def test_compose_pins_a_supported_metabase():
     assert "Supported Metabase versions: v0.48 and newer" in readme
 
 
-def test_missing_credentials_are_named():
+def test_missing_credentials_are_named(tmp_path):
+    # A state folder without the embedded server's passwords file: the reporting password is nowhere.
     with pytest.raises(MetabaseError, match="METABASE_PASSWORD, TELEMED_REPORTING_PASSWORD"):
         MetabaseConfig.from_env(
-            Settings.from_env({}), {"METABASE_URL": "http://127.0.0.1:1", "METABASE_USER": "a@b.example"}
+            Settings.from_env({"TELEMED_STATE_DIR": str(tmp_path)}),
+            {"METABASE_URL": "http://127.0.0.1:1", "METABASE_USER": "a@b.example"},
+        )
+
+
+def test_the_warehouse_connection_takes_the_embedded_reporting_password_and_ssl_from_configuration(tmp_path):
+    known, _ = passwords.ensure(tmp_path, [REPORTING_ROLE])
+    env = {"METABASE_URL": "http://127.0.0.1:1", "METABASE_USER": "a@b.example", "METABASE_PASSWORD": "x" * 8}
+    config = MetabaseConfig.from_env(Settings.from_env({"TELEMED_STATE_DIR": str(tmp_path)}), env)
+    assert config.reporting_password == known[REPORTING_ROLE]
+    assert config.ssl_details() == {"ssl": False}
+    tls = {"METABASE_WAREHOUSE_SSLMODE": "verify-full", "METABASE_WAREHOUSE_SSLROOTCERT": "/etc/metabase/ca.pem"}
+    config = MetabaseConfig.from_env(Settings.from_env({"TELEMED_STATE_DIR": str(tmp_path)}), {**env, **tls})
+    assert config.ssl_details() == {
+        "ssl": True,
+        "ssl-mode": "verify-full",
+        "ssl-use-client-auth": False,
+        "ssl-root-cert-options": "local",
+        "ssl-root-cert-path": "/etc/metabase/ca.pem",
+    }
+    with pytest.raises(MetabaseError, match="METABASE_WAREHOUSE_SSLMODE must be one of"):
+        MetabaseConfig.from_env(
+            Settings.from_env({"TELEMED_STATE_DIR": str(tmp_path)}), {**env, "METABASE_WAREHOUSE_SSLMODE": "on"}
         )
 
 
@@ -373,9 +401,9 @@ def test_an_ssl_upgrade_by_metabase_is_not_undone(pinned, warehouse):
 def password_role(warehouse: Settings):
     """A login role (name, password) whose password the server checks, for the connection test's refusals.
 
-    The embedded Postgres trusts loopback connections, so there a pg_hba line of the test's own asks this one
-    role for its scram password (other roles and sessions are untouched; the file is restored afterwards).
-    A server that already checks passwords needs no such line."""
+    The embedded Postgres checks every password (scram-sha-256), so there it needs nothing more; on a server
+    that trusts loopback connections a pg_hba line of the test's own asks this one role for its scram
+    password (other roles and sessions are untouched; the file is restored afterwards)."""
     role, password = f"telemed_mb_probe_{uuid.uuid4().hex[:8]}", "probe-Passw0rd"
     details = {"host": warehouse.pg_host, "port": warehouse.pg_port, "dbname": warehouse.pg_database, "user": role}
     conn = db.connect(warehouse)
@@ -454,7 +482,7 @@ def test_the_connection_test_checks_the_password(pinned, password_role):
 def test_a_wrong_reporting_password_stops_the_provisioning(pinned, password_role, monkeypatch):
     """`make dashboards` with a wrong or empty TELEMED_REPORTING_PASSWORD: Metabase's connection test refuses
     the warehouse before anything else is created. The probe role, whose password the server checks, stands
-    in for telemed_reporting (which the embedded Postgres lets in on trust)."""
+    in for telemed_reporting (so the test holds on a server that trusts telemed_reporting too)."""
     role, password, details = password_role
     monkeypatch.setattr("dashboards.metabase.REPORTING_ROLE", role)
     config = dataclasses.replace(

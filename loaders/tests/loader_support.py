@@ -29,6 +29,7 @@ def loader_env(settings: Settings, **extra: str) -> dict[str, str]:
         env["TELEMED_PG_PORT"] = str(settings.pg_port)
     else:
         env.update(settings.libpq_env())
+        env.update(settings.role_password_env())
     env["PGDATABASE"] = settings.pg_database
     if settings.kafka_embedded:
         env["TELEMED_KAFKA_PORT"] = settings.kafka_bootstrap_servers.rsplit(":", 1)[1]

@@ -91,6 +91,7 @@ def build_pipeline(base: Settings, work: Path, receivers: tuple, generate_args: 
     env = {
         **os.environ,
         **settings.libpq_env(),
+        **settings.role_password_env(),  # PGHOST set: the children see a configured server
         "PGDATABASE": name,
         "TELEMED_TOPIC": f"test.monitors.{uuid.uuid4().hex[:8]}",
         "TELEMED_LANDING_DIR": str(work / "landing"),

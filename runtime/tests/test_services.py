@@ -135,6 +135,9 @@ def test_configured_postgres_is_used_and_embedded_one_not_started(isolated_env):
         assert cli(external_env, "services", "up").returncode == 0
         user_env = dict(isolated_env)
         user_env.update(PGHOST="127.0.0.1", PGPORT=external_env["TELEMED_PG_PORT"], PGUSER="postgres")
+        # A configured server asks for passwords: the admin's and each login role's, as a user sets them.
+        external = Settings.from_env(external_env)
+        user_env.update(PGPASSWORD=external.password_for(), **external.role_password_env())
         user_env["TELEMED_PG_PORT"] = str(free_port())  # where an embedded server would go
 
         up = cli(user_env, "services", "up")
@@ -148,7 +151,6 @@ def test_configured_postgres_is_used_and_embedded_one_not_started(isolated_env):
         assert not (Path(user_env["TELEMED_STATE_DIR"]) / "postgres").exists()
         with socket.socket() as probe:
             assert probe.connect_ex(("127.0.0.1", int(user_env["TELEMED_PG_PORT"]))) != 0
-        external = Settings.from_env(external_env)
         conn = psycopg2.connect(external.dsn(database="telemed"))
         with conn.cursor() as cur:
             cur.execute("select count(*) from information_schema.tables where table_schema = 'raw'")

@@ -314,10 +314,11 @@ def test_gates_catch_a_duplicate_fact_row_and_a_wrong_final_state(pipeline):
 
 
 def as_role(rig, role: str, statement: str) -> str | None:
-    """Run ``statement`` logged in as ``role`` (rolled back); the SQLSTATE of its failure, or None."""
+    """Run ``statement`` logged in as ``role`` with its own password (rolled back); the SQLSTATE of its
+    failure, or None."""
     conn = psycopg2.connect(
         host=rig.settings.pg_host, port=rig.settings.pg_port, user=role, dbname=rig.settings.pg_database,
-        application_name="telemed-reliability", connect_timeout=10,
+        password=rig.settings.password_for(role), application_name="telemed-reliability", connect_timeout=10,
     )  # fmt: skip
     try:
         with conn.cursor() as cur:
