@@ -11,6 +11,8 @@ temporary name and renamed so a loader scanning the folder never reads half a fi
 from __future__ import annotations
 
 import os
+import queue
+import threading
 from collections import Counter, defaultdict
 from pathlib import Path
 
@@ -93,6 +95,7 @@ class Emitter:
         as_of: int,
         clock: ClinicClock,
         dirt: Dirt | None,
+        file_thread: bool = False,
     ) -> None:
         self.events_dir = events_dir
         self.landing_dir = landing_dir
@@ -107,9 +110,17 @@ class Emitter:
             # The folder is ours: drop files of an earlier run so a replay sees only this one.
             for stale in events_dir.glob("*.jsonl"):
                 stale.unlink()
+        self._file_queue: queue.Queue | None = None
+        self._file_error: BaseException | None = None
         if landing_dir is not None:
             self._tmp = landing_dir / ".generate-tmp"
             self._tmp.mkdir(parents=True, exist_ok=True)
+            if file_thread:
+                # Creating a small file is a handful of system calls (most of its cost, and the GIL is free
+                # meanwhile): a writer thread overlaps them with rendering. Bounded, so memory stays flat.
+                self._file_queue = queue.Queue(maxsize=5000)
+                self._file_writer = threading.Thread(target=self._write_files, name="feedback-files", daemon=True)
+                self._file_writer.start()
 
     # events ---------------------------------------------------------------------------------------
     def _render(self, appt: Appointment, event: Event, offset: int) -> str:
@@ -259,6 +270,26 @@ class Emitter:
         self.truth.files += 1
         if self.landing_dir is None:
             return
+        if self._file_queue is not None:
+            if self._file_error is not None:
+                raise RuntimeError(f"writing feedback files failed: {self._file_error}") from self._file_error
+            self._file_queue.put((arrival, name, content))
+            return
+        self._store_file(arrival, name, content)
+
+    def _write_files(self) -> None:
+        """The writer thread: store queued files until the None that close() sends; keep the first error."""
+        while True:
+            item = self._file_queue.get()
+            if item is None:
+                return
+            if self._file_error is None:
+                try:
+                    self._store_file(*item)
+                except BaseException as exc:  # noqa: BLE001 - handed to the main thread, raised there
+                    self._file_error = exc
+
+    def _store_file(self, arrival: int, name: str, content: bytes) -> None:
         day = self.clock.utc_date(arrival)
         folder = os.path.join(self.landing_dir, day[:4], day[5:7], day[8:10])
         if folder not in self._made_dirs:
@@ -326,5 +357,11 @@ class Emitter:
         for handle in self._files.values():
             handle.close()
         self._files.clear()
+        if self._file_queue is not None:
+            self._file_queue.put(None)
+            self._file_writer.join()
+            self._file_queue = None
+            if self._file_error is not None:
+                raise RuntimeError(f"writing feedback files failed: {self._file_error}") from self._file_error
         if self.landing_dir is not None and self._tmp.exists():
             self._tmp.rmdir()
