@@ -81,6 +81,21 @@ def _tree_rss(process: psutil.Process) -> int:
     return total
 
 
+def slice_files(files: list[Path], limit: int) -> list[list[Path]]:
+    """Consecutive files (arrival days, in replay order) in groups of at most ``limit`` bytes; a file larger
+    than the limit is a group of its own."""
+    groups: list[list[Path]] = [[]]
+    size = 0
+    for path in files:
+        length = path.stat().st_size
+        if groups[-1] and size + length > limit:
+            groups.append([])
+            size = 0
+        groups[-1].append(path)
+        size += length
+    return [group for group in groups if group]
+
+
 def _listener(port: int) -> psutil.Process | None:
     """The process listening on a loopback TCP port (the embedded broker or Postgres)."""
     for conn in psutil.net_connections(kind="tcp"):
@@ -184,24 +199,10 @@ class ScaleRun:
         stage.rows = manifest["events"]["messages"]
         return manifest
 
-    def slices(self) -> list[list[Path]]:
-        """Consecutive arrival-day files in groups of about ``--slice-mb``, in replay order."""
-        files = sorted((self.work / "generated" / "events").glob("*.jsonl"))
-        limit = self.args.slice_mb * MIB
-        groups: list[list[Path]] = [[]]
-        size = 0
-        for path in files:
-            if groups[-1] and size + path.stat().st_size > limit:
-                groups.append([])
-                size = 0
-            groups[-1].append(path)
-            size += path.stat().st_size
-        return [group for group in groups if group]
-
     def events(self, messages: int, valid: int) -> None:
         """Produce and drain slice after slice, each into a topic of its own deleted afterwards."""
         admin = admin_client(self.settings)
-        slices = self.slices()
+        slices = slice_files(sorted((self.work / "generated" / "events").glob("*.jsonl")), self.args.slice_mb * MIB)
         for index, files in enumerate(slices):
             folder = self.work / "slices" / f"{index:03d}"
             folder.mkdir(parents=True, exist_ok=True)
