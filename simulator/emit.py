@@ -11,6 +11,8 @@ temporary name and renamed so a loader scanning the folder never reads half a fi
 from __future__ import annotations
 
 import os
+import queue
+import threading
 from collections import Counter, defaultdict
 from pathlib import Path
 
@@ -93,6 +95,7 @@ class Emitter:
         as_of: int,
         clock: ClinicClock,
         dirt: Dirt | None,
+        file_thread: bool = False,
     ) -> None:
         self.events_dir = events_dir
         self.landing_dir = landing_dir
@@ -101,15 +104,23 @@ class Emitter:
         self.dirt = dirt
         self.truth = Truth()
         self._files: dict[int, object] = {}
-        self._made_dirs: set[str] = set()
+        self._folder_sizes: dict[str, dict[str, int]] = {}
         if events_dir is not None:
             events_dir.mkdir(parents=True, exist_ok=True)
             # The folder is ours: drop files of an earlier run so a replay sees only this one.
             for stale in events_dir.glob("*.jsonl"):
                 stale.unlink()
+        self._file_queue: queue.Queue | None = None
+        self._file_error: BaseException | None = None
         if landing_dir is not None:
             self._tmp = landing_dir / ".generate-tmp"
             self._tmp.mkdir(parents=True, exist_ok=True)
+            if file_thread:
+                # Creating a small file is a handful of system calls (most of its cost, and the GIL is free
+                # meanwhile): a writer thread overlaps them with rendering. Bounded, so memory stays flat.
+                self._file_queue = queue.Queue(maxsize=5000)
+                self._file_writer = threading.Thread(target=self._write_files, name="feedback-files", daemon=True)
+                self._file_writer.start()
 
     # events ---------------------------------------------------------------------------------------
     def _render(self, appt: Appointment, event: Event, offset: int) -> str:
@@ -259,23 +270,51 @@ class Emitter:
         self.truth.files += 1
         if self.landing_dir is None:
             return
+        if self._file_queue is not None:
+            if self._file_error is not None:
+                raise RuntimeError(f"writing feedback files failed: {self._file_error}") from self._file_error
+            self._file_queue.put((arrival, name, content))
+            return
+        self._store_file(arrival, name, content)
+
+    def _write_files(self) -> None:
+        """The writer thread: store queued files until the None that close() sends; keep the first error."""
+        while True:
+            item = self._file_queue.get()
+            if item is None:
+                return
+            if self._file_error is None:
+                try:
+                    self._store_file(*item)
+                except BaseException as exc:  # noqa: BLE001 - handed to the main thread, raised there
+                    self._file_error = exc
+
+    def _store_file(self, arrival: int, name: str, content: bytes) -> None:
+        """Write one file by a temporary name and rename it into place; a handful of system calls, as file
+        creation is most of the generator's cost: each day folder is listed once (what an earlier run left
+        there, by size) instead of a stat per file, and the file is written unbuffered."""
         day = self.clock.utc_date(arrival)
         folder = os.path.join(self.landing_dir, day[:4], day[5:7], day[8:10])
-        if folder not in self._made_dirs:
+        sizes = self._folder_sizes.get(folder)
+        if sizes is None:
             os.makedirs(folder, exist_ok=True)
-            self._made_dirs.add(folder)
+            with os.scandir(folder) as entries:
+                sizes = {entry.name: entry.stat().st_size for entry in entries if entry.is_file()}
+            self._folder_sizes[folder] = sizes
         target = os.path.join(folder, name)
-        try:
-            # A re-run (e.g. a later --as-of) leaves identical files untouched, mtime included.
-            if os.path.getsize(target) == len(content):
-                with open(target, "rb") as existing:
-                    if existing.read() == content:
-                        return
-        except FileNotFoundError:
-            pass
+        # A re-run (e.g. a later --as-of) leaves identical files untouched, mtime included.
+        if sizes.get(name) == len(content):
+            with open(target, "rb") as existing:
+                if existing.read() == content:
+                    return
         tmp = os.path.join(self._tmp, name)
-        with open(tmp, "wb") as out:
-            out.write(content)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+        try:
+            view = memoryview(content)
+            while view:
+                view = view[os.write(fd, view) :]
+        finally:
+            os.close(fd)
         os.replace(tmp, target)
 
     def _add_form(self, appt: Appointment, *, known: bool) -> None:
@@ -326,5 +365,11 @@ class Emitter:
         for handle in self._files.values():
             handle.close()
         self._files.clear()
+        if self._file_queue is not None:
+            self._file_queue.put(None)
+            self._file_writer.join()
+            self._file_queue = None
+            if self._file_error is not None:
+                raise RuntimeError(f"writing feedback files failed: {self._file_error}") from self._file_error
         if self.landing_dir is not None and self._tmp.exists():
             self._tmp.rmdir()

@@ -12,6 +12,7 @@ import argparse
 import contextlib
 import json
 import logging
+import os
 import sys
 import tempfile
 import time
@@ -20,7 +21,7 @@ from pathlib import Path
 
 from runtime import db, objectstore
 from runtime.settings import Settings, SettingsError
-from simulator import bucket, reference
+from simulator import bucket, pipeline, reference
 from simulator.dirty import Dirt
 from simulator.emit import Emitter, Truth
 from simulator.seasonality import EPOCH_DAY, ClinicClock
@@ -35,6 +36,8 @@ DEFAULT_SEED = 42
 DEFAULT_END = date(2026, 10, 31)
 DEFAULT_DAYS = 90
 DEFAULT_DIRTY_RATE = 0.01
+# Below this scale a second process costs more (the fork, the pipe) than it saves.
+PARALLEL_FROM = 20_000
 
 
 EPILOG = """\
@@ -177,6 +180,14 @@ def build_parser() -> argparse.ArgumentParser:
         f"appointments (default {ANOMALY_DEFAULTS['low_volume']:g})",
     )
     parser.add_argument(
+        "--workers",
+        metavar="N",
+        type=_positive,
+        help="1: everything in this process; 2: the world simulated in a child process while this one emits "
+        "(more adds nothing: the world and the emission are one stream each); the bytes are the same either way "
+        f"(default 2 on a machine with two or more cores at --scale {PARALLEL_FROM} or more, else 1)",
+    )
+    parser.add_argument(
         "--clean",
         action="store_true",
         help="empty the landing folder first (files of an earlier run with another seed would mix in)",
@@ -207,8 +218,12 @@ def generate(
     write_files: bool,
     settings: Settings | None,
     anomalies: list[tuple[str, date, float]] | None = None,
+    workers: int = 1,
 ) -> dict:
-    """Generate everything and return the manifest (also written to ``<out_dir>/manifest.json``)."""
+    """Generate everything and return the manifest (also written to ``<out_dir>/manifest.json``).
+
+    ``workers`` 2 or more simulates the world in a child process while this one renders and counts, and a
+    thread writes the feedback files (simulator/pipeline.py); the output is byte-identical to one worker's."""
     started = time.perf_counter()
     anomalies = anomalies or []
     clock = ClinicClock()
@@ -224,12 +239,13 @@ def generate(
         as_of=as_of,
         clock=clock,
         dirt=Dirt(seed, dirty_rate) if dirty_rate > 0 else None,
+        file_thread=workers > 1,
     )
     # The video platform's sessions watch the same appointments with a random stream of their own.
     sessions = CallSessions(
         seed, as_of, dirty_rate, clock, out_dir / "video_api" / "call_sessions.jsonl" if write_files else None
     )
-    appointments = _emit_world(world, emitter, sessions)
+    appointments = _emit_world(world, emitter, workers, sessions)
     truth = emitter.truth
     patient_versions = _clinic_tables_as_of(providers, patients, as_of, clock, settings)
     manifest = {
@@ -263,12 +279,12 @@ def generate(
     return manifest
 
 
-def _emit_world(world: World, emitter: Emitter, sessions: CallSessions | None = None) -> int:
+def _emit_world(world: World, emitter: Emitter, workers: int = 1, sessions: CallSessions | None = None) -> int:
     """Play the world's appointments through the emitter (and the video platform's sessions); returns how
     many there were."""
     appointments = 0
     try:
-        for appointment in world.appointments():
+        for appointment in pipeline.appointments(world, workers):
             emitter.add(appointment)
             if sessions is not None:
                 sessions.add(appointment)
@@ -357,6 +373,10 @@ def _truth_blocks(truth: Truth) -> dict:
     }
 
 
+def _default_workers(scale: int) -> int:
+    return 2 if scale >= PARALLEL_FROM and (os.cpu_count() or 1) >= 2 else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
     try:
@@ -401,6 +421,7 @@ def _generate_into(args, settings, start, end, as_of, out_dir: Path, landing: Pa
         write_files=not args.no_files,
         settings=None if args.no_db else settings,
         anomalies=args.anomaly,
+        workers=args.workers or _default_workers(args.scale),
     )
     if target != landing and not args.no_files:
         bucket.upload(landing, target, clean=args.clean)

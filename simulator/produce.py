@@ -25,6 +25,8 @@ from runtime.settings import Settings
 
 log = logging.getLogger(__name__)
 
+COMPRESSIONS = ("none", "gzip", "snappy", "lz4", "zstd")
+
 
 @dataclass
 class ProduceResult:
@@ -79,8 +81,12 @@ def produce(
     topic: str | None = None,
     partitions: int = DEFAULT_PARTITIONS,
     timeout_s: float = 60.0,
+    compression: str = "none",
 ) -> ProduceResult:
-    """Send every line of ``files``; a message the broker has not acknowledged within ``timeout_s`` fails."""
+    """Send every line of ``files``; a message the broker has not acknowledged within ``timeout_s`` fails.
+
+    ``compression`` is librdkafka's ``compression.type`` for the batches: the embedded broker keeps topics
+    in memory as the batches arrive, so a compressed batch costs it less memory (``make scale``)."""
     topic = topic or settings.kafka_topic
     ensure_topic(admin_client(settings), topic, partitions, timeout=timeout_s)
     result = ProduceResult()
@@ -101,6 +107,7 @@ def produce(
                 "linger.ms": 20,
                 "batch.num.messages": 10000,
                 "queue.buffering.max.messages": 200000,
+                "compression.type": compression,
                 # A broker that is down for longer than this fails the message (counted, non-zero exit).
                 "message.timeout.ms": int(timeout_s * 1000),
             },
@@ -148,6 +155,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--timeout", type=float, default=60.0, help="seconds the broker has to acknowledge a message (default 60)"
     )
+    parser.add_argument(
+        "--compression",
+        choices=COMPRESSIONS,
+        default="none",
+        help="compression of the message batches (default none; the embedded broker accepts each of them)",
+    )
     args = parser.parse_args(argv)
     try:
         files = jsonl_files(args.from_jsonl)
@@ -158,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: no *.jsonl files under {args.from_jsonl}", file=sys.stderr)
         return 1
     try:
-        result = produce(settings, files, args.topic, args.partitions, args.timeout)
+        result = produce(settings, files, args.topic, args.partitions, args.timeout, args.compression)
     except (KafkaException, TimeoutError) as exc:
         print(
             f"error: cannot create or reach the topic on {settings.kafka_bootstrap_servers}: {str(exc) or 'timed out'}",

@@ -29,9 +29,11 @@ raw_forms as (
 
 ),
 
+-- Looked up per unexpected row (exists, by index): `in (subquery)` under an `or` is planned as a
+-- subplan that Postgres rescans per row once the id list outgrows work_mem (hours at 1M appointments).
 raw_appointments as (
 
-    select distinct appointment_id from {{ ref('stg_kafka__appointment_events') }}
+    select appointment_id from {{ ref('stg_kafka__appointment_events') }}
 
 ),
 
@@ -58,8 +60,14 @@ unexpected as (
     where
         matched_forms.feedback_id is null
         and (
-            fact_forms.feedback_id in (select raw_forms.feedback_id from raw_forms)
-            or fact_forms.appointment_id in (select raw_appointments.appointment_id from raw_appointments)
+            exists (
+                select 1 from raw_forms
+                where raw_forms.feedback_id = fact_forms.feedback_id
+            )
+            or exists (
+                select 1 from raw_appointments
+                where raw_appointments.appointment_id = fact_forms.appointment_id
+            )
         )
 
 )

@@ -1,0 +1,384 @@
+"""``make scale`` (``python -m benchmarks.scale``): the whole pipeline at scale, stage by stage.
+
+Generates ``--scale`` appointments (10M by default), sends their events through Kafka into raw with the
+consumer, loads the clinic's tables and the feedback files with their loaders, builds the dbt project,
+and prints for each stage its wall time, rows per second and the resident peak of its process tree, with
+the embedded broker's and Postgres's peaks beside it. Everything runs in a database of its own, dropped
+at the end (``--keep`` keeps it), on the services of ``make up``.
+
+Memory stays bounded whatever the scale: the embedded broker (Tansu) keeps topics in memory, so the
+events go through in slices of arrival-day files (``--slice-mb``), each produced compressed into a topic
+of its own, drained by the consumer and deleted before the next is produced. A stage is stopped, and the
+run with it, when the machine's available memory falls under ``--min-available-gib``.
+
+Each stage is a child process running the project's own command (``python -m loaders ...``, dbt), so the
+figures are those of the commands a user runs; the peaks are sampled from /proc every second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import psutil
+
+from runtime import db
+from runtime.kafka import admin_client
+from runtime.settings import Settings
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+DEFAULT_SCALE = 10_000_000
+# Issue 20's targets: the whole run at 10M under 20 minutes; the generator at 100k event messages a second.
+TARGET_SCALE = 10_000_000
+TARGET_SECONDS = 20 * 60
+GENERATOR_TARGET = 100_000
+GIB = 1024**3
+MIB = 1024**2
+
+
+@dataclass
+class Stage:
+    name: str
+    rows: int = 0
+    unit: str = "rows"
+    seconds: float = 0.0
+    peak_rss: int = 0  # the stage's own process tree
+    broker_peak: int = 0
+    postgres_peak: int = 0
+    runs: int = 0
+    failed: list[str] = field(default_factory=list)
+
+    @property
+    def rows_per_s(self) -> float:
+        return self.rows / self.seconds if self.seconds else 0.0
+
+
+class MemoryStop(RuntimeError):
+    """Available memory fell under the floor: the run stops rather than push the machine into swapless OOM."""
+
+
+def _tree_rss(process: psutil.Process) -> int:
+    """Resident bytes of a process and all its descendants (0 for any that ended meanwhile)."""
+    total = 0
+    try:
+        members = [process, *process.children(recursive=True)]
+    except psutil.Error:
+        return 0
+    for member in members:
+        with contextlib.suppress(psutil.Error):
+            total += member.memory_info().rss
+    return total
+
+
+def slice_files(files: list[Path], limit: int) -> list[list[Path]]:
+    """Consecutive files (arrival days, in replay order) in groups of at most ``limit`` bytes; a file larger
+    than the limit is a group of its own."""
+    groups: list[list[Path]] = [[]]
+    size = 0
+    for path in files:
+        length = path.stat().st_size
+        if groups[-1] and size + length > limit:
+            groups.append([])
+            size = 0
+        groups[-1].append(path)
+        size += length
+    return [group for group in groups if group]
+
+
+def _listener(port: int) -> psutil.Process | None:
+    """The process listening on a loopback TCP port (the embedded broker or Postgres)."""
+    for conn in psutil.net_connections(kind="tcp"):
+        if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port and conn.pid:
+            return psutil.Process(conn.pid)
+    return None
+
+
+class Sampler:
+    """Samples the running stage's tree, the broker and Postgres every ``interval`` seconds, keeping peaks;
+    stops the stage when available memory falls under the floor."""
+
+    def __init__(self, broker: psutil.Process | None, postgres: psutil.Process | None, floor: int) -> None:
+        self.broker = broker
+        self.postgres = postgres
+        self.floor = floor
+        self.min_available = psutil.virtual_memory().available
+        self.max_load = os.getloadavg()[0]
+
+    def watch(self, stage: Stage, child: subprocess.Popen, interval: float = 1.0) -> str | None:
+        """Wait for ``child``, sampling; returns why it was stopped, or None."""
+        process = psutil.Process(child.pid)
+        while child.poll() is None:
+            stage.peak_rss = max(stage.peak_rss, _tree_rss(process))
+            self.sample(stage)
+            if self.min_available < self.floor:
+                child.terminate()
+                try:
+                    child.wait(30)
+                except subprocess.TimeoutExpired:
+                    child.kill()
+                    child.wait()
+                return f"available memory fell to {self.min_available / GIB:.1f} GiB"
+            time.sleep(interval)
+        return None
+
+    def sample(self, stage: Stage) -> None:
+        if self.broker is not None:
+            stage.broker_peak = max(stage.broker_peak, _tree_rss(self.broker))
+        if self.postgres is not None:
+            stage.postgres_peak = max(stage.postgres_peak, _tree_rss(self.postgres))
+        self.min_available = min(self.min_available, psutil.virtual_memory().available)
+        self.max_load = max(self.max_load, os.getloadavg()[0])
+
+    def broker_rss(self) -> int:
+        return _tree_rss(self.broker) if self.broker is not None else 0
+
+
+class ScaleRun:
+    def __init__(self, settings: Settings, args: argparse.Namespace, work: Path) -> None:
+        self.args = args
+        self.work = work
+        self.database = f"telemed_scale_{uuid.uuid4().hex[:6]}"
+        self.settings = dataclasses.replace(settings, pg_database=self.database)
+        self.run_id = uuid.uuid4().hex[:8]
+        self.stages: dict[str, Stage] = {}
+        self.notes: list[str] = []
+        self.sampler = Sampler(
+            _listener(int(settings.kafka_bootstrap_servers.rsplit(":", 1)[1])) if settings.kafka_embedded else None,
+            _listener(settings.pg_port) if settings.pg_embedded else None,
+            int(args.min_available_gib * GIB),
+        )
+        self.env = {
+            **os.environ,
+            "PGDATABASE": self.database,
+            "TELEMED_LANDING_DIR": str(work / "landing"),
+            "DBT_TARGET_PATH": str(work / "dbt-target"),
+            "DBT_LOG_PATH": str(work / "dbt-logs"),
+            "PYTHONUNBUFFERED": "1",
+        }
+
+    def stage(self, name: str, unit: str) -> Stage:
+        return self.stages.setdefault(name, Stage(name, unit=unit))
+
+    def run(self, name: str, unit: str, command: list[str], log_name: str | None = None) -> Stage:
+        """One child process as (part of) a stage: timed, sampled, its output kept in the work folder."""
+        stage = self.stage(name, unit)
+        log_path = self.work / f"{log_name or name}.log"
+        with log_path.open("a") as log:
+            started = time.perf_counter()
+            child = subprocess.Popen(command, cwd=PROJECT_DIR, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+            stopped = self.sampler.watch(stage, child)
+            stage.seconds += time.perf_counter() - started
+        stage.runs += 1
+        if stopped:
+            raise MemoryStop(f"{name}: {stopped}; stopped (see {log_path})")
+        if child.returncode != 0:
+            stage.failed.append(f"exit {child.returncode}, see {log_path}")
+        return stage
+
+    def loaders(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "loaders", *args]
+
+    # stages ---------------------------------------------------------------------------------------------
+    def generate(self) -> dict:
+        out = self.work / "generated"
+        command = self.loaders("generate", "--scale", str(self.args.scale), "--seed", str(self.args.seed))
+        command += ["--out", str(out), "--landing", str(self.work / "landing"), "--clean"]
+        stage = self.run("generate", "messages", command)
+        manifest = json.loads((out / "manifest.json").read_text())
+        stage.rows = manifest["events"]["messages"]
+        return manifest
+
+    def events(self, messages: int, valid: int) -> None:
+        """Produce and drain slice after slice, each into a topic of its own deleted afterwards."""
+        admin = admin_client(self.settings)
+        slices = slice_files(sorted((self.work / "generated" / "events").glob("*.jsonl")), self.args.slice_mb * MIB)
+        for index, files in enumerate(slices):
+            folder = self.work / "slices" / f"{index:03d}"
+            folder.mkdir(parents=True, exist_ok=True)
+            for path in files:
+                (folder / path.name).symlink_to(path)
+            topic = f"telemed.scale.{self.run_id}.{index:03d}"
+            produce = self.loaders("produce", "--from-jsonl", str(folder), "--topic", topic)
+            self.run("produce", "messages", [*produce, "--compression", self.args.compression])
+            consume = self.loaders("consume", "--drain", "--topic", topic, "--group", f"telemed-scale-{self.run_id}")
+            self.run("consume", "messages", [*consume, "--idle-seconds", str(self.args.idle_seconds)])
+            before = self.sampler.broker_rss()
+            admin.delete_topics([topic])[topic].result(timeout=60)
+            time.sleep(2)
+            after = self.sampler.broker_rss()
+            self.notes.append(
+                f"slice {index + 1}/{len(slices)}: {len(files)} files, broker RSS {before / MIB:.0f} MiB "
+                f"before deleting its topic, {after / MIB:.0f} MiB after"
+            )
+            print(self.notes[-1], flush=True)
+        loaded = self._count("select count(*) from raw.appointment_events")
+        rejected = self._count("select count(*) from raw.appointment_events_rejected")
+        self.notes.append(f"raw.appointment_events {loaded} rows (manifest: {valid} valid), {rejected} rejected")
+        # Both count the messages sent: the consumer reads every one (duplicates it skips included).
+        self.stages["produce"].rows = messages
+        self.stages["consume"].rows = messages
+
+    def load_files(self, manifest: dict) -> None:
+        reference = self.run("reference", "rows", self.loaders("reference"))
+        reference.rows = self._count(
+            "select (select count(*) from raw.providers) + (select count(*) from raw.patients)"
+        )
+        feedback = self.run("feedback", "files", self.loaders("feedback"))
+        feedback.rows = manifest["feedback"]["files"]
+
+    def build(self, appointments: int) -> None:
+        dbt = str(Path(sys.executable).parent / "dbt")
+        command = self.loaders("env", "--", dbt, "build", "--exclude", "tag:monitor")
+        command += ["--project-dir", str(PROJECT_DIR), "--profiles-dir", str(PROJECT_DIR)]
+        build = self.run("build", "appointments", command, log_name="dbt")
+        build.rows = appointments
+
+    def _count(self, sql: str) -> int:
+        conn = db.connect(self.settings)
+        try:
+            with conn.cursor() as cur:
+                cur.execute(sql)
+                return int(cur.fetchone()[0])
+        finally:
+            conn.close()
+
+
+def _commit() -> str:
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=PROJECT_DIR, capture_output=True, text=True, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def _print(run: ScaleRun, total: float, stopped: str | None) -> dict:
+    args = run.args
+    header = (
+        f"{'stage':<10} {'seconds':>9} {'rows':>11} {'unit':<12} {'rows/s':>9} {'peak RSS':>9} {'broker':>8} "
+        f"{'postgres':>9}"
+    )
+    print()
+    print(header)
+    print("-" * len(header))
+    for stage in run.stages.values():
+        flag = "  FAILED: " + "; ".join(stage.failed) if stage.failed else ""
+        print(
+            f"{stage.name:<10} {stage.seconds:>9.1f} {stage.rows:>11} {stage.unit:<12} {stage.rows_per_s:>9.0f} "
+            f"{stage.peak_rss / MIB:>7.0f}Mi {stage.broker_peak / MIB:>6.0f}Mi "
+            f"{stage.postgres_peak / MIB:>7.0f}Mi{flag}"
+        )
+    print("-" * len(header))
+    extrapolated = total * TARGET_SCALE / args.scale
+    verdict = "met" if extrapolated < TARGET_SECONDS else "missed"
+    print(
+        f"end to end {total:.0f} s for {args.scale} appointments; "
+        + (
+            f"target < {TARGET_SECONDS} s at 10M: {verdict}"
+            if args.scale == TARGET_SCALE
+            else f"{extrapolated:.0f} s extrapolated linearly to 10M, target < {TARGET_SECONDS} s: {verdict}"
+        )
+    )
+    generate = run.stages.get("generate")
+    if generate is not None:
+        verdict = "met" if generate.rows_per_s >= GENERATOR_TARGET else "missed"
+        print(
+            f"generator {generate.rows_per_s:,.0f} event messages/s of wall time, target >= {GENERATOR_TARGET:,}: "
+            f"{verdict}"
+        )
+    print(
+        f"machine: load average up to {run.sampler.max_load:.1f} on {os.cpu_count()} cores, available memory "
+        f"down to {run.sampler.min_available / GIB:.1f} GiB"
+    )
+    if stopped:
+        print(f"STOPPED: {stopped}")
+    return {
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "commit": _commit(),
+        "scale": args.scale,
+        "seed": args.seed,
+        "compression": args.compression,
+        "slice_mb": args.slice_mb,
+        "total_seconds": round(total, 1),
+        "stopped": stopped,
+        "max_load": round(run.sampler.max_load, 1),
+        "min_available_gib": round(run.sampler.min_available / GIB, 1),
+        "stages": [
+            {
+                "name": s.name,
+                "seconds": round(s.seconds, 1),
+                "rows": s.rows,
+                "unit": s.unit,
+                "rows_per_s": round(s.rows_per_s),
+                "peak_rss_mib": round(s.peak_rss / MIB),
+                "broker_peak_mib": round(s.broker_peak / MIB),
+                "postgres_peak_mib": round(s.postgres_peak / MIB),
+                "failed": s.failed,
+            }
+            for s in run.stages.values()
+        ],
+        "notes": run.notes,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.scale", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--scale", type=int, default=DEFAULT_SCALE, help="appointments (default %(default)s)")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--slice-mb", type=int, default=1024, help="JSONL per broker slice (default %(default)s)")
+    parser.add_argument("--compression", default="lz4", help="producer compression (default %(default)s)")
+    parser.add_argument("--idle-seconds", type=float, default=2.0, help="the consumer's drain idle wait")
+    parser.add_argument(
+        "--min-available-gib",
+        type=float,
+        default=4.0,
+        help="stop when the machine's available memory falls under this (default %(default)s)",
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the database and the generated files")
+    parser.add_argument("--results", type=Path, default=Path(".local/bench/scale.jsonl"), help="appended to")
+    args = parser.parse_args(argv)
+    settings = Settings.from_env()
+    work = settings.state_dir / "scale" / datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+    work.mkdir(parents=True)
+    run = ScaleRun(settings, args, work)
+    print(f"scale run: {args.scale} appointments, database {run.database}, work folder {work}", flush=True)
+    db.bootstrap(run.settings)
+    stopped = None
+    started = time.perf_counter()
+    try:
+        manifest = run.generate()
+        events, files = manifest["events"]["messages"], manifest["feedback"]["files"]
+        print(f"generated: {events} messages, {files} files", flush=True)
+        run.events(manifest["events"]["messages"], manifest["events"]["valid_distinct"])
+        run.load_files(manifest)
+        run.build(manifest["appointments"]["total"])
+    except MemoryStop as exc:
+        stopped = str(exc)
+    total = time.perf_counter() - started
+    record = _print(run, total, stopped)
+    args.results.parent.mkdir(parents=True, exist_ok=True)
+    with args.results.open("a") as out:
+        out.write(json.dumps(record) + "\n")
+    print(f"appended to {args.results}")
+    if not args.keep:
+        db.drop_database(settings, run.database)
+        shutil.rmtree(work, ignore_errors=True)
+    failed = stopped or any(stage.failed for stage in run.stages.values())
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,45 @@
+"""``make scale``'s own parts: the broker slices and the memory watch (the run itself is a benchmark)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import psutil
+
+from benchmarks.scale import MIB, Sampler, Stage, slice_files
+
+
+def test_slices_keep_the_replay_order_and_stay_under_the_limit(tmp_path):
+    sizes = {"2026-10-01": 400, "2026-10-02": 500, "2026-10-03": 300, "2026-10-04": 1200, "2026-10-05": 100}
+    files = []
+    for name, size in sizes.items():
+        path = tmp_path / f"{name}.jsonl"
+        path.write_bytes(b"x" * size)
+        files.append(path)
+    groups = slice_files(files, 1000)
+    assert [[p.stem for p in group] for group in groups] == [
+        ["2026-10-01", "2026-10-02"],
+        ["2026-10-03"],
+        ["2026-10-04"],  # larger than the limit: alone, never split or dropped
+        ["2026-10-05"],
+    ]
+    assert [p for group in groups for p in group] == files
+
+
+def test_a_stage_is_stopped_when_available_memory_falls_under_the_floor():
+    # A floor above the machine's memory: the first sample stops the child, and says why.
+    sampler = Sampler(None, None, floor=psutil.virtual_memory().total * 2)
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    stage = Stage("sleep")
+    reason = sampler.watch(stage, child, interval=0.1)
+    assert reason is not None and "available memory fell to" in reason
+    assert child.returncode is not None
+    assert stage.peak_rss > MIB  # a Python interpreter's resident set, measured from its tree
+
+
+def test_a_stage_above_the_floor_runs_to_its_end():
+    sampler = Sampler(None, None, floor=0)
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(0.5)"])
+    assert sampler.watch(Stage("sleep"), child, interval=0.1) is None
+    assert child.returncode == 0
