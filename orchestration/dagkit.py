@@ -146,24 +146,26 @@ def dbt_operator_args() -> dict:
 
 
 def hourly_render_config() -> RenderConfig:
-    """The `hourly` selector of selectors.yml, read from the manifest: a task group per model (run, then the
-    tests on that model alone) and one for the snapshot. The selector is spelled out as Cosmos selections:
-    Cosmos reads YAML selectors but not their `indirect_selection`, and would render tests on seeds and
-    views that dbt leaves out. The tests check that these select exactly what `dbt ls --selector hourly`
-    lists."""
+    """The `hourly` selector of selectors.yml, read from the manifest: one task per model and one for the
+    snapshot, each a `dbt build` of that node (the model, then the tests on it alone: see
+    hourly_execution_config). One dbt invocation per node instead of a run task and a test task: each dbt
+    start costs seconds whatever the data, and the hourly run pays it per task. The selector is spelled out
+    as Cosmos selections: Cosmos reads YAML selectors but not their `indirect_selection`, and would render
+    tests on seeds and views that dbt leaves out. The tests check that these select exactly what
+    `dbt ls --selector hourly` lists."""
     return RenderConfig(
         load_method=LoadMode.DBT_MANIFEST,
         select=["resource_type:model", "resource_type:snapshot"],
         exclude=["config.materialized:view", "tag:static", "tag:monitor"],
-        test_behavior=TestBehavior.AFTER_EACH,
+        test_behavior=TestBehavior.BUILD,
         emit_datasets=False,
     )
 
 
 def hourly_execution_config() -> ExecutionConfig:
-    """Per model, only the tests on that model alone (cautious): a test that reads two models (a
-    relationship, assert_every_appointment_reaches_fact_appointment) would otherwise run after the first
-    of them, before the other was built. Those run in one task after the group (cross_model_tests)."""
+    """Per node, only the tests on that node alone (cautious): a test that reads two models (a
+    relationship, assert_every_appointment_reaches_fact_appointment) would otherwise run with the first of
+    them, before the other was built. Those run in one task after the group (cross_model_tests)."""
     config = execution_config()
     config.test_indirect_selection = TestIndirectSelection.CAUTIOUS
     return config

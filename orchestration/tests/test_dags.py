@@ -114,30 +114,37 @@ def test_ingestion_dag_settings_and_order(dagbag):
         assert info["retries"] == (0 if task == "monitors" else 2), task
 
 
-def test_one_cosmos_task_group_per_model_of_the_hourly_selector(dagbag, hourly_models):
-    tasks = dagbag["dags"][INGESTION]["tasks"]
+def hourly_build_tasks(tasks: dict) -> dict[str, str]:
+    """The dbt_hourly group's tasks by the node they build: ``dbt_hourly.<node>_<type>_build``."""
     built = {}
-    for task, info in tasks.items():
-        parts = task.split(".")
-        if len(parts) == 3 and parts[0] == "dbt_hourly" and parts[2] in ("run", "snapshot"):
-            built[parts[1]] = info["operator"]
+    for task in tasks:
+        group, _, name = task.partition(".")
+        for suffix in ("_model_build", "_snapshot_build"):
+            if group == "dbt_hourly" and name.endswith(suffix):
+                built[name.removesuffix(suffix)] = task
+    return built
+
+
+def test_one_cosmos_build_task_per_model_of_the_hourly_selector(dagbag, hourly_models):
+    """A `dbt build` per model and one for the snapshot: the node, then the tests on it alone, in one dbt
+    invocation (dbt's start-up is paid once per node, not twice)."""
+    tasks = dagbag["dags"][INGESTION]["tasks"]
+    built = hourly_build_tasks(tasks)
     assert set(built) == hourly_models
-    assert built.pop("snap_clinic_ops__providers") == "DbtSnapshotLocalOperator"
-    assert set(built.values()) == {"DbtRunLocalOperator"}
-    # Each model's tests follow it in a task of their own.
-    for model in hourly_models:
-        run = f"dbt_hourly.{model}.{'snapshot' if model.startswith('snap_') else 'run'}"
-        assert tasks[run]["downstream"] == [f"dbt_hourly.{model}.test"], model
+    assert {tasks[task]["operator"] for task in built.values()} == {"DbtBuildLocalOperator"}
+    assert built["snap_clinic_ops__providers"].endswith("_snapshot_build")
+    # Nothing else in the group: no separate run or test tasks.
+    assert {task for task in tasks if task.startswith("dbt_hourly.")} == set(built.values())
 
 
 def test_tests_on_several_models_run_once_all_are_built(dagbag, hourly_models, hourly_cross_model_tests):
-    """A per-model test task runs the tests on that model alone (cautious selection); a test that reads
-    two models (assert_every_appointment_reaches_fact_appointment reads the appointments and the fact)
-    runs in cross_model_tests, after every model's group: run after the first alone, it would fail on a
-    model not yet built. Together they are the selector's tests, as dbt lists them."""
+    """A per-model build runs the tests on that model alone (cautious selection); a test that reads two
+    models (assert_every_appointment_reaches_fact_appointment reads the appointments and the fact) runs in
+    cross_model_tests, after every model's build: run with the first alone, it would fail on a model not
+    yet built. Together they are the selector's tests, as dbt lists them."""
     tasks = dagbag["dags"][INGESTION]["tasks"]
-    for model in hourly_models:
-        assert tasks[f"dbt_hourly.{model}.test"]["indirect_selection"] == "cautious", model
+    for model, task in hourly_build_tasks(tasks).items():
+        assert tasks[task]["indirect_selection"] == "cautious", model
     cross = tasks["cross_model_tests"]
     assert set(cross["select"].split()) == hourly_cross_model_tests
     assert "assert_every_appointment_reaches_fact_appointment" in hourly_cross_model_tests
