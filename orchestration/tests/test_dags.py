@@ -1,5 +1,5 @@
 """The DAG folder as Airflow loads it (DagBag, in Airflow's own environment): no import error, the
-expected tasks and order, one Cosmos task group per model of dbt's `hourly` selector, no cycle."""
+expected tasks and order, one Cosmos build task per model of dbt's `hourly` selector, no cycle."""
 
 from __future__ import annotations
 
