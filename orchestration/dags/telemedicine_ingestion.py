@@ -3,9 +3,9 @@
 
 reference data -> a drain of the event consumer (skipped while the ingest service consumes) -> feedback
 files -> the video platform's call sessions (when an API is configured or embedded) -> the dbt `hourly`
-selector rendered by Cosmos from the manifest (per model: a dbt build of
-the model and its tests; then the tests that read several models) -> source freshness -> the monitors. No overlapping runs, no catchup; every task
-retries with backoff and alerts the monitors' channels once when its last try failed
+selector rendered by Cosmos from the manifest (per model: a dbt build of the model and its tests; then
+the tests that read several models) -> source freshness -> the monitors. No overlapping runs, no
+catchup; every task retries with backoff and alerts the monitors' channels once when its last try failed
 (orchestration/dagkit.py).
 """
 
