@@ -31,7 +31,7 @@ raw_forms as (
 
 raw_appointments as (
 
-    select distinct appointment_id from {{ ref('stg_kafka__appointment_events') }}
+    select appointment_id from {{ ref('stg_kafka__appointment_events') }}
 
 ),
 
@@ -57,9 +57,13 @@ unexpected as (
         on fact_forms.feedback_id = matched_forms.feedback_id
     where
         matched_forms.feedback_id is null
+        -- Correlated exists (index probes), not `in (subquery)`: an `or` of two `in`s too large to hash in
+        -- work_mem was planned as a scan of both lists per fact row (hours at 1M appointments).
         and (
-            fact_forms.feedback_id in (select raw_forms.feedback_id from raw_forms)
-            or fact_forms.appointment_id in (select raw_appointments.appointment_id from raw_appointments)
+            exists (select 1 from raw_forms where raw_forms.feedback_id = fact_forms.feedback_id)
+            or exists (
+                select 1 from raw_appointments where raw_appointments.appointment_id = fact_forms.appointment_id
+            )
         )
 
 )
