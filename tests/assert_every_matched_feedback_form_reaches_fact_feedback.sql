@@ -60,9 +60,15 @@ unexpected as (
         -- Correlated exists (index probes), not `in (subquery)`: an `or` of two `in`s too large to hash in
         -- work_mem was planned as a scan of both lists per fact row (hours at 1M appointments).
         and (
-            exists (select 1 from raw_forms where raw_forms.feedback_id = fact_forms.feedback_id)
+            exists (
+                select 1
+                from raw_forms
+                where raw_forms.feedback_id = fact_forms.feedback_id
+            )
             or exists (
-                select 1 from raw_appointments where raw_appointments.appointment_id = fact_forms.appointment_id
+                select 1
+                from raw_appointments
+                where raw_appointments.appointment_id = fact_forms.appointment_id
             )
         )
 
