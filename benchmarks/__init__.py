@@ -8,6 +8,8 @@ table and writes the same figures as JSON to ``.local/bench/results.json``.
 CASES = [
     "benchmarks.copy_reference",
     "benchmarks.dbt_build",
+    # The hourly run on 1M and 3M appointments of history (minutes: --only hourly to run it alone).
+    "benchmarks.hourly",
     "benchmarks.consumer",
     "benchmarks.feedback_loader",
     "benchmarks.generator",

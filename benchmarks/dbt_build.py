@@ -49,7 +49,7 @@ with appointments as (
         abs(hashtext('status' || n)) %% 100 as status_draw,
         abs(hashtext('device' || n)) %% 4 as device_draw,
         abs(hashtext('issue' || n)) %% 100 as issue_draw,
-        timestamp '2026-01-01' + (%(day_base)s + n %% %(days)s) * interval '1 day'
+        cast(%(origin)s as timestamp) + (%(day_base)s + n %% %(days)s) * interval '1 day'
             + (abs(hashtext('minute' || n)) %% 600 + 480) * interval '1 minute' as scheduled_for
     from generate_series(%(first)s, %(last)s) as n
 ),
@@ -102,7 +102,7 @@ insert into raw.appointment_events
      kafka_offset, _loaded_at)
 select
     md5(n::text || 'late'), 'APT-' || lpad(n::text, 9, '0'), 'no_show',
-    timestamp '2026-01-01' + (n %% %(days)s) * interval '1 day' + interval '20 hours', 1, '{}'::jsonb,
+    cast(%(origin)s as timestamp) + (n %% %(days)s) * interval '1 day' + interval '20 hours', 1, '{}'::jsonb,
     'bench', n %% 3, n, %(loaded_at)s
 from generate_series(%(first)s, %(last)s) as n
 where abs(hashtext('open' || n)) %% 1000 = 0 and n %% %(days)s >= %(days)s - %(recent_days)s
@@ -115,14 +115,14 @@ insert into raw.patient_feedback
      _loaded_at)
 select
     'FBK-' || lpad(n::text, 9, '0'), 'APT-' || lpad(n::text, 9, '0'),
-    timestamp '2026-01-01' + (%(day_base)s + n %% %(days)s) * interval '1 day' + interval '22 hours', 1,
+    cast(%(origin)s as timestamp) + (%(day_base)s + n %% %(days)s) * interval '1 day' + interval '22 hours', 1,
     jsonb_build_object('provider_rating', 1 + n %% 5, 'ease_of_use_rating', 1 + (n / 3) %% 5,
                        'audio_quality_rating', 1 + (n / 5) %% 5, 'video_quality_rating', 1 + (n / 7) %% 5,
                        'overall_satisfaction', 1 + (n / 11) %% 5, 'would_recommend', n %% 3 > 0,
                        'comments', null),
     'bench/feedback.json', 'bench', n,
     coalesce(cast(%(loaded_at)s as timestamptz),
-             timestamp '2026-01-01' + (%(day_base)s + n %% %(days)s) * interval '1 day' + interval '23 hours')
+             cast(%(origin)s as timestamp) + (%(day_base)s + n %% %(days)s) * interval '1 day' + interval '23 hours')
 from generate_series(%(first)s, %(last)s) as n
 where abs(hashtext('status' || n)) %% 100 < 75 and n %% 3 = 0
 """
@@ -155,19 +155,32 @@ HISTORY_DAYS = 300
 
 
 def synthesise(
-    settings: Settings, first: int, last: int, loaded_at: str | None, *, patients: int, reference: bool
+    settings: Settings,
+    first: int,
+    last: int,
+    loaded_at: str | None,
+    *,
+    patients: int,
+    reference: bool,
+    history_days: int = HISTORY_DAYS,
+    origin: str = "2026-01-01",
+    batch_days: int | None = None,
 ) -> None:
     """Land appointments first..last (events and feedback). The first batch (with reference data) is
     HISTORY_DAYS of history, loaded as it happens (an hour after each event). A later batch is what the
     next days bring, as a real load would: its appointments fall on the days after everything before it
     (1% of the appointments = 1% of the days), loaded at `loaded_at`, together with the late terminal
-    events of the first batch's open appointments of its last days."""
+    events of the first batch's open appointments of its last days.
+    history_days and origin (the history's first day) place the history; a batch given batch_days falls on
+    that many days right after the history (the hourly case: the same batch on histories of any length)."""
     size = last - first + 1
     if reference:
-        day_base, days = 0, HISTORY_DAYS
+        day_base, days = 0, history_days
+    elif batch_days is not None:
+        day_base, days = history_days, batch_days
     else:
-        days = max(1, round(HISTORY_DAYS * size / (first - 1)))
-        day_base = HISTORY_DAYS + days * ((first - 1) // size - 100)
+        days = max(1, round(history_days * size / (first - 1)))
+        day_base = history_days + days * ((first - 1) // size - 100)
     params = {
         "first": first,
         "last": last,
@@ -176,16 +189,20 @@ def synthesise(
         "days": days,
         "providers": 200,
         "patients": patients,
+        "origin": origin,
     }
     conn = db.connect(settings, role=LOADER_ROLE)
     try:
         with conn, conn.cursor() as cur:
+            # The loader role's statement timeout bounds a loader's statement; one statement here inserts
+            # millions of rows (3M appointments: several minutes on a busy machine).
+            cur.execute("set local statement_timeout = 0")
             if reference:
                 cur.execute(REFERENCE_SQL, params)
             cur.execute(APPOINTMENT_EVENTS_SQL, params)
             cur.execute(FEEDBACK_SQL, params)
             if not reference:
-                late = {**params, "first": 1, "last": first - 1, "days": HISTORY_DAYS, "recent_days": days}
+                late = {**params, "first": 1, "last": first - 1, "days": history_days, "recent_days": days}
                 cur.execute(LATE_TERMINALS_SQL, late)
         conn.autocommit = True
         with conn.cursor() as cur:

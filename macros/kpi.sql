@@ -15,3 +15,9 @@
 {% macro rate(numerator, denominator) -%}
     cast({{ numerator }} as numeric) / nullif({{ denominator }}, 0)
 {%- endmacro %}
+
+{#- A mean from a rollup's sum and count of the non-null values (aggregates, e.g. sum(wait_minutes_sum)
+    and sum(wait_count)): exactly avg() over the rows rolled up, null when there are none. -#}
+{% macro mean_of(value_sum, value_count) -%}
+    cast({{ value_sum }} as numeric) / nullif({{ value_count }}, 0)
+{%- endmacro %}

@@ -134,6 +134,16 @@ def operator_args() -> dict:
     return {"append_env": True, "install_deps": False}
 
 
+# The hourly DAG's dbt tasks select model by model rather than naming the `hourly` selector: this tells dbt
+# it is the hourly run all the same (macro hourly_run): its tests keep to the rows it touched.
+HOURLY_ENV = {"TELEMED_RUN_SCOPE": "hourly"}
+
+
+def hourly_operator_args() -> dict:
+    """operator_args() for the hourly DAG's dbt task group."""
+    return {**operator_args(), "env": dict(HOURLY_ENV)}
+
+
 def dbt_operator_args() -> dict:
     """Arguments of a single Cosmos operator (freshness, the nightly build, docs) outside a task group."""
     return {

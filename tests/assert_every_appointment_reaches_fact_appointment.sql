@@ -1,5 +1,6 @@
 -- Nothing silently dropped: every appointment id in the events is one row of fact_appointment with the
--- same status as the derivation (catches a stale incremental row as well as a lost one).
+-- same status as the derivation (catches a stale incremental row as well as a lost one). The hourly run
+-- checks the appointments derived from its load window (macro touched_rows), the nightly build all of them.
 {{ config(severity='error') }}
 
 with
@@ -10,6 +11,7 @@ derived as (
         appointment_id,
         status
     from {{ ref('int_appointments_derived_from_events') }}
+    where {{ touched_rows(ref('int_appointments_derived_from_events')) }}
 
 ),
 

@@ -29,8 +29,6 @@ raw_forms as (
 
 ),
 
--- Looked up per unexpected row (exists, by index): `in (subquery)` under an `or` is planned as a
--- subplan that Postgres rescans per row once the id list outgrows work_mem (hours at 1M appointments).
 raw_appointments as (
 
     select appointment_id from {{ ref('stg_kafka__appointment_events') }}
@@ -59,13 +57,17 @@ unexpected as (
         on fact_forms.feedback_id = matched_forms.feedback_id
     where
         matched_forms.feedback_id is null
+        -- Correlated exists (index probes), not `in (subquery)`: an `or` of two `in`s too large to hash in
+        -- work_mem was planned as a scan of both lists per fact row (hours at 1M appointments).
         and (
             exists (
-                select 1 from raw_forms
+                select 1
+                from raw_forms
                 where raw_forms.feedback_id = fact_forms.feedback_id
             )
             or exists (
-                select 1 from raw_appointments
+                select 1
+                from raw_appointments
                 where raw_appointments.appointment_id = fact_forms.appointment_id
             )
         )

@@ -1,5 +1,6 @@
 -- Every appointment points at the provider version valid at its time (valid_from <= timestamp < valid_to)
 -- of its own provider; an appointment of a provider with known versions never points at a placeholder.
+-- The hourly run checks the appointments it touched (macro touched_rows), the nightly build all of them.
 {{ config(severity='error') }}
 
 with
@@ -7,6 +8,7 @@ with
 appointments as (
 
     select * from {{ ref('fact_appointment') }}
+    where {{ touched_rows(ref('fact_appointment')) }}
 
 ),
 

@@ -56,12 +56,13 @@ with DAG(
         profile_config=dagkit.profile_config(),
         execution_config=dagkit.hourly_execution_config(),
         render_config=dagkit.hourly_render_config(),
-        operator_args=dagkit.operator_args(),
+        operator_args=dagkit.hourly_operator_args(),
     )
     # The tests that read two or more models, once all of them are built: one dbt invocation.
     cross_model_tests = DbtTestLocalOperator(
         task_id="cross_model_tests",
         select=" ".join(dagkit.cross_model_tests(dbt_hourly.dbt_graph)),
+        env=dict(dagkit.HOURLY_ENV),
         **COMMON,
     )
     source_freshness = DbtSourceLocalOperator(task_id="source_freshness", **COMMON)

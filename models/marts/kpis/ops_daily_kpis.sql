@@ -11,6 +11,7 @@
     )
 }}
 
+-- depends_on: {{ ref('stg_kafka__appointment_events') }}
 -- Grain: one row per calendar day from the first to the last day with appointments or feedback, days
 -- without any included (the "minimum appointments per day" monitor must see them).
 -- Appointments count on the UTC day of their scheduled time. Rates are fractions (0..1) of the day's
@@ -18,9 +19,9 @@
 -- technical issues are over started appointments, connection quality over completed ones. Feedback
 -- counts on the day the form was submitted.
 -- Incremental (merge on date_id): only the days whose numbers can have changed are recomputed:
---   * days of fact rows loaded within var lookback_days of the newest load already here,
---   * days whose appointment or form count differs from this table's (a row moved to another day: an
---     appointment's booking event arrived after its first event), and
+--   * days of fact rows loaded within var lookback_days of the newest load already here, and every day
+--     their appointments can have counted on before (macro changed_appointment_days: an appointment moves
+--     to another day when its booking event arrives after its first event), and
 --   * days of the covered range not here yet (new days, with or without activity);
 -- and a post-hook deletes days that left the covered range (its first or last day lost its only
 -- appointment to another day), which a merge cannot.
@@ -64,46 +65,12 @@ covered_days as (
 ),
 
 {% if is_incremental() %}
-    watermark as (
-
-        select {{ incremental_watermark('last_loaded_at') }} as loaded_after
-
-    ),
-
+    {%- set loaded_after = incremental_watermark('last_loaded_at') %}
     changed_days as (
 
-        select recent_appointments.date_id
-        from {{ ref('fact_appointment') }} as recent_appointments
-        where recent_appointments.last_loaded_at >= (select watermark.loaded_after from watermark)
+        {{ changed_appointment_days(loaded_after) | indent(8) }}
         union
-        select recent_forms.date_id
-        from {{ ref('fact_feedback') }} as recent_forms
-        where recent_forms.last_loaded_at >= (select watermark.loaded_after from watermark)
-        union
-        select coalesce(fact_counts.date_id, this_model.date_id)
-        from (
-            select
-                fact_rows.date_id,
-                sum(fact_rows.is_appointment) as appointments,
-                sum(1 - fact_rows.is_appointment) as feedback_forms
-            from (
-                select
-                    all_appointments.date_id,
-                    1 as is_appointment
-                from {{ ref('fact_appointment') }} as all_appointments
-                union all
-                select
-                    all_forms.date_id,
-                    0 as is_appointment
-                from {{ ref('fact_feedback') }} as all_forms
-            ) as fact_rows
-            group by fact_rows.date_id
-        ) as fact_counts
-        full outer join {{ this }} as this_model
-            on fact_counts.date_id = this_model.date_id
-        where
-            coalesce(fact_counts.appointments, 0) <> coalesce(this_model.appointments, 0)
-            or coalesce(fact_counts.feedback_forms, 0) <> coalesce(this_model.feedback_forms, 0)
+        {{ changed_feedback_days(loaded_after) | indent(8) }}
         union
         select dates.date_id
         from dates

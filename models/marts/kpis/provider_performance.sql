@@ -1,6 +1,8 @@
 -- Grain: one row per provider (provider_id), described by its current version; the measures cover all
 -- of the provider's appointments and feedback, whichever version was valid at the time. Rates are
 -- fractions (0..1) of closed appointments; ratings are over forms of known appointments.
+-- Added up from the daily rollups provider_activity_daily and feedback_daily (sums and counts, so exactly
+-- the averages over the facts): a table of providers, rebuilt in each run without reading a fact table.
 
 with
 
@@ -10,21 +12,15 @@ providers as (
 
 ),
 
-appointments as (
+activity as (
 
-    select * from {{ ref('fact_appointment') }}
-
-),
-
-statuses as (
-
-    select * from {{ ref('dim_status') }}
+    select * from {{ ref('provider_activity_daily') }}
 
 ),
 
-feedback as (
+forms as (
 
-    select * from {{ ref('fact_feedback') }}
+    select * from {{ ref('feedback_daily') }}
 
 ),
 
@@ -39,34 +35,31 @@ current_providers as (
 appointments_by_provider as (
 
     select
-        appointments.provider_id,
-        count(*) as appointments,
-        {{ count_where('statuses.is_terminal') }} as closed_appointments,
-        {{ count_where("appointments.status = 'completed'") }} as completed,
-        {{ count_where("appointments.status = 'no_show'") }} as no_shows,
-        {{ count_where("appointments.status = 'cancelled'") }} as cancelled,
-        avg(appointments.wait_time_minutes) as avg_wait_minutes,
-        avg(appointments.duration_minutes) as avg_duration_minutes,
-        avg(appointments.connection_quality) as avg_connection_quality
-    from appointments
-    inner join statuses
-        on appointments.status_key = statuses.status_key
-    group by appointments.provider_id
+        provider_id,
+        sum(appointments) as appointments,
+        sum(closed_appointments) as closed_appointments,
+        sum(completed) as completed,
+        sum(no_shows) as no_shows,
+        sum(cancelled) as cancelled,
+        {{ mean_of('sum(wait_minutes_sum)', 'sum(wait_count)') }} as avg_wait_minutes,
+        {{ mean_of('sum(duration_minutes_sum)', 'sum(duration_count)') }} as avg_duration_minutes,
+        {{ mean_of('sum(connection_quality_sum)', 'sum(connection_quality_count)') }} as avg_connection_quality
+    from activity
+    group by provider_id
 
 ),
 
 feedback_by_provider as (
 
     select
-        providers.provider_id,
-        count(*) as feedback_forms,
-        avg(feedback.provider_rating) as avg_provider_rating,
-        avg(feedback.overall_satisfaction) as avg_overall_satisfaction,
-        {{ share_where('feedback.would_recommend') }} as recommend_rate
-    from feedback
-    inner join providers
-        on feedback.provider_key = providers.provider_key
-    group by providers.provider_id
+        provider_id,
+        sum(feedback_forms) as feedback_forms,
+        {{ mean_of('sum(provider_rating_sum)', 'sum(provider_rating_count)') }} as avg_provider_rating,
+        {{ mean_of('sum(overall_satisfaction_sum)', 'sum(overall_satisfaction_count)') }}
+            as avg_overall_satisfaction,
+        {{ rate('sum(would_recommend)', 'sum(feedback_forms)') }} as recommend_rate
+    from forms
+    group by provider_id
 
 ),
 

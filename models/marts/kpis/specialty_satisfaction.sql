@@ -1,18 +1,14 @@
 -- Grain: one row per specialty with feedback. A form counts for the specialty of the provider version
 -- valid at the appointment's time (a provider who changed specialty rates under each in turn).
 -- recommend_rate is the fraction (0..1) of forms that would recommend.
+-- Added up from the daily rollup feedback_daily (sums and counts, so exactly the averages over the forms),
+-- without reading a fact table.
 
 with
 
-feedback as (
+forms as (
 
-    select * from {{ ref('fact_feedback') }}
-
-),
-
-providers as (
-
-    select * from {{ ref('dim_provider') }}
+    select * from {{ ref('feedback_daily') }}
 
 ),
 
@@ -25,18 +21,19 @@ specialties as (
 feedback_by_specialty as (
 
     select
-        coalesce(providers.specialty, 'Unknown') as specialty,
-        count(*) as feedback_forms,
-        avg(feedback.provider_rating) as avg_provider_rating,
-        avg(feedback.overall_satisfaction) as avg_overall_satisfaction,
-        avg(feedback.ease_of_use_rating) as avg_ease_of_use_rating,
-        avg(feedback.audio_quality_rating) as avg_audio_quality_rating,
-        avg(feedback.video_quality_rating) as avg_video_quality_rating,
-        {{ share_where('feedback.would_recommend') }} as recommend_rate
-    from feedback
-    inner join providers
-        on feedback.provider_key = providers.provider_key
-    group by coalesce(providers.specialty, 'Unknown')
+        specialty,
+        sum(feedback_forms) as feedback_forms,
+        {{ mean_of('sum(provider_rating_sum)', 'sum(provider_rating_count)') }} as avg_provider_rating,
+        {{ mean_of('sum(overall_satisfaction_sum)', 'sum(overall_satisfaction_count)') }}
+            as avg_overall_satisfaction,
+        {{ mean_of('sum(ease_of_use_rating_sum)', 'sum(ease_of_use_rating_count)') }} as avg_ease_of_use_rating,
+        {{ mean_of('sum(audio_quality_rating_sum)', 'sum(audio_quality_rating_count)') }}
+            as avg_audio_quality_rating,
+        {{ mean_of('sum(video_quality_rating_sum)', 'sum(video_quality_rating_count)') }}
+            as avg_video_quality_rating,
+        {{ rate('sum(would_recommend)', 'sum(feedback_forms)') }} as recommend_rate
+    from forms
+    group by specialty
 
 ),
 

@@ -1,0 +1,210 @@
+"""Does the hourly run stay cheap as history piles up? The same batch on warehouses of growing history.
+
+For each scale (1M and 3M appointments; ``TELEMED_BENCH_HOURLY_10M=1`` adds 10M, which takes a long
+while), a fresh database gets that much history at the same daily rate (about 3,300 appointments a day,
+so 3M is three times the days of 1M, as years piling up would be), a full ``dbt build``, then the same
+batch of new data, 1% of 1M appointments (10,000, on the three days after the history, with the late
+terminal events of the history's last days), and the scheduled run after a load, ``dbt build --selector
+hourly`` (models and their tests), is timed. Raw rows are synthesised in SQL as in case dbt_build.
+
+Figures, each against its target (issue 20), all measured in one run:
+  * ``hourly_build_<largest>`` / ``hourly_build_1M`` <= 1.15: the hourly cost does not follow the history;
+  * the hourly run's data-dependent time, ``hourly_build_1M`` minus dbt's fixed cost, <= 0.15 of the full
+    build at 1M; the fixed cost (``dbt_fixed_cost``: start-up, partial parse, connection, hooks and one
+    view, as case dbt_build measures it) is printed beside it;
+  * every dashboard card's SQL (dashboards/definitions/*.yml, read as data) on the largest warehouse,
+    target 500 ms each; cards on tables the bench does not build (the monitors' history) are reported as
+    skipped.
+``TELEMED_BENCH_HOURLY_SCALES`` (comma-separated appointments, e.g. ``20000,60000`` for a quick check)
+replaces the scales; the first is the reference.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import statistics
+import time
+from pathlib import Path
+
+import psycopg2.errors
+import yaml
+
+from benchmarks.dbt_build import PIPELINE, STARTUP_NODE, dbt, synthesise
+from benchmarks.harness import BenchContext, Result, timed
+from runtime import db
+from runtime.settings import REPORTING_ROLE, Settings
+
+DEFAULT_SCALES = (1_000_000, 3_000_000)
+TEN_MILLION = 10_000_000
+# Appointments a day in every history (1M over 300 days, the dbt_build case's shape).
+DAILY_RATE = 1_000_000 // 300
+BATCH = 10_000
+BATCH_DAYS = 3
+# Every history ends on this day; the batch lands on the days after it, loaded after all of it.
+HISTORY_END = dt.date(2026, 10, 28)
+BATCH_LOADED_AT = "2026-11-01 12:00:00+00"
+DEFINITIONS = Path(__file__).resolve().parent.parent / "dashboards" / "definitions"
+CARD_RUNS = 5
+TARGET_GROWTH = 1.15
+TARGET_HOURLY_SHARE = 0.15
+TARGET_CARD_SECONDS = 0.5
+
+
+def scales() -> list[int]:
+    configured = os.environ.get("TELEMED_BENCH_HOURLY_SCALES", "")
+    chosen = [int(part) for part in configured.split(",") if part.strip()] or list(DEFAULT_SCALES)
+    if os.environ.get("TELEMED_BENCH_HOURLY_10M") == "1" and TEN_MILLION not in chosen:
+        chosen.append(TEN_MILLION)
+    return chosen
+
+
+def label(appointments: int) -> str:
+    return f"{appointments // 1_000_000}M" if appointments % 1_000_000 == 0 else f"{appointments // 1000}k"
+
+
+def cards() -> list[tuple[str, str]]:
+    """(dashboard.card, SQL) of every card, read from the definitions as data (benchmarks never import
+    dashboards: the packages are independent)."""
+    found = []
+    for path in sorted(DEFINITIONS.glob("*.yml")):
+        document = yaml.safe_load(path.read_text())
+        for card in document.get("cards", []):
+            if card.get("sql"):
+                found.append((f"{document.get('key', path.stem)}.{card['key']}", card["sql"]))
+    return found
+
+
+def time_cards(settings: Settings) -> dict[str, float | None]:
+    """Median seconds of each card's SQL as the reporting role (as Metabase runs it), all rows fetched,
+    after one warm-up; None when it reads a relation this database does not have."""
+    timings: dict[str, float | None] = {}
+    conn = db.connect(settings, role=REPORTING_ROLE)
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            for name, sql in cards():
+                try:
+                    cur.execute(sql)
+                except psycopg2.errors.UndefinedTable:
+                    timings[name] = None
+                    continue
+                cur.fetchall()
+                samples = []
+                for _ in range(CARD_RUNS):
+                    start = time.perf_counter()
+                    cur.execute(sql)
+                    cur.fetchall()
+                    samples.append(time.perf_counter() - start)
+                timings[name] = statistics.median(samples)
+    finally:
+        conn.close()
+    return timings
+
+
+def verdict(value: float, target: float) -> str:
+    return f"target <= {target:g}: {'met' if value <= target else 'MISSED'}"
+
+
+def run(ctx: BenchContext) -> list[Result]:
+    chosen = scales()
+    results: list[Result] = []
+    hourly: dict[int, float] = {}
+    full: dict[int, float] = {}
+    fixed_samples: list[float] = []
+    card_times: dict[str, float | None] = {}
+    for appointments in chosen:
+        history_days = max(1, round(appointments / DAILY_RATE))
+        origin = (HISTORY_END - dt.timedelta(days=history_days)).isoformat()
+        patients = max(1000, appointments // 10)
+        with ctx.database(f"hourly_{label(appointments).lower()}") as settings:
+            synthesise(
+                settings,
+                1,
+                appointments,
+                None,
+                patients=patients,
+                reference=True,
+                history_days=history_days,
+                origin=origin,
+            )
+            dbt(settings, "seed", work_dir=ctx.work_dir)
+            # The reference scale's full build runs every test (the figure the hourly run is held to); the
+            # larger warehouses are built without their tests, which change nothing in them and would take
+            # most of the case's time.
+            untested = () if appointments == chosen[0] else ("resource_type:test", "resource_type:unit_test")
+            with timed() as full_build:
+                dbt(settings, "build", "--full-refresh", *PIPELINE, *untested, work_dir=ctx.work_dir)
+            full[appointments] = full_build[0]
+            # dbt's fixed cost, twice per scale (the first run of a database also warms its catalog).
+            for _ in range(2):
+                with timed() as startup:
+                    dbt(settings, "run", "--select", STARTUP_NODE, work_dir=ctx.work_dir)
+                fixed_samples.append(startup[0])
+            synthesise(
+                settings,
+                appointments + 1,
+                appointments + BATCH,
+                BATCH_LOADED_AT,
+                patients=patients,
+                reference=False,
+                history_days=history_days,
+                origin=origin,
+                batch_days=BATCH_DAYS,
+            )
+            with timed() as hourly_build:
+                dbt(settings, "build", "--selector", "hourly", work_dir=ctx.work_dir)
+            hourly[appointments] = hourly_build[0]
+            if appointments == chosen[-1]:
+                card_times = time_cards(settings)
+
+    fixed = min(fixed_samples)
+    base, largest = chosen[0], chosen[-1]
+    results.append(Result("dbt_fixed_cost", 0, fixed, reference=None, note=f"dbt run of one view ({STARTUP_NODE})"))
+    for appointments in chosen:
+        results.append(
+            Result(
+                f"dbt_build_full_{label(appointments)}",
+                appointments,
+                full[appointments],
+                reference=None,
+                note=f"{appointments} appointments, {round(appointments / DAILY_RATE)} days, "
+                + ("every test" if appointments == base else "no tests"),
+            )
+        )
+    for appointments in chosen:
+        name = f"hourly_build_{label(appointments)}"
+        if appointments == base:
+            note = f"dbt build --selector hourly after {BATCH} new appointments"
+            results.append(Result(name, BATCH, hourly[appointments], reference=None, note=note))
+        else:
+            growth = hourly[appointments] / hourly[base]
+            note = f"same batch; {verdict(growth, TARGET_GROWTH)}" if appointments == largest else "same batch"
+            results.append(
+                Result(
+                    name,
+                    BATCH,
+                    hourly[appointments],
+                    reference=f"hourly_build_{label(base)}",
+                    compare_by="seconds",
+                    note=note,
+                )
+            )
+    share = (hourly[base] - fixed) / full[base]
+    results.append(
+        Result(
+            f"hourly_work_{label(base)}",
+            BATCH,
+            hourly[base] - fixed,
+            reference=f"dbt_build_full_{label(base)}",
+            compare_by="seconds",
+            note=f"hourly minus dbt_fixed_cost ({fixed:.1f} s); {verdict(share, TARGET_HOURLY_SHARE)}",
+        )
+    )
+    for name, seconds in card_times.items():
+        if seconds is None:
+            results.append(Result(f"card {name}", 0, 0.0, reference=None, note="skipped: reads the monitors' history"))
+            continue
+        note = f"at {label(largest)}; {'met' if seconds <= TARGET_CARD_SECONDS else 'MISSED'} (target < 500 ms)"
+        results.append(Result(f"card {name}", 0, seconds, reference=None, note=note))
+    return results

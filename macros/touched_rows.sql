@@ -1,0 +1,63 @@
+{#- Data tests on the rows a run touched: the scheduled run after a load (`dbt build --selector hourly`)
+    tests only the rows of a table loaded within var lookback_days of its newest load, so its cost follows
+    the new data, not the size of the warehouse; every other invocation (the nightly build, deploys,
+    `make test`) tests every row. See README "Hourly and nightly runs". -#}
+
+{#- True in the scheduled run after a load: the `hourly` selector, or TELEMED_RUN_SCOPE=hourly (the hourly
+    DAG's Cosmos tasks, which select model by model instead of naming the selector; `nightly` forces the
+    other way). It then tests touched rows only and leaves the all-time p90 to the nightly build. Only read
+    while executing, so the environment variable never enters the parsed manifest. -#}
+{% macro hourly_run() -%}
+    {%- if not execute -%}
+        {{ return(false) }}
+    {%- endif -%}
+    {%- set scope = env_var('TELEMED_RUN_SCOPE', '') -%}
+    {%- if scope not in ('', 'hourly', 'nightly') -%}
+        {{ exceptions.raise_compiler_error("TELEMED_RUN_SCOPE must be 'hourly' or 'nightly', not '" ~ scope ~ "'") }}
+    {%- endif -%}
+    {%- if scope -%}
+        {{ return(scope == 'hourly') }}
+    {%- endif -%}
+    {{ return(invocation_args_dict.get('selector') == 'hourly') }}
+{%- endmacro %}
+
+{#- A predicate on `column` (a load time) of `relation` keeping the rows this run touched, or `true` when
+    the run tests every row. The bound is a literal, the newest `column` minus var lookback_days, so the
+    planner reads the recent rows through the column's index (as macro incremental_watermark does). -#}
+{% macro touched_rows(relation, column='last_loaded_at') -%}
+    {%- if not hourly_run() -%}
+        true
+    {%- else -%}
+        {%- set newest -%}
+            select {{ dbt.dateadd('day', -var('lookback_days'), 'max(' ~ column ~ ')') }} from {{ relation }}
+        {%- endset -%}
+        {%- set value = run_query(newest).columns[0].values()[0] -%}
+        {%- if value is none -%}
+            true
+        {%- else -%}
+            {{ column }} >= cast('{{ value.isoformat() }}' as timestamp with time zone)
+        {%- endif -%}
+    {%- endif -%}
+{%- endmacro %}
+
+{#- dbt's own hook for the `where` config of generic tests (ours, dbt_expectations' and dbt's), overridden
+    here so that, in a run on touched rows, a test on a model with a `last_loaded_at` column (declared in
+    its YAML) also keeps to the touched rows. A test's own `where` still applies, in both scopes. -#}
+{% macro get_where_subquery(relation) -%}
+    {%- set conditions = [] -%}
+    {%- set where = config.get('where', '') -%}
+    {%- if where -%}
+        {%- do conditions.append('(' ~ where ~ ')') -%}
+    {%- endif -%}
+    {%- if hourly_run() and 'last_loaded_at' in graph.nodes.get(model.attached_node, {}).get('columns', {}) -%}
+        {%- do conditions.append(touched_rows(relation)) -%}
+    {%- endif -%}
+    {%- if conditions -%}
+        {%- set filtered -%}
+            (select * from {{ relation }} where {{ conditions | join(' and ') }}) dbt_subquery
+        {%- endset -%}
+        {%- do return(filtered) -%}
+    {%- else -%}
+        {%- do return(relation) -%}
+    {%- endif -%}
+{%- endmacro %}
