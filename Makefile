@@ -32,7 +32,7 @@ DATE_JOBS ?= 2
 TEST_DATA := $(or $(TELEMED_STATE_DIR),.local)/test-data
 TEST_TOPIC := telemed.test-events.$(shell od -An -N4 -tx4 /dev/urandom | tr -d ' ')
 # The test worlds' business clock: the day after the generator's default period (2026-10-31). Every
-# test process counts it as now for ages and data recency (dbt var as_of); see the README's Tests section.
+# test process counts it as now for ages and data recency (dbt var as_of); see docs/tests.md.
 TEST_AS_OF ?= 2026-11-01T00:00:00Z
 CHROMIUM ?= $(or $(TELEMED_CHROMIUM),/usr/bin/chromium)
 select_flag = $(if $(SELECT),--select $(SELECT),) $(if $(SELECTOR),--selector $(SELECTOR),)
@@ -238,7 +238,7 @@ pytest: setup $(DBT_PACKAGES) $(AIRFLOW_STAMP) ## the Python tests (unit and int
 test-fast: lint-python $(DBT_PACKAGES) ## the inner loop (under a minute): lint-python, pytest without the slow and fault suites
 	$(RUN) services run -- $(VENV)/bin/pytest $(XDIST) -m "not slow and not faults" -q $(PYTEST_ARGS)
 
-# Tests never read the wall clock (see the README's Tests section); this proves it: the date-sensitive
+# Tests never read the wall clock (see docs/tests.md); this proves it: the date-sensitive
 # tests (marker `dates`) run again under five faked dates, Python and the warehouse clock both faked.
 test-dates: setup faketime $(DBT_PACKAGES) ## the date-sensitive tests under five faked dates (month end, Monday, holiday, 29 Feb, a year on)
 	$(RUN) services run -- $(PY) -m testkit.fake_dates --jobs $(DATE_JOBS) -- \

@@ -17,7 +17,7 @@
     {{ return(what ~ ": refusing a full refresh: retention purged " ~ row[1]
         ~ " raw event and form rows (last on " ~ row[2] ~ ", see raw.retention_log), so a rebuild from raw"
         ~ " would lose that history. Build incrementally (plain `dbt build`: exact after a purge), or rebuild"
-        ~ " knowingly with --vars '{allow_full_refresh_after_purge: true}'. See the README, Retention and privacy.") }}
+        ~ " knowingly with --vars '{allow_full_refresh_after_purge: true}'. See docs/privacy.md.") }}
 {%- endmacro %}
 
 {#- on-run-start: a --full-refresh that selects a guarded model stops before anything is built. -#}

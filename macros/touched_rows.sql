@@ -1,7 +1,7 @@
 {#- Data tests on the rows a run touched: the scheduled run after a load (`dbt build --selector hourly`)
     tests only the rows of a table loaded within var lookback_days of its newest load, so its cost follows
     the new data, not the size of the warehouse; every other invocation (the nightly build, deploys,
-    `make test`) tests every row. See README "Hourly and nightly runs". -#}
+    `make test`) tests every row. See docs/dbt.md, "Hourly and nightly runs". -#}
 
 {#- True in the scheduled run after a load: the `hourly` selector, or TELEMED_RUN_SCOPE=hourly (the hourly
     DAG's Cosmos tasks, which select model by model instead of naming the selector; `nightly` forces the

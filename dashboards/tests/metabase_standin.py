@@ -11,7 +11,7 @@ repository at commit 001e7eaa6d520f3fab0134e18f3e7bd926eb74aa (a master with the
 (required keys, types, ranges, defaults). The OpenAPI reference lists no response bodies, so responses follow
 the endpoints' source (``metabase.api.database``: the connection test, the redacted password, opportunistic
 SSL) and what the client must read back. What remains unverified without a real Metabase is listed in the
-README ("The Metabase stand-in").
+docs/dashboards.md ("The Metabase stand-in").
 
 It is as strict as Metabase where the traps are, and answers differently from what it was sent where
 Metabase does:

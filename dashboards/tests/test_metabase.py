@@ -251,7 +251,7 @@ def test_compose_pins_a_supported_metabase():
     image = yaml.safe_load((PROJECT_ROOT / "docker-compose.yml").read_text())["services"]["metabase"]["image"]
     match = re.fullmatch(r"metabase/metabase:v0\.(\d+)(\.\d+)*(-lts)?", image)
     assert match and int(match.group(1)) >= 48, f"{image}: the provisioning supports v0.48 and newer"
-    readme = (PROJECT_ROOT / "README.md").read_text()
+    readme = (PROJECT_ROOT / "docs" / "dashboards.md").read_text()
     assert "Supported Metabase versions: v0.48 and newer" in readme
 
 

@@ -1,5 +1,5 @@
 """docker-compose.yml is for users (no Docker engine runs here): validate it against the Compose
-specification's JSON schema, and check the promises the README makes about it."""
+specification's JSON schema, and check the promises the documentation makes about it (docs/operations.md)."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 --     yet (attributes null, is_inferred true; replaced as soon as the provider's data arrives), and
 --   * the Unknown member (provider_key '-1') for appointments whose booking event has not arrived.
 -- Versions and their validity come from the full history in raw (int_provider_versions_validity):
--- exact and reproducible; the snapshot snap_clinic_ops__providers cross-checks it (see README).
+-- exact and reproducible; the snapshot snap_clinic_ops__providers cross-checks it (see docs/dbt.md).
 
 {#- The columns of the inferred and Unknown members (macro dimension_member): no attributes, one
     open-ended version. -#}
