@@ -202,11 +202,8 @@ test: ## every check on an isolated database: lint, pytest, faked dates, dbt bui
 # paused and restarting servers: their output goes to a log each, printed after pytest's. Every phase runs
 # to its end; the target fails if any of them failed, and says which. Airflow's environment (needed by
 # pytest's DAG tests, made on a fresh clone) installs while lint runs.
-# One `dbt parse` serves every dbt of every phase (DBT_PARTIAL_PARSE_FILE_PATH): each dbt writes a target
-# folder of its own and would parse the project from scratch (testkit/fixtures.py says more).
 TEST_LOGS := $(or $(TELEMED_STATE_DIR),.local)/artifacts/make-test
 BESIDE_PYTEST := test-dates dbt-test
-TEST_PARSE = $(abspath $(TEST_LOGS))/parse
 
 _test:
 	$(RUN) db drop --database $(PGDATABASE)
@@ -217,8 +214,7 @@ _test:
 	$(MAKE) --no-print-directory lint; lint=$$?; wait $$venv; venv=$$?; \
 	[ $$venv = 0 ] || { echo "== make airflow-venv (exit $$venv):"; cat $(TEST_LOGS)/airflow-venv.log; }; \
 	[ $$lint = 0 ] && [ $$venv = 0 ]
-	$(DBT) parse --quiet --target-path $(TEST_PARSE)
-	@export DBT_PARTIAL_PARSE_FILE_PATH=$(TEST_PARSE)/partial_parse.msgpack; set +e; pids=""; \
+	@set +e; pids=""; \
 	for phase in $(BESIDE_PYTEST); do \
 		$(MAKE) --no-print-directory $$phase DATE_JOBS=1 > $(TEST_LOGS)/$$phase.log 2>&1 & pids="$$pids $$phase:$$!"; \
 		echo "== make $$phase runs beside pytest (log $(TEST_LOGS)/$$phase.log)"; \

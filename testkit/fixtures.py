@@ -17,8 +17,6 @@ import dataclasses
 import os
 import shutil
 import socket
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,7 +28,6 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from runtime import db, services
 from runtime.kafka import client_config
 from runtime.settings import PROJECT_ROOT, Settings
-from testkit.clock import TEST_AS_OF
 
 
 def free_port() -> int:
@@ -67,46 +64,6 @@ def own_services(
         broker.stop()
         postgres.stop(mode="immediate")  # a case may have left it stopped: stop() then does nothing
         shutil.rmtree(state, ignore_errors=True)
-
-
-# One `dbt parse` for the whole run. Every dbt a test starts writes its own target folder (a world of its
-# own), so each used to parse the project from scratch: about 10 s of CPU per invocation, well over a
-# hundred invocations per `make test`. dbt reads its partial-parse state from DBT_PARTIAL_PARSE_FILE_PATH
-# when that is set; it still checks the state against its own (dbt version, vars, profile, every file's
-# checksum) and parses what differs, so a test that changes the project or the vars gets what it changed.
-PARSE_TARGET = PROJECT_ROOT / ".local" / "test-parse"
-
-
-def shared_partial_parse() -> Path:
-    """`dbt parse` once into .local/test-parse (the environment every test's dbt runs with, TELEMED_AS_OF
-    included) and the partial-parse file it leaves. dbt reuses a parse only for the same `--profile` and
-    `--target` arguments, given or not: Airflow's tasks, which Cosmos runs with both, have their own
-    (orchestration/tests/conftest.py)."""
-    target = PARSE_TARGET
-    dbt = [sys.executable, "-m", "loaders", "env", "--", str(Path(sys.executable).parent / "dbt")]
-    done = subprocess.run(
-        [*dbt, "parse", "--quiet", "--target-path", str(target)],
-        cwd=PROJECT_ROOT,
-        env={**os.environ, "TELEMED_AS_OF": TEST_AS_OF},  # the root conftest's business clock, set later
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        output = done.stdout[-3000:] + done.stderr[-3000:]
-        raise pytest.UsageError(f"dbt parse (the shared partial parse) failed:\n{output}")
-    return target / "partial_parse.msgpack"
-
-
-@pytest.hookimpl(trylast=True)
-def pytest_configure(config):
-    """On the controller (xdist workers inherit its environment), before any test: the shared parse, unless
-    the caller already gave one (`make test` parses once for pytest and the phases beside it)."""
-    if hasattr(config, "workerinput") or os.environ.get("DBT_PARTIAL_PARSE_FILE_PATH"):
-        return
-    if config.option.collectonly or not (PROJECT_ROOT / "dbt_packages" / "dbt_expectations").is_dir():
-        return  # nothing runs; or the root conftest installs the packages first and dbt parses in full once
-    os.environ["DBT_PARTIAL_PARSE_FILE_PATH"] = str(shared_partial_parse())
 
 
 def _worker_env() -> dict[str, str]:

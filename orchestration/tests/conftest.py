@@ -47,12 +47,9 @@ def run_dbt(env: dict[str, str], *args: str) -> str:
 @pytest.fixture(scope="session")
 def dbt_target(tmp_path_factory) -> Path:
     """`dbt parse` into a target folder of the session's own: the manifest the DAGs are rendered from
-    (TELEMED_DBT_MANIFEST), as `make airflow` makes target/airflow/manifest.json. Parsed with the
-    `--profile` and `--target` Cosmos gives every task, so its partial-parse file is one the tasks' dbt can
-    start from (AirflowHarness.env)."""
+    (TELEMED_DBT_MANIFEST), as `make airflow` makes target/airflow/manifest.json."""
     target = tmp_path_factory.mktemp("airflow-dbt") / "target"
-    profile = ["--profile", "telemed", "--target", os.environ.get("DBT_TARGET") or "dev"]
-    run_dbt(loader_env(Settings.from_env()), "parse", "--quiet", "--target-path", str(target), *profile)
+    run_dbt(loader_env(Settings.from_env()), "parse", "--quiet", "--target-path", str(target))
     return target
 
 
@@ -65,14 +62,7 @@ class AirflowHarness:
     manifest: Path
 
     def env(self, world: Settings, **extra: str) -> dict[str, str]:
-        # Each task's dbt starts from the session's parse instead of parsing the project again (testkit's
-        # shared partial parse, in the flavour Cosmos's arguments need).
-        base = loader_env(
-            world,
-            TELEMED_DBT_MANIFEST=str(self.manifest),
-            DBT_PARTIAL_PARSE_FILE_PATH=str(self.manifest.parent / "partial_parse.msgpack"),
-            **extra,
-        )
+        base = loader_env(world, TELEMED_DBT_MANIFEST=str(self.manifest), **extra)
         return supervisor.airflow_env(self.settings, self.site, base=base)
 
     def airflow(self, env: dict[str, str], *args: str, timeout: float = 900) -> subprocess.CompletedProcess:
