@@ -8,6 +8,9 @@ PY := $(VENV)/bin/python
 RUN := $(PY) -m loaders
 # dbt always runs with the effective connection (embedded or configured), like the loaders.
 DBT := $(RUN) env --role telemed_dbt -- $(VENV)/bin/dbt
+# pip says only what failed: a fresh clone's install is not a screenful of pip's notes about the machine's
+# index configuration (make demo prints one line per step). PIP_QUIET=-q shows its warnings again.
+PIP_QUIET ?= -qq
 STAMP := $(VENV)/.installed-$(shell cksum < requirements.txt | cut -d' ' -f1)
 # Apache Airflow's own environment (see the airflow targets).
 AIRFLOW_VENV ?= .local/airflow/venv
@@ -67,8 +70,8 @@ help: ## list the targets: the everyday ones first
 $(STAMP): requirements.txt
 	@$(PYTHON) -c 'import sys; sys.exit("Python 3.10+ is required, found " + sys.version.split()[0]) if sys.version_info < (3, 10) else None'
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(PY) -m pip install $(PIP_QUIET) --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install $(PIP_QUIET) --disable-pip-version-check -r requirements.txt
 	@rm -f $(VENV)/.installed-* && touch $@
 
 # A profile from before dbt logged in as telemed_dbt (it logged in as the admin and used SET ROLE) no longer
@@ -294,8 +297,8 @@ erase: setup ## remove one patient's identifiers everywhere: make erase PATIENT_
 
 $(AIRFLOW_STAMP): orchestration/requirements-airflow.txt | setup
 	@test -x $(AIRFLOW_VENV)/bin/python || $(PYTHON) -m venv $(AIRFLOW_VENV)
-	$(AIRFLOW_VENV)/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(AIRFLOW_NO_TELEMETRY) $(AIRFLOW_VENV)/bin/python -m pip install --quiet --disable-pip-version-check \
+	$(AIRFLOW_VENV)/bin/python -m pip install $(PIP_QUIET) --disable-pip-version-check --upgrade pip
+	$(AIRFLOW_NO_TELEMETRY) $(AIRFLOW_VENV)/bin/python -m pip install $(PIP_QUIET) --disable-pip-version-check \
 		-r orchestration/requirements-airflow.txt
 	@rm -f $(AIRFLOW_VENV)/.installed-* && touch $@
 
