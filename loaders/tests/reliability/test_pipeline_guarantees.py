@@ -555,6 +555,11 @@ TEST_CREDENTIALS = {
         "not-the-password",
     },
     "runtime/tests/test_settings.py": {"s3cret", "hunter2"},
+    # the bearer tokens of the loopback video platform API the connector tests start
+    "loaders/tests/test_api.py": {"test-token-of-the-platform", "not-the-token"},
+    "loaders/tests/test_load.py": {"load-test-token"},
+    # the S3 emulator (moto on loopback) takes any key; these name it
+    "testkit/s3.py": {"emulator"},
 }
 
 
