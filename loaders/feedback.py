@@ -292,11 +292,7 @@ class FeedbackLoader:
                 self.source.close()
             progress.close()
         final = {**details, "files": self.files}
-        if self.run.run_id is not None:
-            try:
-                self.reader_session.run("closing the load run", lambda conn: self.run.close(conn, status, error, final))
-            except RetryGaveUp as exc:
-                log.error("could not record the end of run %s: %s", self.run.run_id, exc)
+        self.run.finish(self.reader_session, status, error, final)
         self.reader_session.close()
         self.writer_session.close()
         return status, error

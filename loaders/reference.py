@@ -148,11 +148,7 @@ def run_reference(
     except (LookupError, RetryGaveUp) as exc:
         status, error = "failed", str(exc)
         log.error("%s", error)
-    if run.run_id is not None:
-        try:
-            session.run("closing the load run", lambda conn: run.close(conn, status, error, summary))
-        except RetryGaveUp as exc:
-            log.error("could not record the end of run %s: %s", run.run_id, exc)
+    run.finish(session, status, error, summary)
     session.close()
     summary.update(status=status, error=error, run_id=run.run_id, counts=run.counts)
     return status, summary

@@ -13,6 +13,7 @@ import os
 import socket
 from dataclasses import dataclass, field
 
+from loaders.retry import RetryGaveUp
 from runtime.processes import pid_alive
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,17 @@ class LoadRun:
                 (status, error, json.dumps(details or {}), self.run_id),
             )
         log.info("%s run %s %s", self.loader, self.run_id, status)
+
+    def finish(self, session, status: str, error: str | None = None, details: dict | None = None) -> None:
+        """Close the run through ``session`` (a PgSession, which retries): the end of a run whose row was
+        opened. A database that stays away is logged, not raised: the run's own outcome is what the caller
+        reports, and the next run of this loader closes the row as abandoned."""
+        if self.run_id is None:
+            return
+        try:
+            session.run("closing the load run", lambda conn: self.close(conn, status, error, details))
+        except RetryGaveUp as exc:
+            log.error("could not record the end of run %s: %s", self.run_id, exc)
 
 
 def _close_abandoned(cur, loader: str, host: str) -> None:
