@@ -84,6 +84,16 @@ def _cmdline(pid: int) -> str:
         return ""
 
 
+def _running_pid(pidfile: Path, marker: str) -> int | None:
+    """The pid in ``pidfile`` if that process lives and its command line holds ``marker`` (a pid file left
+    behind names a process that is gone, or a reused pid another program's)."""
+    try:
+        pid = int(pidfile.read_text().strip())
+    except (OSError, ValueError):
+        return None
+    return pid if pid_alive(pid) and marker in _cmdline(pid) else None
+
+
 # --------------------------------------------------------------------------- postgres
 
 
@@ -334,11 +344,7 @@ class EmbeddedBroker:
             raise ServiceError(f"no Tansu broker binary for this platform: {exc}") from None
 
     def pid(self) -> int | None:
-        try:
-            pid = int(self.pidfile.read_text().strip())
-        except (OSError, ValueError):
-            return None
-        return pid if pid_alive(pid) and "tansu" in _cmdline(pid) else None
+        return _running_pid(self.pidfile, "tansu")
 
     def status(self) -> ServiceStatus:
         pid = self.pid()
@@ -430,11 +436,7 @@ class EmbeddedVideoApi:
         self.port = settings.video_api_port
 
     def pid(self) -> int | None:
-        try:
-            pid = int(self.pidfile.read_text().strip())
-        except (OSError, ValueError):
-            return None
-        return pid if pid_alive(pid) and "simulator.api_server" in _cmdline(pid) else None
+        return _running_pid(self.pidfile, "simulator.api_server")
 
     def status(self) -> ServiceStatus:
         pid = self.pid()
