@@ -48,6 +48,7 @@ DBT_STEPS = [
 # only those tests, instead of a table for each of ~400 tests on every run.
 FAILING_TESTS = ["test", "--select", "result:fail", "result:warn", "--store-failures", "--state"]
 FAILURES_SCHEMA = "monitoring_failures"
+PARTIAL_PARSE = "partial_parse.msgpack"
 
 
 def run_dbt(settings: Settings, args: list[str], target_path: Path) -> int:
@@ -139,6 +140,17 @@ def keep_last_build_timings(target: Path, monitor_target: Path) -> Path:
         monitor_target.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(target / "run_results.json", build_results)
     return build_results
+
+
+def reuse_build_parse(target: Path, monitor_target: Path) -> None:
+    """Start from the last build's parsed project (target/partial_parse.msgpack) when it is newer than our
+    own: dbt then re-reads only the files that changed since, instead of parsing the whole project on a
+    first run (about 6 s of CPU). dbt still checks the file itself: a project, profile, target or vars
+    that differ from the build's make it parse in full, as without the copy."""
+    parsed, ours = target / PARTIAL_PARSE, monitor_target / PARTIAL_PARSE
+    if parsed.exists() and (not ours.exists() or ours.stat().st_mtime < parsed.stat().st_mtime):
+        monitor_target.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(parsed, ours)
 
 
 def run_monitor_dbt(settings: Settings, monitor_target: Path) -> None:
@@ -273,6 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     monitor_target = args.dbt_target / "monitor"
     build_results = keep_last_build_timings(args.dbt_target, monitor_target)
     if not args.skip_dbt:
+        reuse_build_parse(args.dbt_target, monitor_target)
         run_monitor_dbt(settings, monitor_target)
         keep_failing_rows(settings, monitor_target)
 
