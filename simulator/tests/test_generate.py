@@ -361,6 +361,20 @@ def test_valid_lines_are_canonical_compact_json(small):
                 assert line == json.dumps(obj, separators=(",", ":"))
 
 
+def test_valid_form_files_are_canonical_compact_json(small):
+    """Form files are built without json.dumps: each valid one must be exactly what json.dumps gives."""
+    checked = 0
+    for path in (small["tmp"] / "landing").rglob("feedback-FBK-0*.json"):
+        if "resubmitted" in path.name:
+            continue
+        raw = path.read_text()
+        obj = json.loads(raw)
+        assert classify_form(obj) is None
+        assert raw == json.dumps(obj, separators=(",", ":")) + "\n"
+        checked += 1
+    assert checked > 100
+
+
 def test_every_dirty_kind_is_present_and_counted(small):
     manifest = small["manifest"]
     event_reasons = {
