@@ -17,5 +17,5 @@ def seeded(seed: int) -> random.Random:
 
 def random_uuid(rng: random.Random) -> str:
     """A version-4 UUID string from a seeded RNG (what uuid.UUID(int=..., version=4) gives, faster)."""
-    h = f"{(rng.getrandbits(128) & _UUID_CLEAR) | _UUID_SET:032x}"
+    h = ((rng.getrandbits(128) & _UUID_CLEAR) | _UUID_SET).to_bytes(16, "big").hex()
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
