@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
 import re
 import statistics
 import subprocess
@@ -309,6 +310,34 @@ def test_a_failing_world_process_is_reported_with_its_traceback(monkeypatch):
     monkeypatch.setattr(World, "appointments", broken)
     with pytest.raises(WorldProcessError, match="a draw went wrong"):
         list(pipeline.appointments(world, workers=2))
+
+
+def test_a_failing_child_of_the_pipeline_is_reported_with_its_traceback(monkeypatch, tmp_path):
+    """With two workers the world, the video sessions and the clinic tables run in children: a failure in
+    any of them is raised in the parent with the child's traceback, and no child is left running."""
+    from simulator import generate as generate_module
+    from simulator.video_api import CallSessions
+
+    def broken_world(self):
+        yield from ()
+        raise ValueError("a draw went wrong")
+
+    def broken_session(self, appointment):
+        raise ValueError("a session went wrong")
+
+    def broken_tables(*args):
+        raise ValueError("a table went wrong")
+
+    for target, name, broken, message in (
+        (World, "appointments", broken_world, "a draw went wrong"),
+        (CallSessions, "add", broken_session, "a session went wrong"),
+        (generate_module, "_clinic_tables_as_of", broken_tables, "a table went wrong"),
+    ):
+        with monkeypatch.context() as patch:
+            patch.setattr(target, name, broken)
+            with pytest.raises(WorldProcessError, match=message):
+                run(tmp_path / name, scale=300, dirty=0.0, workers=2)
+        assert not multiprocessing.active_children()
 
 
 def test_another_seed_gives_another_world(small, tmp_path):
