@@ -103,27 +103,51 @@ def weighted_picker(pairs: Iterable[tuple[object, float]]):
     return pick
 
 
-@dataclass
 class Pools:
-    female: list[str]
-    male: list[str]
-    last: list[str]
-    streets: list[str]
-    cities: list[str]
-    zips: list[str]
+    """Names and addresses from one seeded Faker, in a fixed order: first names, last names, then streets,
+    cities and zips. The addresses (two thirds of the cost) are only made when first asked for, by the same
+    Faker where the names left it, so they are the same values; only the patients need them, and with two
+    workers the clinic tables' process makes them while the world is already running."""
+
+    def __init__(self, fake: Faker, female: list[str], male: list[str], last: list[str]) -> None:
+        self._fake = fake
+        self.female = female
+        self.male = male
+        self.last = last
+        self._addresses: tuple[list[str], list[str], list[str]] | None = None
 
     @classmethod
     def build(cls, seed: int) -> Pools:
         fake = Faker("en_US")
         fake.seed_instance(seed)
         return cls(
+            fake,
             female=sorted({fake.first_name_female() for _ in range(500)}),
             male=sorted({fake.first_name_male() for _ in range(500)}),
             last=sorted({fake.last_name() for _ in range(1200)}),
-            streets=[fake.street_address() for _ in range(2000)],
-            cities=[fake.city() for _ in range(600)],
-            zips=[fake.zipcode() for _ in range(600)],
         )
+
+    def _address_pools(self) -> tuple[list[str], list[str], list[str]]:
+        if self._addresses is None:
+            fake = self._fake
+            self._addresses = (
+                [fake.street_address() for _ in range(2000)],
+                [fake.city() for _ in range(600)],
+                [fake.zipcode() for _ in range(600)],
+            )
+        return self._addresses
+
+    @property
+    def streets(self) -> list[str]:
+        return self._address_pools()[0]
+
+    @property
+    def cities(self) -> list[str]:
+        return self._address_pools()[1]
+
+    @property
+    def zips(self) -> list[str]:
+        return self._address_pools()[2]
 
 
 @dataclass
