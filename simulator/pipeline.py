@@ -27,7 +27,7 @@ import traceback
 from collections.abc import Callable, Iterator
 
 from simulator.reference import Provider
-from simulator.video_api import CallSessions
+from simulator.video_api import CallSessions, visit_of
 from simulator.world import Appointment, Event, Form, World
 
 BATCH = 1000
@@ -108,36 +108,50 @@ def _widen(conn) -> None:
         fcntl.fcntl(conn.fileno(), fcntl.F_SETPIPE_SZ, PIPE_BYTES)
 
 
-def _world(world: World, conns: list) -> None:
-    """Walk the world, sending pickled batches of encoded appointments to every reader; then its CPU
-    seconds (a float: the end), or the error's traceback (a string). A reader that went away (it failed, or
-    the parent stopped reading) gets nothing more."""
+def _world(world: World, to_emitter, to_sessions=None) -> None:
+    """Walk the world, sending pickled batches: the encoded appointments to the emitter, what the video
+    platform sees of them (``video_api.visit_of``) to the sessions; then this child's CPU seconds (a float:
+    the end), or the error's traceback (a string). A reader that went away (it failed, or the parent stopped
+    reading) gets nothing more."""
     where = {
         id(version): (p, v) for p, provider in enumerate(world.providers) for v, version in enumerate(provider.versions)
     }
-    conns = list(conns)
+    readers = [conn for conn in (to_emitter, to_sessions) if conn is not None]
 
-    def send(blob: bytes) -> None:
-        for conn in list(conns):
+    def send(conn, blob: bytes) -> None:
+        if conn in readers:
             try:
                 conn.send_bytes(blob)
             except BrokenPipeError:
-                conns.remove(conn)
+                readers.remove(conn)
+
+    def send_all(blob: bytes) -> None:
+        for conn in list(readers):
+            send(conn, blob)
 
     try:
-        batch = []
+        rows, visits = [], []
         for appointment in world.appointments():
-            batch.append(_encode(appointment, where))
-            if len(batch) == BATCH:
-                send(pickle.dumps(batch, pickle.HIGHEST_PROTOCOL))
-                batch = []
-        if batch:
-            send(pickle.dumps(batch, pickle.HIGHEST_PROTOCOL))
-        send(pickle.dumps(time.process_time()))  # the end, with the CPU seconds this child used
+            rows.append(_encode(appointment, where))
+            if to_sessions is not None:
+                visit = visit_of(appointment)
+                if visit is not None:
+                    visits.append(visit)
+            if len(rows) == BATCH:
+                if to_sessions is not None:
+                    send(to_sessions, pickle.dumps(visits, pickle.HIGHEST_PROTOCOL))
+                    visits = []
+                send(to_emitter, pickle.dumps(rows, pickle.HIGHEST_PROTOCOL))
+                rows = []
+        if visits:
+            send(to_sessions, pickle.dumps(visits, pickle.HIGHEST_PROTOCOL))
+        if rows:
+            send(to_emitter, pickle.dumps(rows, pickle.HIGHEST_PROTOCOL))
+        send_all(pickle.dumps(time.process_time()))  # the end, with the CPU seconds this child used
     except BaseException:  # noqa: BLE001 - any failure is the parent's to report, with its traceback
-        send(pickle.dumps(traceback.format_exc()))
+        send_all(pickle.dumps(traceback.format_exc()))
     finally:
-        for conn in conns:
+        for conn in readers:
             conn.close()
 
 
@@ -163,14 +177,14 @@ def _batches(receiver, child=None, cpu: dict | None = None) -> Iterator[list[tup
         yield message
 
 
-def _sessions(make: Callable[[], CallSessions], providers: list[Provider], receiver, result) -> None:
-    """The sessions' child: play every appointment of the world's batches, then send the manifest block."""
+def _sessions(make: Callable[[], CallSessions], receiver, result) -> None:
+    """The sessions' child: play every visit of the world's batches, then send the manifest block."""
     try:
         sessions = make()
         try:
             for batch in _batches(receiver):
-                for row in batch:
-                    sessions.add(_decode(row, providers))
+                for visit in batch:
+                    sessions.add_visit(*visit)
         finally:
             sessions.close()
         result.send_bytes(pickle.dumps(("ok", sessions.manifest_block(), time.process_time())))
@@ -200,7 +214,7 @@ def appointments(world: World, workers: int) -> Iterator[Appointment]:
         return
     context = multiprocessing.get_context("fork")
     receiver, sender = context.Pipe(duplex=False)
-    child = context.Process(target=_world, args=(world, [sender]), name="telemed-world", daemon=True)
+    child = context.Process(target=_world, args=(world, sender), name="telemed-world", daemon=True)
     child.start()
     sender.close()
     try:
@@ -280,11 +294,11 @@ def _play_forked(world, emit, make_sessions, job, cpu) -> tuple[int, dict, objec
         start(
             "telemed-sessions",
             _sessions,
-            (make_sessions, world.providers, world_for_sessions, sessions_sender),
+            (make_sessions, world_for_sessions, sessions_sender),
             (world_for_sessions, sessions_sender),
         )
         world_child = start(
-            "telemed-world", _world, (world, [world_to_me, world_to_sessions]), (world_to_me, world_to_sessions)
+            "telemed-world", _world, (world, world_to_me, world_to_sessions), (world_to_me, world_to_sessions)
         )
         for conn in (job_sender, world_to_me, world_for_sessions, world_to_sessions, sessions_sender):
             conn.close()

@@ -145,6 +145,26 @@ def _line(times: list[int], session: tuple) -> str:
     )
 
 
+def visit_of(appt: Appointment) -> tuple | None:
+    """What the platform sees of an appointment, as ``CallSessions.add_visit``'s arguments: None if it had no
+    call (no started or no completed event)."""
+    if appt.device is None:
+        return None  # no visit, no call
+    started = completed = None
+    drops = 0
+    for event in appt.events:
+        kind = event.event_type
+        if kind == "started":
+            started = event.ts
+        elif kind == "completed":
+            completed = event.ts
+        elif kind == "technical_issue" and event.fields["technical_issue_type"] == "connection_drop":
+            drops += 1
+    if started is None or completed is None:
+        return None
+    return appt.appointment_id, appt.scheduled_for, appt.device, appt.quality, drops, started, completed
+
+
 class CallSessions:
     """The platform's sessions of the world's started appointments, as they arrive by ``as_of``."""
 
@@ -178,19 +198,25 @@ class CallSessions:
         return rng
 
     def add(self, appt: Appointment) -> None:
-        if appt.device is None:
-            return  # no visit, no call
-        started = completed = None
-        for event in appt.events:
-            kind = event.event_type
-            if kind == "started":
-                started = event
-            elif kind == "completed":
-                completed = event
-        if started is None or completed is None or started.ts > self.as_of:
-            return  # never started, or not yet by as_of: the platform has no session
-        rng = self.rng_for(appt.appointment_id)
-        times, session = self._session(rng, appt, started.ts, completed.ts)
+        visit = visit_of(appt)
+        if visit is not None:
+            self.add_visit(*visit)
+
+    def add_visit(
+        self,
+        appointment_id: str,
+        scheduled_for: int,
+        device: str,
+        quality: int,
+        drops: int,
+        started: int,
+        ended: int,
+    ) -> None:
+        """The session of a visit (``visit_of``): the platform's record of the call, if it started by as_of."""
+        if started > self.as_of:
+            return  # not yet started by as_of: the platform has no session
+        rng = self.rng_for(appointment_id)
+        times, session = self._session(rng, appointment_id, scheduled_for, device, quality, drops, started, ended)
         status = (times[0] <= self.as_of) + (times[1] <= self.as_of) + (times[2] <= self.as_of) - 1
         if status < 0:
             return  # the provider joined just before as_of: the platform has not written the session yet
@@ -206,25 +232,30 @@ class CallSessions:
                 self.rejected[kind] += 1
                 self._write([dirty_time], self._dirty(rng, kind, _record(session), dirty_time), dirty=kind)
 
-    def _session(self, rng: random.Random, appt: Appointment, started: int, ended: int) -> tuple[list[int], tuple]:
+    def _session(
+        self,
+        rng: random.Random,
+        appointment_id: str,
+        scheduled_for: int,
+        device: str,
+        quality: int,
+        drops: int,
+        started: int,
+        ended: int,
+    ) -> tuple[list[int], tuple]:
         """The session's version times and its values, as ``_record`` lays them out (no dict: only a dirty
         copy needs one)."""
         iso = self.clock.iso
         random_ = rng.random
         provider_joined = started + int(random_() * 21)
-        patient_joined = min(appt.scheduled_for + int(rng.uniform(-240, 90)), provider_joined - 5)
+        patient_joined = min(scheduled_for + int(rng.uniform(-240, 90)), provider_joined - 5)
         patient_left = ended + int(random_() * 11)
         provider_left = ended + int(random_() * 31)
         last_left = max(patient_left, provider_left)
         finalized = last_left + int(math.exp(rng.uniform(*_FINALIZE_LOGS)) * 60)
         times = [provider_joined + 1 + int(random_() * 5), last_left + 2 + int(random_() * 59), finalized]
-        platform = _pick(rng, PLATFORMS_BY_DEVICE[appt.device])
+        platform = _pick(rng, PLATFORMS_BY_DEVICE[device])
         version = _pick(rng, APP_VERSIONS[platform])
-        drops = 0
-        if appt.issues:
-            for event in appt.events:
-                if event.fields.get("technical_issue_type") == "connection_drop":
-                    drops += 1
         patient_joined_at = iso(patient_joined)
         last_left_at = iso(last_left)
         patient = (
@@ -234,7 +265,7 @@ class CallSessions:
             patient_joined_at,
             iso(patient_left),
             drops + (1 if random_() < 0.02 else 0),
-            self._network(rng, appt.quality, version != APP_VERSIONS[platform][0][0]),
+            self._network(rng, quality, version != APP_VERSIONS[platform][0][0]),
         )
         provider = (
             "provider",
@@ -247,8 +278,8 @@ class CallSessions:
         )
         session = (
             random_uuid(rng),
-            appt.appointment_id,
-            iso(appt.scheduled_for),
+            appointment_id,
+            iso(scheduled_for),
             patient_joined_at,
             last_left_at,
             iso(finalized),

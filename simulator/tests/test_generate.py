@@ -322,7 +322,7 @@ def test_a_failing_child_of_the_pipeline_is_reported_with_its_traceback(monkeypa
         yield from ()
         raise ValueError("a draw went wrong")
 
-    def broken_session(self, appointment):
+    def broken_session(self, *visit):
         raise ValueError("a session went wrong")
 
     def broken_tables(*args):
@@ -330,7 +330,7 @@ def test_a_failing_child_of_the_pipeline_is_reported_with_its_traceback(monkeypa
 
     for target, name, broken, message in (
         (World, "appointments", broken_world, "a draw went wrong"),
-        (CallSessions, "add", broken_session, "a session went wrong"),
+        (CallSessions, "add_visit", broken_session, "a session went wrong"),
         (generate_module, "_clinic_tables_as_of", broken_tables, "a table went wrong"),
     ):
         with monkeypatch.context() as patch:
