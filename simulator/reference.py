@@ -7,9 +7,9 @@ are combinations drawn with our own RNG, which keeps generation fast and stable.
 
 from __future__ import annotations
 
-import bisect
 import io
 import random
+from bisect import bisect_right
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -95,10 +95,11 @@ def weighted_picker(pairs: Iterable[tuple[object, float]]):
         values.append(value)
         cumulative.append(total)
     cumulative = [c / total for c in cumulative]
-    last = len(values) - 1
+    # One extra slot for a u at or above the last bound (rounding), instead of a min() on every pick.
+    values.append(values[-1])
 
     def pick(u: float):
-        return values[min(bisect.bisect_right(cumulative, u), last)]
+        return values[bisect_right(cumulative, u)]
 
     return pick
 
