@@ -339,9 +339,12 @@ class Emitter:
     def _count_appointment(self, appt: Appointment, types: set[str]) -> None:
         """The appointment's status as of as-of (from the event types arrived), its day and its device."""
         truth = self.truth
-        terminal = next((t for t in TERMINAL if t in types), None)
         started = "started" in types
-        status = terminal or ("in_progress" if started else "scheduled")
+        for status in TERMINAL:
+            if status in types:
+                break
+        else:
+            status = "in_progress" if started else "scheduled"
         truth.by_status[status] += 1
         truth.by_day[self.clock.utc_date(appt.scheduled_for)] += 1
         if started:
