@@ -24,15 +24,13 @@ session corrupted, each counted in the manifest under the reason a correct conne
 
 from __future__ import annotations
 
-import _random
 import json
 import math
 import random
 from collections import Counter
-from hashlib import sha512 as _sha512
 from pathlib import Path
 
-from simulator.randomness import random_uuid
+from simulator.randomness import random_uuid, reseed
 from simulator.seasonality import ClinicClock
 from simulator.world import Appointment
 
@@ -84,8 +82,6 @@ def _pick(rng: random.Random, choices: tuple[tuple[str, float], ...]) -> str:
     return choices[-1][0]
 
 
-# What ``random.Random.seed`` calls once it has made an integer of its argument: the C generator's seeding.
-_seed_from_int = _random.Random.seed
 _FINALIZE_LOGS = tuple(map(math.log, FINALIZE_MINUTES))
 
 
@@ -185,17 +181,9 @@ class CallSessions:
         self._key_prefix = f"video-api:{seed}:".encode()
 
     def rng_for(self, appointment_id: str) -> random.Random:
-        """The appointment's own generator: the very state ``random.Random(f"video-api:{seed}:{id}")`` has.
-
-        ``Random(str)`` turns the string into an integer (the UTF-8 bytes followed by their SHA-512) and
-        seeds from that; here the integer is computed directly and one generator is reseeded through the
-        C seeding underneath, which saves the object and half the cost per session. A test compares the
-        two streams."""
-        key = self._key_prefix + appointment_id.encode()
-        rng = self._rng
-        _seed_from_int(rng, int.from_bytes(key + _sha512(key).digest(), "big"))
-        rng.gauss_next = None
-        return rng
+        """The appointment's own generator: the very state ``random.Random(f"video-api:{seed}:{id}")`` has
+        (one generator reseeded, ``randomness.reseed``)."""
+        return reseed(self._rng, self._key_prefix + appointment_id.encode())
 
     def add(self, appt: Appointment) -> None:
         visit = visit_of(appt)
