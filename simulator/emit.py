@@ -25,6 +25,8 @@ TERMINAL = ("completed", "cancelled", "no_show", "rescheduled")
 STATUS_ORDER = ("completed", "cancelled", "rescheduled", "no_show", "in_progress", "scheduled")
 # Event lines are queued per arrival day and written this many at a time (one call instead of one per line).
 WRITE_BATCH = 1000
+# Feedback files go to the writer thread this many at a time.
+FILE_BATCH = 50
 
 
 def form_bytes(form: dict) -> bytes:
@@ -122,7 +124,8 @@ class Emitter:
             if file_thread:
                 # Creating a small file is a handful of system calls (most of its cost, and the GIL is free
                 # meanwhile): a writer thread overlaps them with rendering. Bounded, so memory stays flat.
-                self._file_queue = queue.Queue(maxsize=5000)
+                self._file_queue = queue.Queue(maxsize=100)
+                self._file_batch: list[tuple[int, str, bytes]] = []
                 self._file_writer = threading.Thread(target=self._write_files, name="feedback-files", daemon=True)
                 self._file_writer.start()
 
@@ -361,21 +364,27 @@ class Emitter:
         if self._file_queue is not None:
             if self._file_error is not None:
                 raise RuntimeError(f"writing feedback files failed: {self._file_error}") from self._file_error
-            self._file_queue.put((arrival, name, content))
+            # Handed over in batches: a queue operation per file costs the two threads more than the file.
+            self._file_batch.append((arrival, name, content))
+            if len(self._file_batch) >= FILE_BATCH:
+                self._file_queue.put(self._file_batch)
+                self._file_batch = []
             return
         self._store_file(arrival, name, content)
 
     def _write_files(self) -> None:
-        """The writer thread: store queued files until the None that close() sends; keep the first error."""
+        """The writer thread: store queued batches of files until the None that close() sends; keep the first
+        error."""
         while True:
-            item = self._file_queue.get()
-            if item is None:
+            batch = self._file_queue.get()
+            if batch is None:
                 return
-            if self._file_error is None:
-                try:
-                    self._store_file(*item)
-                except BaseException as exc:  # noqa: BLE001 - handed to the main thread, raised there
-                    self._file_error = exc
+            for item in batch:
+                if self._file_error is None:
+                    try:
+                        self._store_file(*item)
+                    except BaseException as exc:  # noqa: BLE001 - handed to the main thread, raised there
+                        self._file_error = exc
 
     def _store_file(self, arrival: int, name: str, content: bytes) -> None:
         """Write one file by a temporary name and rename it into place; a handful of system calls, as file
@@ -473,6 +482,9 @@ class Emitter:
             handle.close()
         self._files.clear()
         if self._file_queue is not None:
+            if self._file_batch:
+                self._file_queue.put(self._file_batch)
+                self._file_batch = []
             self._file_queue.put(None)
             self._file_writer.join()
             self._file_queue = None
