@@ -95,8 +95,9 @@ def weighted_picker(pairs: Iterable[tuple[object, float]]):
         values.append(value)
         cumulative.append(total)
     cumulative = [c / total for c in cumulative]
-    # One extra slot for a u at or above the last bound (rounding), instead of a min() on every pick.
-    values.append(values[-1])
+    # One extra slot for a u at or above the last bound (rounding), instead of a min() on every pick; an
+    # empty picker (a world without providers, in tests) stays constructible.
+    values += values[-1:]
 
     def pick(u: float):
         return values[bisect_right(cumulative, u)]
