@@ -23,8 +23,9 @@ from simulator.world import TIMESTAMP_FIELDS, Appointment, Event
 
 TERMINAL = ("completed", "cancelled", "no_show", "rescheduled")
 STATUS_ORDER = ("completed", "cancelled", "rescheduled", "no_show", "in_progress", "scheduled")
-# Event lines are queued per arrival day and written this many at a time (one call instead of one per line).
-WRITE_BATCH = 1000
+# Event lines are queued per arrival day and written when this many are queued (a call per day instead of one
+# per line).
+WRITE_BATCH = 2000
 # Feedback files go to the writer thread this many at a time.
 FILE_BATCH = 50
 
@@ -110,6 +111,7 @@ class Emitter:
         self.truth = Truth()
         self._files: dict[int, object] = {}
         self._pending: dict[int, list[str]] = {}
+        self._pending_lines = 0
         self._folder_sizes: dict[str, dict[str, int]] = {}
         if events_dir is not None:
             events_dir.mkdir(parents=True, exist_ok=True)
@@ -183,22 +185,27 @@ class Emitter:
         return payload
 
     def _write_line(self, arrival: int, line: str) -> None:
-        """Queue a line for the file of its arrival day; a day's lines are written in batches."""
+        """Queue a line for the file of its arrival day; every WRITE_BATCH lines, each day's queue is written
+        in one call (memory holds WRITE_BATCH lines, whatever the number of days)."""
         day = arrival // 86400
         pending = self._pending.get(day)
         if pending is None:
             pending = self._pending[day] = []
         pending.append(line)
-        if len(pending) >= WRITE_BATCH:
-            self._flush(day)
+        self._pending_lines += 1
+        if self._pending_lines >= WRITE_BATCH:
+            self._flush()
 
-    def _flush(self, day: int) -> None:
-        handle = self._files.get(day)
-        if handle is None:
-            name = f"{self.clock.utc_date(day * 86400)}.jsonl"
-            handle = open(self.events_dir / name, "w", encoding="utf-8", newline="\n")  # noqa: SIM115
-            self._files[day] = handle
-        handle.write("".join(self._pending.pop(day)))
+    def _flush(self) -> None:
+        for day in sorted(self._pending):
+            handle = self._files.get(day)
+            if handle is None:
+                name = f"{self.clock.utc_date(day * 86400)}.jsonl"
+                handle = open(self.events_dir / name, "w", encoding="utf-8", newline="\n")  # noqa: SIM115
+                self._files[day] = handle
+            handle.write("".join(self._pending[day]))
+        self._pending.clear()
+        self._pending_lines = 0
 
     def add(self, appt: Appointment) -> None:
         dirt = self.dirt
@@ -476,8 +483,7 @@ class Emitter:
 
     def close(self) -> None:
         if self.events_dir is not None:
-            for day in sorted(self._pending):
-                self._flush(day)
+            self._flush()
         for handle in self._files.values():
             handle.close()
         self._files.clear()
