@@ -102,6 +102,20 @@ class Dirt:
         self.event_turn += 1
         return kind
 
+    def event_kinds(self, count: int) -> list[str | None] | None:
+        """``event_kind()`` for each of ``count`` events, drawn alike; None when all of them are clean."""
+        if self.rate <= 0:
+            return None
+        kinds = None
+        draw, rate = self.rng.random, self.rate
+        for i in range(count):
+            if draw() < rate:
+                if kinds is None:
+                    kinds = [None] * count
+                kinds[i] = self._event_kinds[self.event_turn % len(self._event_kinds)]
+                self.event_turn += 1
+        return kinds
+
     def form_kind(self) -> str | None:
         if self.rate <= 0 or self.rng.random() >= self.rate:
             return None

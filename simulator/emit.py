@@ -14,6 +14,7 @@ import os
 import queue
 import threading
 from collections import Counter, defaultdict
+from json.encoder import encode_basestring_ascii as encode_string
 from pathlib import Path
 
 from simulator.dirty import EVENT_KINDS, FORM_KINDS, Dirt, dumps
@@ -22,6 +23,11 @@ from simulator.world import TIMESTAMP_FIELDS, Appointment, Event
 
 TERMINAL = ("completed", "cancelled", "no_show", "rescheduled")
 STATUS_ORDER = ("completed", "cancelled", "rescheduled", "no_show", "in_progress", "scheduled")
+# Event lines are queued per arrival day and written when this many are queued (a call per day instead of one
+# per line).
+WRITE_BATCH = 2000
+# Feedback files go to the writer thread this many at a time.
+FILE_BATCH = 50
 
 
 def form_bytes(form: dict) -> bytes:
@@ -104,6 +110,8 @@ class Emitter:
         self.dirt = dirt
         self.truth = Truth()
         self._files: dict[int, object] = {}
+        self._pending: dict[int, list[str]] = {}
+        self._pending_lines = 0
         self._folder_sizes: dict[str, dict[str, int]] = {}
         if events_dir is not None:
             events_dir.mkdir(parents=True, exist_ok=True)
@@ -118,7 +126,8 @@ class Emitter:
             if file_thread:
                 # Creating a small file is a handful of system calls (most of its cost, and the GIL is free
                 # meanwhile): a writer thread overlaps them with rendering. Bounded, so memory stays flat.
-                self._file_queue = queue.Queue(maxsize=5000)
+                self._file_queue = queue.Queue(maxsize=100)
+                self._file_batch: list[tuple[int, str, bytes]] = []
                 self._file_writer = threading.Thread(target=self._write_files, name="feedback-files", daemon=True)
                 self._file_writer.start()
 
@@ -129,6 +138,8 @@ class Emitter:
         Every string value comes from the generator's own ids, enums and ASCII pools (no quote,
         backslash or control character), so no escaping is needed; a test re-encodes every line.
         """
+        if not offset:
+            return self._render_utc(appt.appointment_id, event)
         iso = self.clock.iso
         parts = [
             f'{{"schema_version":1,"event_id":"{event.event_id}","event_type":"{event.event_type}",'
@@ -144,6 +155,22 @@ class Emitter:
         parts.append("}")
         return "".join(parts)
 
+    def _render_utc(self, appointment_id: str, event: Event) -> str:
+        """``_render`` of the common case, timestamps in UTC."""
+        iso = self.clock.iso
+        line = (
+            f'{{"schema_version":1,"event_id":"{event.event_id}","event_type":"{event.event_type}",'
+            f'"event_ts":"{iso(event.ts)}","appointment_id":"{appointment_id}"'
+        )
+        for key, value in event.fields.items():
+            if key in TIMESTAMP_FIELDS:
+                line += f',"{key}":"{iso(value)}"'
+            elif value.__class__ is str:
+                line += f',"{key}":"{value}"'
+            else:
+                line += f',"{key}":{value!r}'
+        return line + "}"
+
     def _payload(self, appt: Appointment, event: Event, offset: int) -> dict:
         iso = self.clock.iso
         payload = {
@@ -158,19 +185,91 @@ class Emitter:
         return payload
 
     def _write_line(self, arrival: int, line: str) -> None:
+        """Queue a line for the file of its arrival day; every WRITE_BATCH lines, each day's queue is written
+        in one call (memory holds WRITE_BATCH lines, whatever the number of days)."""
         day = arrival // 86400
-        handle = self._files.get(day)
-        if handle is None:
-            name = f"{self.clock.utc_date(arrival)}.jsonl"
-            handle = open(self.events_dir / name, "w", encoding="utf-8", newline="\n")  # noqa: SIM115
-            self._files[day] = handle
-        handle.write(line)
+        pending = self._pending.get(day)
+        if pending is None:
+            pending = self._pending[day] = []
+        pending.append(line)
+        self._pending_lines += 1
+        if self._pending_lines >= WRITE_BATCH:
+            self._flush()
+
+    def _flush(self) -> None:
+        for day in sorted(self._pending):
+            handle = self._files.get(day)
+            if handle is None:
+                name = f"{self.clock.utc_date(day * 86400)}.jsonl"
+                handle = open(self.events_dir / name, "w", encoding="utf-8", newline="\n")  # noqa: SIM115
+                self._files[day] = handle
+            handle.write("".join(self._pending[day]))
+        self._pending.clear()
+        self._pending_lines = 0
 
     def add(self, appt: Appointment) -> None:
+        dirt = self.dirt
+        events = appt.events
+        if dirt is None:
+            self._add_in_order(appt)
+            return
+        # The dirty draws, in the order they always came: a kind per event, then whether one is held back.
+        kinds = dirt.event_kinds(len(events))
+        held_back = len(events) >= 3 and dirt.out_of_order()
+        if kinds is None and not held_back:
+            self._add_in_order(appt)
+            return
+        messages = self._dirty_messages(appt, dirt, kinds or [None] * len(events), held_back)
+        self._emit_messages(messages)
+        self._count_arrived(appt, messages)
+
+    def _add_in_order(self, appt: Appointment) -> None:
+        """An appointment without dirty extras: its messages are its events, delivered in list order (the
+        world makes their arrivals non-decreasing, ``world._arrive_in_order``), so what has arrived by as-of
+        is a prefix of the list. Counts exactly what ``_emit_messages`` and ``_count_arrived`` count."""
+        as_of = self.as_of
+        truth = self.truth
+        render = self._render_utc
+        write = self._write_line if self.events_dir is not None else None
+        appointment_id = appt.appointment_id
+        arrived = 0
+        late = 0
+        out_of_order = 0
+        latest = None
+        types = set()
+        for event in appt.events:
+            if event.arrival > as_of:
+                if as_of >= event.ts:
+                    truth.not_yet_arrived += 1
+                continue
+            if write:
+                write(event.arrival, render(appointment_id, event) + "\n")
+            arrived += 1
+            types.add(event.event_type)
+            ts = event.ts
+            if event.arrival - ts > 3600:
+                late += 1
+            if latest is not None and latest > ts:
+                out_of_order += 1
+            elif latest is None or ts > latest:
+                latest = ts
+        truth.messages += arrived
+        truth.valid += arrived
+        if not arrived or appt.events[0].event_type != "scheduled":
+            # Not known yet (the scheduled event always arrives first), so neither is its form; the
+            # form's dirty draws still happen, as the world must not depend on --as-of.
+            if appt.form is not None:
+                self._add_form(appt, known=False)
+            return
+        truth.late += late
+        truth.out_of_order += out_of_order
+        self._count_appointment(appt, types)
+        if appt.form is not None:
+            self._add_form(appt, known=True)
+
+    def _count_arrived(self, appt: Appointment, messages: list[tuple[int, int, str, str | None]]) -> None:
         as_of = self.as_of
         events = appt.events
-        messages = self._messages(appt)
-        self._emit_messages(messages)
         arrived = [e for e in events if e.arrival <= as_of]
         for event in events:
             if event.arrival > as_of >= event.ts:
@@ -186,17 +285,13 @@ class Emitter:
         if appt.form is not None:
             self._add_form(appt, known=True)
 
-    def _messages(self, appt: Appointment) -> list[tuple[int, int, str, str | None]]:
+    def _dirty_messages(
+        self, appt: Appointment, dirt: Dirt, kinds: list[str | None], held_back: bool
+    ) -> list[tuple[int, int, str, str | None]]:
         """(arrival, order, line, kind) of every message of the appointment, in delivery order; kind None
         is a valid first delivery, any other kind a dirty extra."""
-        if self.dirt is None:
-            return [(event.arrival, i, self._render(appt, event, 0), None) for i, event in enumerate(appt.events)]
-        return self._dirty_messages(appt, self.dirt)
-
-    def _dirty_messages(self, appt: Appointment, dirt: Dirt) -> list[tuple[int, int, str, str | None]]:
         events = appt.events
-        kinds = [dirt.event_kind() for _ in events]
-        if len(events) >= 3 and dirt.out_of_order():
+        if held_back:
             # Hold back a middle event (started or a technical issue) until after the next one arrived.
             i = 1 + dirt.rng.randrange(len(events) - 2)
             events[i].arrival = events[i + 1].arrival + dirt.rng.randint(5, 6 * 3600)
@@ -254,9 +349,12 @@ class Emitter:
     def _count_appointment(self, appt: Appointment, types: set[str]) -> None:
         """The appointment's status as of as-of (from the event types arrived), its day and its device."""
         truth = self.truth
-        terminal = next((t for t in TERMINAL if t in types), None)
         started = "started" in types
-        status = terminal or ("in_progress" if started else "scheduled")
+        for status in TERMINAL:
+            if status in types:
+                break
+        else:
+            status = "in_progress" if started else "scheduled"
         truth.by_status[status] += 1
         truth.by_day[self.clock.utc_date(appt.scheduled_for)] += 1
         if started:
@@ -273,21 +371,27 @@ class Emitter:
         if self._file_queue is not None:
             if self._file_error is not None:
                 raise RuntimeError(f"writing feedback files failed: {self._file_error}") from self._file_error
-            self._file_queue.put((arrival, name, content))
+            # Handed over in batches: a queue operation per file costs the two threads more than the file.
+            self._file_batch.append((arrival, name, content))
+            if len(self._file_batch) >= FILE_BATCH:
+                self._file_queue.put(self._file_batch)
+                self._file_batch = []
             return
         self._store_file(arrival, name, content)
 
     def _write_files(self) -> None:
-        """The writer thread: store queued files until the None that close() sends; keep the first error."""
+        """The writer thread: store queued batches of files until the None that close() sends; keep the first
+        error."""
         while True:
-            item = self._file_queue.get()
-            if item is None:
+            batch = self._file_queue.get()
+            if batch is None:
                 return
-            if self._file_error is None:
-                try:
-                    self._store_file(*item)
-                except BaseException as exc:  # noqa: BLE001 - handed to the main thread, raised there
-                    self._file_error = exc
+            for item in batch:
+                if self._file_error is None:
+                    try:
+                        self._store_file(*item)
+                    except BaseException as exc:  # noqa: BLE001 - handed to the main thread, raised there
+                        self._file_error = exc
 
     def _store_file(self, arrival: int, name: str, content: bytes) -> None:
         """Write one file by a temporary name and rename it into place; a handful of system calls, as file
@@ -317,10 +421,9 @@ class Emitter:
             os.close(fd)
         os.replace(tmp, target)
 
-    def _add_form(self, appt: Appointment, *, known: bool) -> None:
+    def _form_body(self, appt: Appointment) -> dict:
         form = appt.form
-        truth = self.truth
-        body = {
+        return {
             "schema_version": 1,
             "feedback_id": form.feedback_id,
             "appointment_id": appt.appointment_id,
@@ -329,19 +432,36 @@ class Emitter:
             "would_recommend": form.would_recommend,
             "comments": form.comments,
         }
+
+    def _form_file(self, appt: Appointment) -> bytes:
+        """``form_bytes(self._form_body(appt))``, built directly: the ids and the timestamp need no escaping,
+        the ratings are integers, the comment is encoded as json encodes a string."""
+        form = appt.form
+        ratings = "".join([f',"{name}":{value}' for name, value in form.ratings.items()])
+        comments = "null" if form.comments is None else encode_string(form.comments)
+        return (
+            f'{{"schema_version":1,"feedback_id":"{form.feedback_id}","appointment_id":"{appt.appointment_id}",'
+            f'"submitted_at":"{self.clock.iso(form.submitted_at)}"{ratings},'
+            f'"would_recommend":{"true" if form.would_recommend else "false"},"comments":{comments}}}\n'
+        ).encode()
+
+    def _add_form(self, appt: Appointment, *, known: bool) -> None:
+        form = appt.form
+        truth = self.truth
         # The dirty draw happens whether or not the form has arrived: the world must not depend on as-of.
         kind = self.dirt.form_kind() if self.dirt else None
         if form.arrival <= self.as_of and known:
-            self._write_file(form.arrival, f"feedback-{form.feedback_id}.json", form_bytes(body))
+            self._write_file(form.arrival, f"feedback-{form.feedback_id}.json", self._form_file(appt))
             truth.forms_valid += 1
             totals = truth.rating_sum[appt.version.specialty]
-            totals[0] += body["provider_rating"]
-            totals[1] += body["overall_satisfaction"]
+            totals[0] += form.ratings["provider_rating"]
+            totals[1] += form.ratings["overall_satisfaction"]
             totals[2] += 1
         else:
             truth.forms_not_yet_arrived += 1
         if kind is None:
             return
+        body = self._form_body(appt)
         dirt = self.dirt
         arrival = form.arrival + dirt.rng.randint(60, 86400)
         if kind == "resubmitted":
@@ -362,10 +482,15 @@ class Emitter:
             truth.rejected_forms[FORM_KINDS[kind]] += 1
 
     def close(self) -> None:
+        if self.events_dir is not None:
+            self._flush()
         for handle in self._files.values():
             handle.close()
         self._files.clear()
         if self._file_queue is not None:
+            if self._file_batch:
+                self._file_queue.put(self._file_batch)
+                self._file_batch = []
             self._file_queue.put(None)
             self._file_writer.join()
             self._file_queue = None

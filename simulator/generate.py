@@ -183,8 +183,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers",
         metavar="N",
         type=_positive,
-        help="1: everything in this process; 2: the world simulated in a child process while this one emits "
-        "(more adds nothing: the world and the emission are one stream each); the bytes are the same either way "
+        help="1: everything in this process; 2: the world, the video sessions and the clinic tables each in a "
+        "child process while this one emits, the cores shared among them (more adds nothing: the world and the "
+        "emission are one stream each); the bytes are the same either way "
         f"(default 2 on a machine with two or more cores at --scale {PARALLEL_FROM} or more, else 1)",
     )
     parser.add_argument(
@@ -219,11 +220,14 @@ def generate(
     settings: Settings | None,
     anomalies: list[tuple[str, date, float]] | None = None,
     workers: int = 1,
+    cpu: dict | None = None,
 ) -> dict:
     """Generate everything and return the manifest (also written to ``<out_dir>/manifest.json``).
 
-    ``workers`` 2 or more simulates the world in a child process while this one renders and counts, and a
-    thread writes the feedback files (simulator/pipeline.py); the output is byte-identical to one worker's."""
+    ``workers`` 2 or more simulates the world, plays the video platform's sessions and writes the clinic
+    tables in child processes while this one renders and counts, and a thread writes the feedback files
+    (simulator/pipeline.py); the output is byte-identical to one worker's. ``cpu``, if given, receives the
+    CPU seconds of each child process (for the benchmark)."""
     started = time.perf_counter()
     anomalies = anomalies or []
     clock = ClinicClock()
@@ -241,13 +245,22 @@ def generate(
         dirt=Dirt(seed, dirty_rate) if dirty_rate > 0 else None,
         file_thread=workers > 1,
     )
-    # The video platform's sessions watch the same appointments with a random stream of their own.
-    sessions = CallSessions(
-        seed, as_of, dirty_rate, clock, out_dir / "video_api" / "call_sessions.jsonl" if write_files else None
-    )
-    appointments = _emit_world(world, emitter, workers, sessions)
+    sessions_path = out_dir / "video_api" / "call_sessions.jsonl" if write_files else None
+
+    def make_sessions() -> CallSessions:
+        # The video platform's sessions watch the same appointments with a random stream of their own.
+        return CallSessions(seed, as_of, dirty_rate, clock, sessions_path)
+
+    def clinic_tables() -> int:
+        return _clinic_tables_as_of(providers, patients, as_of, clock, settings)
+
+    try:
+        appointments, sessions_block, patient_versions = pipeline.play(
+            world, workers, emitter.add, make_sessions, clinic_tables, cpu
+        )
+    finally:
+        emitter.close()
     truth = emitter.truth
-    patient_versions = _clinic_tables_as_of(providers, patients, as_of, clock, settings)
     manifest = {
         "generator": {
             "seed": seed,
@@ -261,7 +274,7 @@ def generate(
         },
         **_truth_blocks(truth),
         "reference": _reference_counts(providers, patients, as_of, patient_versions),
-        "video_api": sessions.manifest_block(),
+        "video_api": sessions_block,
         "key_insights": truth.key_insights(),
         "canaries": [
             {"patient_id": c.patient_id, "column": c.column, "token": c.token}
@@ -277,23 +290,6 @@ def generate(
         time.perf_counter() - started,
     )
     return manifest
-
-
-def _emit_world(world: World, emitter: Emitter, workers: int = 1, sessions: CallSessions | None = None) -> int:
-    """Play the world's appointments through the emitter (and the video platform's sessions); returns how
-    many there were."""
-    appointments = 0
-    try:
-        for appointment in pipeline.appointments(world, workers):
-            emitter.add(appointment)
-            if sessions is not None:
-                sessions.add(appointment)
-            appointments += 1
-    finally:
-        emitter.close()
-        if sessions is not None:
-            sessions.close()
-    return appointments
 
 
 def _clinic_tables_as_of(

@@ -7,9 +7,9 @@ are combinations drawn with our own RNG, which keeps generation fast and stable.
 
 from __future__ import annotations
 
-import bisect
 import io
 import random
+from bisect import bisect_right
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -17,7 +17,7 @@ from datetime import date, timedelta
 from faker import Faker
 
 from simulator import profiles
-from simulator.randomness import seeded
+from simulator.randomness import reseed, seeded
 from simulator.seasonality import EPOCH_DAY, ClinicClock, allocate
 
 PROVIDER_COLUMNS = (
@@ -95,35 +95,61 @@ def weighted_picker(pairs: Iterable[tuple[object, float]]):
         values.append(value)
         cumulative.append(total)
     cumulative = [c / total for c in cumulative]
-    last = len(values) - 1
+    # One extra slot for a u at or above the last bound (rounding), instead of a min() on every pick; an
+    # empty picker (a world without providers, in tests) stays constructible.
+    values += values[-1:]
 
     def pick(u: float):
-        return values[min(bisect.bisect_right(cumulative, u), last)]
+        return values[bisect_right(cumulative, u)]
 
     return pick
 
 
-@dataclass
 class Pools:
-    female: list[str]
-    male: list[str]
-    last: list[str]
-    streets: list[str]
-    cities: list[str]
-    zips: list[str]
+    """Names and addresses from one seeded Faker, in a fixed order: first names, last names, then streets,
+    cities and zips. The addresses (two thirds of the cost) are only made when first asked for, by the same
+    Faker where the names left it, so they are the same values; only the patients need them, and with two
+    workers the clinic tables' process makes them while the world is already running."""
+
+    def __init__(self, fake: Faker, female: list[str], male: list[str], last: list[str]) -> None:
+        self._fake = fake
+        self.female = female
+        self.male = male
+        self.last = last
+        self._addresses: tuple[list[str], list[str], list[str]] | None = None
 
     @classmethod
     def build(cls, seed: int) -> Pools:
         fake = Faker("en_US")
         fake.seed_instance(seed)
         return cls(
+            fake,
             female=sorted({fake.first_name_female() for _ in range(500)}),
             male=sorted({fake.first_name_male() for _ in range(500)}),
             last=sorted({fake.last_name() for _ in range(1200)}),
-            streets=[fake.street_address() for _ in range(2000)],
-            cities=[fake.city() for _ in range(600)],
-            zips=[fake.zipcode() for _ in range(600)],
         )
+
+    def _address_pools(self) -> tuple[list[str], list[str], list[str]]:
+        if self._addresses is None:
+            fake = self._fake
+            self._addresses = (
+                [fake.street_address() for _ in range(2000)],
+                [fake.city() for _ in range(600)],
+                [fake.zipcode() for _ in range(600)],
+            )
+        return self._addresses
+
+    @property
+    def streets(self) -> list[str]:
+        return self._address_pools()[0]
+
+    @property
+    def cities(self) -> list[str]:
+        return self._address_pools()[1]
+
+    @property
+    def zips(self) -> list[str]:
+        return self._address_pools()[2]
 
 
 @dataclass
@@ -289,6 +315,7 @@ class Patients:
         self.start = start
         self.end = end
         self.state_pick = weighted_picker(profiles.US_STATES)
+        self._rng = seeded(0)  # reseeded for each patient
         canary_rng = seeded(seed * 104729 + 5)
         columns = ("last_name", "email", "phone", "address", "first_name")
         picked = canary_rng.sample(range(min(self.count, 50)), len(columns))
@@ -309,7 +336,7 @@ class Patients:
 
     def versions(self, index: int, clock: ClinicClock) -> list[tuple[int, tuple]]:
         """Every version of a patient as (updated_at epoch, row), oldest first (a few change in the period)."""
-        rng = seeded(self.seed * 1_000_003 + index)
+        rng = reseed(self._rng, self.seed * 1_000_003 + index)  # as seeded(...) would be, cheaper
         pools = self.pools
         r = rng.random()
         gender = "female" if r < 0.51 else "male" if r < 0.985 else "other"

@@ -8,6 +8,8 @@ from zoneinfo import ZoneInfo
 from simulator import profiles
 
 EPOCH_DAY = date(1970, 1, 1)
+# "MM:SSZ" for every second of an hour: a UTC timestamp is its hour's prefix and one of these.
+_MINUTE_SECOND_Z = tuple(f"{minute:02d}:{second:02d}Z" for minute in range(60) for second in range(60))
 
 
 def _nth_weekday(year: int, month: int, weekday: int, n: int) -> date:
@@ -116,11 +118,15 @@ class ClinicClock:
         return prefix
 
     def iso(self, epoch: int, offset_seconds: int = 0) -> str:
-        """``2026-09-01T14:30:00Z`` or, with an offset, the same instant as local time ``...-04:00``."""
+        """``2026-09-01T14:30:00Z`` or, with an offset, the same instant as local time ``...-04:00``.
+
+        The UTC form is two lookups and a concatenation (it is called several times per event message)."""
         if offset_seconds == 0:
             epoch_hour, rest = divmod(epoch, 3600)
-            minute, second = divmod(rest, 60)
-            return f"{self._hour(epoch_hour)}{minute:02d}:{second:02d}Z"
+            prefix = self._hour_cache.get(epoch_hour)
+            if prefix is None:
+                prefix = self._hour(epoch_hour)
+            return prefix + _MINUTE_SECOND_Z[rest]
         epoch_hour, rest = divmod(epoch + offset_seconds, 3600)
         minute, second = divmod(rest, 60)
         sign = "+" if offset_seconds > 0 else "-"

@@ -30,7 +30,7 @@ import random
 from collections import Counter
 from pathlib import Path
 
-from simulator.randomness import random_uuid
+from simulator.randomness import random_uuid, reseed
 from simulator.seasonality import ClinicClock
 from simulator.world import Appointment
 
@@ -82,6 +82,85 @@ def _pick(rng: random.Random, choices: tuple[tuple[str, float], ...]) -> str:
     return choices[-1][0]
 
 
+_FINALIZE_LOGS = tuple(map(math.log, FINALIZE_MINUTES))
+
+
+def _participant(values: tuple) -> dict:
+    role, platform, version, joined_at, left_at, reconnects, (loss, jitter, bitrate, resolution_) = values
+    return {
+        "role": role,
+        "platform": platform,
+        "app_version": version,
+        "joined_at": joined_at,
+        "left_at": left_at,
+        "reconnects": reconnects,
+        "network": {
+            "packet_loss_pct": loss,
+            "jitter_ms": jitter,
+            "bitrate_kbps": bitrate,
+            "resolution": resolution_,
+        },
+    }
+
+
+def _record(session: tuple) -> dict:
+    """The session's record as the platform serves it (its ``finalized`` version)."""
+    session_id, appointment_id, scheduled_start, started_at, ended_at, updated_at, patient, provider = session
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "session_id": session_id,
+        "appointment_id": appointment_id,
+        "status": "finalized",
+        "scheduled_start": scheduled_start,
+        "started_at": started_at,
+        "ended_at": ended_at,
+        "updated_at": updated_at,
+        "participants": [_participant(patient), _participant(provider)],
+    }
+
+
+def _participant_json(values: tuple) -> str:
+    role, platform, version, joined_at, left_at, reconnects, (loss, jitter, bitrate, resolution_) = values
+    return (
+        f'{{"role":"{role}","platform":"{platform}","app_version":"{version}","joined_at":"{joined_at}",'
+        f'"left_at":"{left_at}","reconnects":{reconnects},"network":{{"packet_loss_pct":{loss!r},'
+        f'"jitter_ms":{jitter!r},"bitrate_kbps":{bitrate},"resolution":"{resolution_}"}}}}'
+    )
+
+
+def _line(times: list[int], session: tuple) -> str:
+    """The file's line of a clean session: byte for byte ``json.dumps({"times": times, "record":
+    _record(session)}, separators=(",", ":"))``, built directly (every string is one of our ids, enums or
+    timestamps: nothing to escape; a test re-encodes every line)."""
+    session_id, appointment_id, scheduled_start, started_at, ended_at, updated_at, patient, provider = session
+    return (
+        f'{{"times":[{times[0]},{times[1]},{times[2]}],"record":{{"schema_version":{SCHEMA_VERSION},'
+        f'"session_id":"{session_id}","appointment_id":"{appointment_id}","status":"finalized",'
+        f'"scheduled_start":"{scheduled_start}","started_at":"{started_at}","ended_at":"{ended_at}",'
+        f'"updated_at":"{updated_at}","participants":[{_participant_json(patient)},{_participant_json(provider)}]}}}}\n'
+    )
+
+
+def visit_of(appt: Appointment) -> tuple | None:
+    """What the platform sees of an appointment, as ``CallSessions.add_visit``'s arguments: None if it had no
+    call (no started or no completed event)."""
+    if appt.device is None:
+        return None  # no visit, no call
+    started = completed = None
+    drops = 0
+    for event in appt.events:
+        kind = event.event_type
+        if kind == "started":
+            started = event.ts
+        elif kind == "completed":
+            completed = event.ts
+        elif kind == "technical_issue" and event.fields["technical_issue_type"] == "connection_drop":
+            drops += 1
+    if started is None or completed is None:
+        return None
+    return appt.appointment_id, appt.scheduled_for, appt.device, appt.quality, drops, started, completed
+
+
 class CallSessions:
     """The platform's sessions of the world's started appointments, as they arrive by ``as_of``."""
 
@@ -98,82 +177,117 @@ class CallSessions:
         self.by_status: Counter[str] = Counter()
         self.versions = 0
         self.rejected: Counter[str] = Counter()
+        self._rng = random.Random()  # noqa: S311 - simulation; reseeded for every appointment
+        self._key_prefix = f"video-api:{seed}:".encode()
+
+    def rng_for(self, appointment_id: str) -> random.Random:
+        """The appointment's own generator: the very state ``random.Random(f"video-api:{seed}:{id}")`` has
+        (one generator reseeded, ``randomness.reseed``)."""
+        return reseed(self._rng, self._key_prefix + appointment_id.encode())
 
     def add(self, appt: Appointment) -> None:
-        started = next((e for e in appt.events if e.event_type == "started"), None)
-        completed = next((e for e in appt.events if e.event_type == "completed"), None)
-        if started is None or completed is None or started.ts > self.as_of:
-            return  # never started, or not yet by as_of: the platform has no session
-        rng = random.Random(f"video-api:{self.seed}:{appt.appointment_id}")  # noqa: S311 - simulation
-        session, times = self._session(rng, appt, started.ts, completed.ts)
-        status = sum(1 for t in times if t <= self.as_of) - 1
+        visit = visit_of(appt)
+        if visit is not None:
+            self.add_visit(*visit)
+
+    def add_visit(
+        self,
+        appointment_id: str,
+        scheduled_for: int,
+        device: str,
+        quality: int,
+        drops: int,
+        started: int,
+        ended: int,
+    ) -> None:
+        """The session of a visit (``visit_of``): the platform's record of the call, if it started by as_of."""
+        if started > self.as_of:
+            return  # not yet started by as_of: the platform has no session
+        rng = self.rng_for(appointment_id)
+        times, session = self._session(rng, appointment_id, scheduled_for, device, quality, drops, started, ended)
+        status = (times[0] <= self.as_of) + (times[1] <= self.as_of) + (times[2] <= self.as_of) - 1
         if status < 0:
             return  # the provider joined just before as_of: the platform has not written the session yet
         self.sessions += 1
         self.by_status[STATUSES[status]] += 1
         self.versions += status + 1
-        self._write(times, session)
+        if self._tmp is not None:
+            self._tmp.write(_line(times, session))
         if self.dirty_rate > 0 and rng.random() < self.dirty_rate:
             kind = DIRTY_KINDS[int(rng.random() * len(DIRTY_KINDS))]
             dirty_time = times[1] + 1 + int(rng.random() * 60)
             if dirty_time <= self.as_of:
                 self.rejected[kind] += 1
-                self._write([dirty_time], self._dirty(rng, kind, session, dirty_time), dirty=kind)
+                self._write([dirty_time], self._dirty(rng, kind, _record(session), dirty_time), dirty=kind)
 
-    def _session(self, rng: random.Random, appt: Appointment, started: int, ended: int) -> tuple[dict, list[int]]:
+    def _session(
+        self,
+        rng: random.Random,
+        appointment_id: str,
+        scheduled_for: int,
+        device: str,
+        quality: int,
+        drops: int,
+        started: int,
+        ended: int,
+    ) -> tuple[list[int], tuple]:
+        """The session's version times and its values, as ``_record`` lays them out (no dict: only a dirty
+        copy needs one)."""
         iso = self.clock.iso
-        provider_joined = started + int(rng.random() * 21)
-        patient_joined = min(appt.scheduled_for + int(rng.uniform(-240, 90)), provider_joined - 5)
-        patient_left = ended + int(rng.random() * 11)
-        provider_left = ended + int(rng.random() * 31)
+        random_ = rng.random
+        provider_joined = started + int(random_() * 21)
+        patient_joined = min(scheduled_for + int(rng.uniform(-240, 90)), provider_joined - 5)
+        patient_left = ended + int(random_() * 11)
+        provider_left = ended + int(random_() * 31)
         last_left = max(patient_left, provider_left)
-        finalized = last_left + int(math.exp(rng.uniform(*map(math.log, FINALIZE_MINUTES))) * 60)
-        times = [provider_joined + 1 + int(rng.random() * 5), last_left + 2 + int(rng.random() * 59), finalized]
-        platform = _pick(rng, PLATFORMS_BY_DEVICE[appt.device])
+        finalized = last_left + int(math.exp(rng.uniform(*_FINALIZE_LOGS)) * 60)
+        times = [provider_joined + 1 + int(random_() * 5), last_left + 2 + int(random_() * 59), finalized]
+        platform = _pick(rng, PLATFORMS_BY_DEVICE[device])
         version = _pick(rng, APP_VERSIONS[platform])
-        drops = sum(1 for e in appt.events if e.fields.get("technical_issue_type") == "connection_drop")
-        patient = {
-            "role": "patient",
-            "platform": platform,
-            "app_version": version,
-            "joined_at": iso(patient_joined),
-            "left_at": iso(patient_left),
-            "reconnects": drops + (1 if rng.random() < 0.02 else 0),
-            "network": self._network(rng, appt.quality, version != APP_VERSIONS[platform][0][0]),
-        }
-        provider = {
-            "role": "provider",
-            "platform": "web",
-            "app_version": _pick(rng, APP_VERSIONS["web"]),
-            "joined_at": iso(provider_joined),
-            "left_at": iso(provider_left),
-            "reconnects": 1 if rng.random() < 0.03 else 0,
-            "network": self._network(rng, 5, False),
-        }
-        session = {
-            "schema_version": SCHEMA_VERSION,
-            "session_id": random_uuid(rng),
-            "appointment_id": appt.appointment_id,
-            "status": "finalized",
-            "scheduled_start": iso(appt.scheduled_for),
-            "started_at": iso(patient_joined),
-            "ended_at": iso(last_left),
-            "updated_at": iso(finalized),
-            "participants": [patient, provider],
-        }
-        return session, times
+        patient_joined_at = iso(patient_joined)
+        last_left_at = iso(last_left)
+        patient = (
+            "patient",
+            platform,
+            version,
+            patient_joined_at,
+            iso(patient_left),
+            drops + (1 if random_() < 0.02 else 0),
+            self._network(rng, quality, version != APP_VERSIONS[platform][0][0]),
+        )
+        provider = (
+            "provider",
+            "web",
+            _pick(rng, APP_VERSIONS["web"]),
+            iso(provider_joined),
+            iso(provider_left),
+            1 if random_() < 0.03 else 0,
+            self._network(rng, 5, False),
+        )
+        session = (
+            random_uuid(rng),
+            appointment_id,
+            iso(scheduled_for),
+            patient_joined_at,
+            last_left_at,
+            iso(finalized),
+            patient,
+            provider,
+        )
+        return times, session
 
     @staticmethod
-    def _network(rng: random.Random, quality: int, old_version: bool) -> dict:
+    def _network(rng: random.Random, quality: int, old_version: bool) -> tuple:
+        """(packet loss %, jitter ms, bitrate kbps, resolution)."""
         q = quality - 1
         loss = PACKET_LOSS_BY_QUALITY[q] * rng.lognormvariate(0, 0.4) * (OLD_VERSION_LOSS_FACTOR if old_version else 1)
         bitrate = int(BITRATE_BY_QUALITY[q] * rng.uniform(0.8, 1.2))
-        return {
-            "packet_loss_pct": round(min(loss, 60.0), 2),
-            "jitter_ms": round(JITTER_BY_QUALITY[q] * rng.lognormvariate(0, 0.3), 1),
-            "bitrate_kbps": bitrate,
-            "resolution": resolution(bitrate),
-        }
+        return (
+            round(min(loss, 60.0), 2),
+            round(JITTER_BY_QUALITY[q] * rng.lognormvariate(0, 0.3), 1),
+            bitrate,
+            resolution(bitrate),
+        )
 
     def _dirty(self, rng: random.Random, kind: str, session: dict, at: int) -> object:
         """A record that breaks the contract in one way (``kind``), with a session id of its own."""

@@ -12,6 +12,7 @@ the providers and the rebookings still ahead (at most two weeks of them), never 
 from __future__ import annotations
 
 import random
+from bisect import bisect_right
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -22,6 +23,8 @@ from simulator.reference import Provider, ProviderBook, ProviderVersion, weighte
 from simulator.seasonality import ClinicClock, allocate, day_weights
 
 TIMESTAMP_FIELDS = frozenset({"scheduled_for", "new_scheduled_for"})
+LATE_TERMINAL_SHARE = profiles.LATE_TERMINAL_SHARE
+LATE_LO, LATE_HI = profiles.LATE_DELAY_HOURS
 
 
 class Event:
@@ -77,22 +80,6 @@ class Rebooking:
     scheduled_for: int
     booked_at: int
     rescheduled_from: str
-
-
-@dataclass
-class _Slot:
-    """An appointment as booked, before its outcome is drawn."""
-
-    appointment_id: str
-    patient_index: int
-    provider: Provider
-    version: ProviderVersion
-    appointment_type: str
-    scheduled_for: int
-    booked_at: int
-    lead_days: float
-    hour: int  # local hour of scheduled_for: the wait depends on it
-    rescheduled_from: str | None = None
 
 
 def _arrive_in_order(events: list[Event]) -> None:
@@ -216,9 +203,6 @@ class World:
         self.pending: dict[int, list[Rebooking]] = {}
 
     # ids -----------------------------------------------------------------------------------------
-    def _uuid(self) -> str:
-        return random_uuid(self.rng)
-
     def _appointment_id(self) -> str:
         number = self.next_appointment
         self.next_appointment += 1
@@ -264,27 +248,56 @@ class World:
         rebooking: Rebooking | None = None,
         patient: int | None = None,
     ) -> Appointment:
+        # The draws in order: the slot, the status, the scheduled event, the terminal event (and what comes
+        # with it), the terminal event's arrival. The hot path is written out: it runs for every appointment.
         slot = self._new_slot(day, patient) if rebooking is None else self._rebooked_slot(rebooking, day_index)
+        (
+            appointment_id,
+            patient_index,
+            provider,
+            version,
+            appointment_type,
+            scheduled_for,
+            booked_at,
+            lead_days,
+            hour,
+            rescheduled_from,
+        ) = slot
+        rng = self.rng
         appt = Appointment(
-            appointment_id=slot.appointment_id,
-            patient_index=slot.patient_index,
-            provider=slot.provider,
-            version=slot.version,
-            appointment_type=slot.appointment_type,
-            scheduled_for=slot.scheduled_for,
-            booked_at=slot.booked_at,
-            status=self._draw_status(slot.lead_days, day_index),
-            rescheduled_from=slot.rescheduled_from,
+            appointment_id,
+            patient_index,
+            provider,
+            version,
+            appointment_type,
+            scheduled_for,
+            booked_at,
+            self._draw_status(lead_days, day_index),
+            rescheduled_from,
         )
-        appt.events.append(self._scheduled_event(appt))
-        terminal = self._terminal_event(appt, slot.hour, day_index)
-        self._draw_terminal_arrival(terminal)
-        appt.events.append(terminal)
-        _arrive_in_order(appt.events)
+        fields = {
+            "patient_id": f"PAT-{patient_index + 1:07d}",
+            "provider_id": provider.provider_id,
+            "appointment_type": appointment_type,
+            "scheduled_for": scheduled_for,
+        }
+        if rescheduled_from is not None:
+            fields["rescheduled_from_appointment_id"] = rescheduled_from
+        events = appt.events
+        events.append(Event(booked_at, booked_at + int(rng.random() * 3), "scheduled", random_uuid(rng), fields))
+        terminal = self._terminal_event(appt, hour, day_index)
+        # Most terminal events arrive within seconds; a share arrives hours late.
+        if rng.random() < LATE_TERMINAL_SHARE:
+            terminal.arrival = terminal.ts + int(rng.uniform(LATE_LO, LATE_HI) * 3600)
+        else:
+            terminal.arrival = terminal.ts + int(rng.random() * 4)
+        events.append(terminal)
+        _arrive_in_order(events)
         return appt
 
-    def _new_slot(self, day: date, patient: int | None) -> _Slot:
-        """A new booking on ``day``: hour, provider, type and lead time drawn from the profiles."""
+    def _new_slot(self, day: date, patient: int | None) -> tuple:
+        """A new booking on ``day``: hour, provider, type and lead time drawn from the profiles (the fields
+        of ``_Slot``, as a tuple)."""
         rng = self.rng
         hour = self.hour_pick(rng.random())
         scheduled_for = self.clock.local_to_epoch(day, hour * 60 + int(rng.random() * 4) * 15)
@@ -292,19 +305,21 @@ class World:
         appointment_type = self.type_pick[version.specialty](rng.random())
         lo, hi = self.lead_pick[appointment_type](rng.random())
         lead_days = rng.uniform(lo, hi)
-        return _Slot(
-            appointment_id=self._appointment_id(),
-            patient_index=self._patient() if patient is None else patient,
-            provider=provider,
-            version=version,
-            appointment_type=appointment_type,
-            scheduled_for=scheduled_for,
-            booked_at=scheduled_for - int(lead_days * 86400),
-            lead_days=lead_days,
-            hour=hour,
+        appointment_id = self._appointment_id()
+        return (
+            appointment_id,
+            self._patient() if patient is None else patient,
+            provider,
+            version,
+            appointment_type,
+            scheduled_for,
+            scheduled_for - int(lead_days * 86400),
+            lead_days,
+            hour,
+            None,
         )
 
-    def _rebooked_slot(self, rebooking: Rebooking, day_index: int) -> _Slot:
+    def _rebooked_slot(self, rebooking: Rebooking, day_index: int) -> tuple:
         """The appointment a reschedule booked; a colleague takes over if its provider is gone by then."""
         scheduled_for = rebooking.scheduled_for
         local_day = self.start + timedelta(days=day_index)
@@ -315,17 +330,17 @@ class World:
                 provider = None
         if provider is None:
             provider, version = self.book.choose(self.rng, scheduled_for, rebooking.specialty)
-        return _Slot(
-            appointment_id=rebooking.appointment_id,
-            patient_index=rebooking.patient_index,
-            provider=provider,
-            version=version,
-            appointment_type=rebooking.appointment_type,
-            scheduled_for=scheduled_for,
-            booked_at=rebooking.booked_at,
-            lead_days=(scheduled_for - rebooking.booked_at) / 86400,
-            hour=(scheduled_for + self.clock.utc_offset_seconds(local_day)) // 3600 % 24,
-            rescheduled_from=rebooking.rescheduled_from,
+        return (
+            rebooking.appointment_id,
+            rebooking.patient_index,
+            provider,
+            version,
+            rebooking.appointment_type,
+            scheduled_for,
+            rebooking.booked_at,
+            (scheduled_for - rebooking.booked_at) / 86400,
+            (scheduled_for + self.clock.utc_offset_seconds(local_day)) // 3600 % 24,
+            rebooking.rescheduled_from,
         )
 
     def _draw_status(self, lead_days: float, day_index: int) -> str:
@@ -346,18 +361,6 @@ class World:
             return "no_show"
         return "completed"
 
-    def _scheduled_event(self, appt: Appointment) -> Event:
-        fields = {
-            "patient_id": f"PAT-{appt.patient_index + 1:07d}",
-            "provider_id": appt.provider.provider_id,
-            "appointment_type": appt.appointment_type,
-            "scheduled_for": appt.scheduled_for,
-        }
-        if appt.rescheduled_from is not None:
-            fields["rescheduled_from_appointment_id"] = appt.rescheduled_from
-        booked_at = appt.booked_at
-        return Event(booked_at, booked_at + int(self.rng.random() * 3), "scheduled", self._uuid(), fields)
-
     def _terminal_event(self, appt: Appointment, hour: int, day_index: int) -> Event:
         """The event that ends the appointment (a visit also adds its started and issue events)."""
         if appt.status == "rescheduled":
@@ -366,7 +369,7 @@ class World:
             return self._cancelled_event(appt)
         if appt.status == "no_show":
             ts = appt.scheduled_for + (15 + int(self.rng.random() * 16)) * 60
-            return Event(ts, ts, "no_show", self._uuid(), {})
+            return Event(ts, ts, "no_show", random_uuid(self.rng), {})
         return self._visit(appt, hour)
 
     def _withdrawal_time(self, appt: Appointment) -> int:
@@ -400,7 +403,7 @@ class World:
         reason = rng.choice(profiles.RESCHEDULE_REASONS)
         if reason:
             fields["reason"] = reason
-        return Event(ts, ts, "rescheduled", self._uuid(), fields)
+        return Event(ts, ts, "rescheduled", random_uuid(self.rng), fields)
 
     def _cancelled_event(self, appt: Appointment) -> Event:
         ts = self._withdrawal_time(appt)
@@ -408,16 +411,7 @@ class World:
         reason = self.rng.choice(profiles.CANCEL_REASONS)
         if reason:
             fields["reason"] = reason
-        return Event(ts, ts, "cancelled", self._uuid(), fields)
-
-    def _draw_terminal_arrival(self, terminal: Event) -> None:
-        """Most terminal events arrive within seconds; a share arrives hours late."""
-        rng = self.rng
-        if rng.random() < profiles.LATE_TERMINAL_SHARE:
-            lo, hi = profiles.LATE_DELAY_HOURS
-            terminal.arrival = terminal.ts + int(rng.uniform(lo, hi) * 3600)
-        else:
-            terminal.arrival = terminal.ts + int(rng.random() * 4)
+        return Event(ts, ts, "cancelled", random_uuid(self.rng), fields)
 
     def _visit(self, appt: Appointment, hour: int) -> Event:
         """started, technical issues, completed; possibly a feedback form. Returns the terminal event."""
@@ -435,7 +429,7 @@ class World:
                 started,
                 started + int(rng.random() * 3),
                 "started",
-                self._uuid(),
+                random_uuid(rng),
                 {"device_type": device, "wait_time_minutes": wait},
             )
         )
@@ -453,11 +447,9 @@ class World:
                 kind = pick(rng.random())
                 issue_types.append(kind)
                 ts = started + int(offset * duration * 60)
-                appt.events.append(
-                    Event(
-                        ts, ts + int(rng.random() * 3), "technical_issue", self._uuid(), {"technical_issue_type": kind}
-                    )
-                )
+                arrival = ts + int(rng.random() * 3)
+                event_id = random_uuid(rng)
+                appt.events.append(Event(ts, arrival, "technical_issue", event_id, {"technical_issue_type": kind}))
         quality = (self.quality_with if has_issues else self.quality_without)(rng.random())
         ended = started + int(duration * 60) + int(rng.random() * 21)
         appt.device, appt.wait, appt.duration, appt.quality, appt.issues = (
@@ -468,19 +460,16 @@ class World:
             len(issue_types),
         )
         terminal = Event(
-            ended, ended, "completed", self._uuid(), {"duration_minutes": duration, "connection_quality": quality}
+            ended, ended, "completed", random_uuid(rng), {"duration_minutes": duration, "connection_quality": quality}
         )
         if rng.random() < profiles.FEEDBACK_SHARE:
             appt.form = self._form(appt, ended, issue_types)
         return terminal
 
     def _rating(self, mean: float) -> int:
+        """1 to 5: the first value whose cumulative probability exceeds a uniform draw."""
         cumulative = profiles.RATING_TABLE[min(400, max(0, round((mean - 1.0) * 100)))]
-        u = self.rng.random()
-        for value, bound in enumerate(cumulative, start=1):
-            if u < bound:
-                return value
-        return 5
+        return min(bisect_right(cumulative, self.rng.random()), 4) + 1
 
     def _form(self, appt: Appointment, ended: int, issue_types: list[str]) -> Form:
         rng = self.rng

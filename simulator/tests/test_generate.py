@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
 import re
 import statistics
 import subprocess
@@ -311,6 +312,34 @@ def test_a_failing_world_process_is_reported_with_its_traceback(monkeypatch):
         list(pipeline.appointments(world, workers=2))
 
 
+def test_a_failing_child_of_the_pipeline_is_reported_with_its_traceback(monkeypatch, tmp_path):
+    """With two workers the world, the video sessions and the clinic tables run in children: a failure in
+    any of them is raised in the parent with the child's traceback, and no child is left running."""
+    from simulator import generate as generate_module
+    from simulator.video_api import CallSessions
+
+    def broken_world(self):
+        yield from ()
+        raise ValueError("a draw went wrong")
+
+    def broken_session(self, *visit):
+        raise ValueError("a session went wrong")
+
+    def broken_tables(*args):
+        raise ValueError("a table went wrong")
+
+    for target, name, broken, message in (
+        (World, "appointments", broken_world, "a draw went wrong"),
+        (CallSessions, "add_visit", broken_session, "a session went wrong"),
+        (generate_module, "_clinic_tables_as_of", broken_tables, "a table went wrong"),
+    ):
+        with monkeypatch.context() as patch:
+            patch.setattr(target, name, broken)
+            with pytest.raises(WorldProcessError, match=message):
+                run(tmp_path / name, scale=300, dirty=0.0, workers=2)
+        assert not multiprocessing.active_children()
+
+
 def test_another_seed_gives_another_world(small, tmp_path):
     other = run(tmp_path, seed=43)
     assert other["appointments"]["by_final_status"] != small["manifest"]["appointments"]["by_final_status"]
@@ -359,6 +388,20 @@ def test_valid_lines_are_canonical_compact_json(small):
             reason, obj = classify_event(line)
             if reason is None:
                 assert line == json.dumps(obj, separators=(",", ":"))
+
+
+def test_valid_form_files_are_canonical_compact_json(small):
+    """Form files are built without json.dumps: each valid one must be exactly what json.dumps gives."""
+    checked = 0
+    for path in (small["tmp"] / "landing").rglob("feedback-FBK-0*.json"):
+        if "resubmitted" in path.name:
+            continue
+        raw = path.read_text()
+        obj = json.loads(raw)
+        assert classify_form(obj) is None
+        assert raw == json.dumps(obj, separators=(",", ":")) + "\n"
+        checked += 1
+    assert checked > 100
 
 
 def test_every_dirty_kind_is_present_and_counted(small):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -160,3 +161,26 @@ def test_the_api_pages_through_every_record_once_and_misbehaves_from_its_seed(wo
             assert first != fates(10)
     finally:
         server.stop()
+
+
+def test_each_appointment_draws_what_a_generator_seeded_with_its_string_draws():
+    """The sessions reseed one generator from the integer ``Random(str)`` would make: the same stream."""
+    sessions = video_api.CallSessions(5, 0, 0.0, None, None)
+    for appointment_id in ("APT-00000001", "APT-00012345", "APT-99999999", ""):
+        reference = random.Random(f"video-api:5:{appointment_id}")
+        mine = sessions.rng_for(appointment_id)
+        assert [mine.random() for _ in range(50)] == [reference.random() for _ in range(50)]
+        assert mine.lognormvariate(0, 0.4) == reference.lognormvariate(0, 0.4)
+        assert mine.getrandbits(128) == reference.getrandbits(128)
+
+
+def test_clean_session_lines_are_canonical_compact_json(worlds):
+    """Clean lines are built without json.dumps: each must be exactly what json.dumps gives."""
+    lines = (worlds["first"] / "video_api" / video_api.FILE_NAME).read_text().splitlines()
+    clean = 0
+    for line in lines[1:]:
+        item = json.loads(line)
+        if "dirty" not in item:
+            clean += 1
+            assert line == json.dumps(item, separators=(",", ":"))
+    assert clean > 100
