@@ -141,8 +141,9 @@ SENSOR_POKE_INTERVAL_S = 10
 # A sensor still waiting after an hour (the next run is due) fails and alerts instead of waiting a week.
 SENSOR_TIMEOUT_S = 3600
 # The producer's retry runs no dbt: it hands the first try's results back to the sensors and is skipped
-# (Cosmos), so it need not wait the tasks' backoff; a sensor whose model failed retries by running it.
-PRODUCER_RETRY_DELAY = timedelta(seconds=5)
+# (Cosmos), so it need not wait the tasks' backoff. A sensor whose node failed retries by running it,
+# once the producer is skipped; a retry that comes before reads the same failure again.
+PRODUCER_RETRY_DELAY = timedelta(seconds=1)
 
 
 def hourly_operator_args() -> dict:
