@@ -20,7 +20,12 @@ def describe(dag) -> dict:
             "has_failure_callback": bool(task.on_failure_callback),
             # Cosmos operators: what dbt runs
             "select": getattr(task, "select", None),
+            "exclude": getattr(task, "exclude", None),
             "indirect_selection": getattr(task, "indirect_selection", None),
+            # Cosmos's watcher: the tests the producer reports per node, and how its sensors wait
+            "tests_per_model": getattr(task, "tests_per_model", None),
+            "mode": getattr(task, "mode", None),
+            "deferrable": getattr(task, "deferrable", None),
         }
     return {
         "schedule": str(dag.schedule),

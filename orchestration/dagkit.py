@@ -19,6 +19,7 @@ from pathlib import Path
 
 from cosmos import ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
 from cosmos.constants import (
+    PRODUCER_WATCHER_TASK_ID,
     DbtResourceType,
     ExecutionMode,
     InvocationMode,
@@ -120,28 +121,41 @@ def profile_config() -> ProfileConfig:
     )
 
 
-def execution_config() -> ExecutionConfig:
-    # dbt runs from the project's environment as a subprocess: Airflow's environment holds no dbt.
-    return ExecutionConfig(
-        execution_mode=ExecutionMode.LOCAL,
-        invocation_mode=InvocationMode.SUBPROCESS,
-        dbt_executable_path=DBT,
-    )
-
-
 def operator_args() -> dict:
     # append_env: dbt (through the wrapper) sees the environment Airflow runs with, TELEMED_* included.
     return {"append_env": True, "install_deps": False}
 
 
-# The hourly DAG's dbt tasks select model by model rather than naming the `hourly` selector: this tells dbt
-# it is the hourly run all the same (macro hourly_run): its tests keep to the rows it touched.
+# The hourly DAG's dbt build selects models rather than naming the `hourly` selector: this tells dbt it is
+# the hourly run all the same (macro hourly_run): its tests keep to the rows it touched.
 HOURLY_ENV = {"TELEMED_RUN_SCOPE": "hourly"}
+
+# The watcher's sensors (one per model, one per model's tests) poke in reschedule mode: between two looks
+# at the producer's results a sensor holds no worker slot and no process. Neither deferral (it needs an
+# Airflow triggerer, which `make airflow` does not run, and `airflow dags test` runs a deferred sensor's
+# trigger in line, so a sensor scheduled before the producer would wait for it forever) nor a sensor that
+# keeps its slot (with AIRFLOW__CORE__PARALLELISM=4, four waiting sensors would leave the producer's
+# retry no slot to run in) fits this machine. Under the scheduler each look starts the task again (a
+# process that parses this DAG file); `airflow dags test` runs it in its own process.
+SENSOR_POKE_INTERVAL_S = 10
+# A sensor still waiting after an hour (the next run is due) fails and alerts instead of waiting a week.
+SENSOR_TIMEOUT_S = 3600
+# The producer's retry runs no dbt: it hands the first try's results back to the sensors and is skipped
+# (Cosmos), so it need not wait the tasks' backoff. A sensor whose node failed retries by running it,
+# once the producer is skipped; a retry that comes before reads the same failure again.
+PRODUCER_RETRY_DELAY = timedelta(seconds=1)
 
 
 def hourly_operator_args() -> dict:
-    """operator_args() for the hourly DAG's dbt task group."""
-    return {**operator_args(), "env": dict(HOURLY_ENV)}
+    """operator_args() for the hourly DAG's dbt task group: dbt's environment and the sensors' settings."""
+    return {
+        **operator_args(),
+        "env": dict(HOURLY_ENV),
+        "deferrable": False,
+        "mode": "reschedule",
+        "poke_interval": SENSOR_POKE_INTERVAL_S,
+        "timeout": SENSOR_TIMEOUT_S,
+    }
 
 
 def dbt_operator_args() -> dict:
@@ -156,45 +170,101 @@ def dbt_operator_args() -> dict:
 
 
 def hourly_render_config() -> RenderConfig:
-    """The `hourly` selector of selectors.yml, read from the manifest: one task per model and one for the
-    snapshot, each a `dbt build` of that node (the model, then the tests on it alone: see
-    hourly_execution_config). One dbt invocation per node instead of a run task and a test task: each dbt
-    start costs seconds whatever the data, and the hourly run pays it per task. The selector is spelled out
-    as Cosmos selections: Cosmos reads YAML selectors but not their `indirect_selection`, and would render
+    """The `hourly` selector of selectors.yml, read from the manifest: a sensor per model and one for the
+    snapshot, and one per node for the tests on it alone (TestBehavior.AFTER_EACH; in watcher mode these
+    are sensors of the one `dbt build`: see hourly_execution_config). The selector is spelled out as
+    Cosmos selections: Cosmos reads YAML selectors but not their `indirect_selection`, and would render
     tests on seeds and views that dbt leaves out. The tests check that these select exactly what
     `dbt ls --selector hourly` lists."""
     return RenderConfig(
         load_method=LoadMode.DBT_MANIFEST,
         select=["resource_type:model", "resource_type:snapshot"],
         exclude=["config.materialized:view", "tag:static", "tag:monitor"],
-        test_behavior=TestBehavior.BUILD,
+        test_behavior=TestBehavior.AFTER_EACH,
         emit_datasets=False,
     )
 
 
 def hourly_execution_config() -> ExecutionConfig:
-    """Per node, only the tests on that node alone (cautious): a test that reads two models (a
-    relationship, assert_every_appointment_reaches_fact_appointment) would otherwise run with the first of
-    them, before the other was built. Those run in one task after the group (cross_model_tests)."""
-    config = execution_config()
-    config.test_indirect_selection = TestIndirectSelection.CAUTIOUS
-    return config
+    """Cosmos's watcher mode (experimental): one task, the producer, runs a single `dbt build` of the
+    selection with dbt's threads, and each model's task is a sensor that reports that model's result as
+    dbt's JSON log gives it (one dbt process per run instead of one per node). dbt runs from the project's
+    environment as a subprocess: Airflow's environment holds no dbt.
+
+    Only the tests on a node alone run with it (cautious): a test that reads two models (a relationship,
+    assert_every_appointment_reaches_fact_appointment) runs in one task after the group
+    (cross_model_tests), as before; producer_runs_single_node_tests keeps them out of the build.
+
+    Retries differ from one task per node (Cosmos 1.15.1): the producer's retry never runs dbt again. It
+    hands the sensors the first try's results (kept in an Airflow Variable while it runs) and ends skipped;
+    Cosmos's dbt_producer_watcher_done keeps that skip from skipping the tasks after the group. A sensor
+    whose node failed fails, and each of its retries runs that node alone (dbt run, snapshot or test
+    --select it), as the per-node tasks did; so does every sensor when the group is cleared in the UI."""
+    return ExecutionConfig(
+        execution_mode=ExecutionMode.WATCHER,
+        invocation_mode=InvocationMode.SUBPROCESS,
+        dbt_executable_path=DBT,
+        test_indirect_selection=TestIndirectSelection.CAUTIOUS,
+        setup_operator_args={
+            "indirect_selection": TestIndirectSelection.CAUTIOUS.value,
+            "retry_delay": PRODUCER_RETRY_DELAY,
+        },
+    )
+
+
+def _built_nodes(graph) -> set[str]:
+    """The models and the snapshot the group builds. ``graph`` is the DbtTaskGroup's Cosmos graph."""
+    return {
+        node_id
+        for node_id, node in graph.filtered_nodes.items()
+        if node.resource_type in (DbtResourceType.MODEL, DbtResourceType.SNAPSHOT)
+    }
+
+
+def _test_parents(node) -> list[str]:
+    return [parent for parent in node.depends_on if not parent.startswith("macro.")]
 
 
 def cross_model_tests(graph) -> list[str]:
     """The tests of the hourly selection that read more than one node, by name: every parent is a node
     the group builds or a seed (dbt's selector keeps tests against seeds and drops those against views
     and the static dimensions). ``graph`` is the DbtTaskGroup's Cosmos graph (manifest nodes)."""
-    built = {
-        node_id
-        for node_id, node in graph.filtered_nodes.items()
-        if node.resource_type in (DbtResourceType.MODEL, DbtResourceType.SNAPSHOT)
-    }
+    built = _built_nodes(graph)
     names = []
     for node in graph.nodes.values():
-        parents = [parent for parent in node.depends_on if not parent.startswith("macro.")]
+        parents = _test_parents(node)
         if node.resource_type != DbtResourceType.TEST or len(parents) < 2 or not built.intersection(parents):
             continue
         if all(parent in built or parent.startswith("seed.") for parent in parents):
             names.append(node.unique_id.split(".")[2])
     return sorted(names)
+
+
+def producer_runs_single_node_tests(group) -> None:
+    """The watcher's `dbt build` runs each built node's tests on it alone, as the per-node builds did, and
+    its test sensors wait for exactly those. Cosmos gives the producer every test that touches a built
+    node, for the test sensor of each (``tests_per_model``), and builds with the selection's exclusions
+    only: cautious selection would still run a test whose parents are all models (one against a static
+    dimension, one between two hourly models, which cross_model_tests runs once all are built), and a
+    test sensor that does not defer would wait until its timeout for a test dbt never ran. So the
+    producer excludes, by name, every test that reads more than one node, and counts only the others."""
+    producer = group.tasks_map[PRODUCER_WATCHER_TASK_ID]
+    built = _built_nodes(group.dbt_graph)
+    single: dict[str, list[str]] = {}
+    several = set()
+    for node in group.dbt_graph.nodes.values():
+        parents = _test_parents(node)
+        if node.resource_type != DbtResourceType.TEST or not built.intersection(parents):
+            continue
+        if len(set(parents)) == 1:
+            single.setdefault(parents[0], []).append(node.unique_id)
+        else:
+            several.add(node.unique_id.split(".")[2])
+    untested = sorted(set(producer.tests_per_model) - set(single))
+    if untested:
+        raise ValueError(
+            f"{', '.join(untested)}: only tests that read several nodes, so its test sensor would wait for "
+            "results the hourly build never reports; give it a test of its own or leave it to the nightly build"
+        )
+    producer.tests_per_model = {node_id: sorted(tests) for node_id, tests in single.items()}
+    producer.exclude = " ".join([producer.exclude, *sorted(several)])

@@ -3,10 +3,11 @@
 
 reference data -> a drain of the event consumer (skipped while the ingest service consumes) -> feedback
 files -> the video platform's call sessions (when an API is configured or embedded) -> the dbt `hourly`
-selector rendered by Cosmos from the manifest (per model: a dbt build of the model and its tests; then
-the tests that read several models) -> source freshness -> the monitors. No overlapping runs, no
-catchup; every task retries with backoff and alerts the monitors' channels once when its last try failed
-(orchestration/dagkit.py).
+selector rendered by Cosmos from the manifest, in its watcher mode (one `dbt build` of every model with
+the tests on it alone, and per model a task reporting its result and one its tests'; then the tests that
+read several models) -> source freshness -> the monitors. No overlapping runs, no catchup; every task
+retries with backoff and alerts the monitors' channels once when its last try failed
+(orchestration/dagkit.py, which also says how the watcher's retries differ).
 """
 
 from __future__ import annotations
@@ -58,6 +59,8 @@ with DAG(
         render_config=dagkit.hourly_render_config(),
         operator_args=dagkit.hourly_operator_args(),
     )
+    # The build runs and reports the tests on each node alone; those reading several run below.
+    dagkit.producer_runs_single_node_tests(dbt_hourly)
     # The tests that read two or more models, once all of them are built: one dbt invocation.
     cross_model_tests = DbtTestLocalOperator(
         task_id="cross_model_tests",

@@ -1,5 +1,6 @@
 """The DAG folder as Airflow loads it (DagBag, in Airflow's own environment): no import error, the
-expected tasks and order, one Cosmos build task per model of dbt's `hourly` selector, no cycle."""
+expected tasks and order, one `dbt build` of dbt's `hourly` selector with a Cosmos watcher task per model,
+no cycle."""
 
 from __future__ import annotations
 
@@ -114,43 +115,121 @@ def test_ingestion_dag_settings_and_order(dagbag):
         assert info["retries"] == (0 if task == "monitors" else 2), task
 
 
-def hourly_build_tasks(tasks: dict) -> dict[str, str]:
-    """The dbt_hourly group's tasks by the node they build: ``dbt_hourly.<node>_<type>_build``."""
-    built = {}
+PRODUCER = "dbt_hourly.dbt_producer_watcher"
+PRODUCER_DONE = "dbt_hourly.dbt_producer_watcher_done"
+
+
+def hourly_node_tasks(tasks: dict, suffixes: tuple[str, ...]) -> dict[str, str]:
+    """The dbt_hourly group's tasks by the node they stand for: ``dbt_hourly.<node>.<kind>`` (a node with
+    tests: a task group of the node's task and its tests' task) or ``dbt_hourly.<node>_<kind>``."""
+    found = {}
     for task in tasks:
         group, _, name = task.partition(".")
-        for suffix in ("_model_build", "_snapshot_build"):
+        for suffix in suffixes:
             if group == "dbt_hourly" and name.endswith(suffix):
-                built[name.removesuffix(suffix)] = task
-    return built
+                found[name.removesuffix(suffix)] = task
+    return found
 
 
-def test_one_cosmos_build_task_per_model_of_the_hourly_selector(dagbag, hourly_models):
-    """A `dbt build` per model and one for the snapshot: the node, then the tests on it alone, in one dbt
-    invocation (dbt's start-up is paid once per node, not twice)."""
+def hourly_model_tasks(tasks: dict) -> dict[str, str]:
+    """The sensors that report each model's and the snapshot's own result."""
+    return hourly_node_tasks(tasks, (".run", "_run", ".snapshot", "_snapshot"))
+
+
+def hourly_test_tasks(tasks: dict) -> dict[str, str]:
+    """The sensors that report the result of the tests on each node alone."""
+    return hourly_node_tasks(tasks, (".test",))
+
+
+@pytest.fixture(scope="module")
+def hourly_single_node_tests(dbt_target) -> dict[str, set[str]]:
+    """The selector's tests that read one node, by the node they test."""
+    tests: dict[str, set[str]] = {}
+    for node in dbt_ls_hourly(dbt_target, "test", keys="name depends_on"):
+        parents = {parent for parent in node["depends_on"]["nodes"] if not parent.startswith("macro.")}
+        if len(parents) == 1:
+            tests.setdefault(parents.pop().split(".")[-1], set()).add(node["name"])
+    return tests
+
+
+def test_one_cosmos_watcher_task_per_model_of_the_hourly_selector(dagbag, hourly_models, hourly_single_node_tests):
+    """Cosmos's watcher mode: one `dbt build` of the whole selection (the producer), and per model and for
+    the snapshot a sensor that reports its result from dbt's log, then one for the tests on it alone (one
+    dbt start per run instead of one per node)."""
     tasks = dagbag["dags"][INGESTION]["tasks"]
-    built = hourly_build_tasks(tasks)
-    assert set(built) == hourly_models
-    assert {tasks[task]["operator"] for task in built.values()} == {"DbtBuildLocalOperator"}
-    assert built["snap_clinic_ops__providers"].endswith("_snapshot_build")
+    nodes = hourly_model_tasks(tasks)
+    assert set(nodes) == hourly_models
+    assert tasks[nodes.pop("snap_clinic_ops__providers")]["operator"] == "DbtSnapshotWatcherOperator"
+    assert {tasks[task]["operator"] for task in nodes.values()} == {"DbtRunWatcherOperator"}
+    tested = hourly_test_tasks(tasks)
+    assert set(tested) == set(hourly_single_node_tests)
+    assert {tasks[task]["operator"] for task in tested.values()} == {"DbtTestWatcherOperator"}
+    assert tasks[PRODUCER]["operator"] == "DbtProducerWatcherOperator"
+    assert tasks[PRODUCER_DONE]["trigger_rule"] == "none_failed"
     # Nothing else in the group: no separate run or test tasks.
-    assert {task for task in tasks if task.startswith("dbt_hourly.")} == set(built.values())
+    group = {task for task in tasks if task.startswith("dbt_hourly.")}
+    assert group == {*hourly_model_tasks(tasks).values(), *tested.values(), PRODUCER, PRODUCER_DONE}
+    # The sensors give up their worker slot between two looks and never defer (see dagkit).
+    for task in group - {PRODUCER, PRODUCER_DONE}:
+        assert (tasks[task]["mode"], tasks[task]["deferrable"]) == ("reschedule", False), task
+
+
+def test_the_producer_builds_the_selector_but_its_cross_model_tests(
+    dagbag, dbt_target, hourly_models, hourly_single_node_tests, hourly_cross_model_tests
+):
+    """The producer's one `dbt build` selects what dbt's `hourly` selector selects but the tests that read
+    several nodes, as dbt itself lists it; its test sensors wait for exactly the tests on each node."""
+    producer = dagbag["dags"][INGESTION]["tasks"][PRODUCER]
+    assert producer["indirect_selection"] == "cautious"
+    listed = run_dbt(
+        loader_env(Settings.from_env()),
+        "ls",
+        "--quiet",
+        "--select",
+        producer["select"],
+        "--exclude",
+        producer["exclude"],
+        "--indirect-selection",
+        producer["indirect_selection"],
+        "--resource-type",
+        "model",
+        "snapshot",
+        "test",
+        "--output",
+        "json",
+        "--output-keys",
+        "name resource_type",
+        "--target-path",
+        str(dbt_target),
+    )
+    built = [json.loads(line) for line in listed.splitlines() if line.startswith("{")]
+    assert {node["name"] for node in built if node["resource_type"] != "test"} == hourly_models
+    tests = {node["name"] for node in built if node["resource_type"] == "test"}
+    assert tests == set().union(*hourly_single_node_tests.values())
+    assert not tests & hourly_cross_model_tests
+    reported = {
+        node_id.split(".")[-1]: {test_id.split(".")[2] for test_id in test_ids}
+        for node_id, test_ids in producer["tests_per_model"].items()
+    }
+    assert reported == hourly_single_node_tests
 
 
 def test_tests_on_several_models_run_once_all_are_built(dagbag, hourly_models, hourly_cross_model_tests):
-    """A per-model build runs the tests on that model alone (cautious selection); a test that reads two
-    models (assert_every_appointment_reaches_fact_appointment reads the appointments and the fact) runs in
-    cross_model_tests, after every model's build: run with the first alone, it would fail on a model not
+    """The build runs the tests on each node alone (cautious selection); a test that reads two models
+    (assert_every_appointment_reaches_fact_appointment reads the appointments and the fact) runs in
+    cross_model_tests, after every model's sensor: run with the first alone, it would fail on a model not
     yet built. Together they are the selector's tests, as dbt lists them."""
     tasks = dagbag["dags"][INGESTION]["tasks"]
-    for model, task in hourly_build_tasks(tasks).items():
+    for model, task in hourly_test_tasks(tasks).items():
         assert tasks[task]["indirect_selection"] == "cautious", model
     cross = tasks["cross_model_tests"]
     assert set(cross["select"].split()) == hourly_cross_model_tests
     assert "assert_every_appointment_reaches_fact_appointment" in hourly_cross_model_tests
+    assert hourly_cross_model_tests <= set(tasks[PRODUCER]["exclude"].split())
     upstream = edges(dagbag["dags"][INGESTION])
     dbt_tasks = {task for task in tasks if task.startswith("dbt_hourly.")}
     assert upstream["cross_model_tests"] and upstream["cross_model_tests"] <= dbt_tasks
+    assert PRODUCER_DONE in upstream["cross_model_tests"]
     assert cross["downstream"] == ["source_freshness"]
 
 
