@@ -21,22 +21,32 @@
     {{ return(invocation_args_dict.get('selector') == 'hourly') }}
 {%- endmacro %}
 
-{#- A predicate on `column` (a load time) of `relation` keeping the rows this run touched, or `true` when
-    the run tests every row. The bound is a literal, the newest `column` minus var lookback_days, so the
-    planner reads the recent rows through the column's index (as macro incremental_watermark does). -#}
+{#- The start of the recent loads of `relation`: its newest `column` (a load time) minus var lookback_days,
+    as a timestamp literal, or none when the relation has no rows (or while parsing). A literal, so the
+    planner reads the recent rows through the column's index (as macro incremental_watermark does for an
+    incremental model's own table). -#}
+{% macro recent_loads_start(relation, column='last_loaded_at') -%}
+    {%- if not execute or relation is none -%}
+        {{ return(none) }}
+    {%- endif -%}
+    {%- set newest -%}
+        select {{ dbt.dateadd('day', -var('lookback_days'), 'max(' ~ column ~ ')') }} from {{ relation }}
+    {%- endset -%}
+    {%- set value = run_query(newest).columns[0].values()[0] -%}
+    {%- if value is none -%}
+        {{ return(none) }}
+    {%- endif -%}
+    {{ return("cast('" ~ value.isoformat() ~ "' as timestamp with time zone)") }}
+{%- endmacro %}
+
+{#- A predicate on `column` (a load time) of `relation` keeping the rows this run touched (macro
+    recent_loads_start), or `true` when the run tests every row. -#}
 {% macro touched_rows(relation, column='last_loaded_at') -%}
-    {%- if not hourly_run() -%}
+    {%- set start = recent_loads_start(relation, column) if hourly_run() else none -%}
+    {%- if start is none -%}
         true
     {%- else -%}
-        {%- set newest -%}
-            select {{ dbt.dateadd('day', -var('lookback_days'), 'max(' ~ column ~ ')') }} from {{ relation }}
-        {%- endset -%}
-        {%- set value = run_query(newest).columns[0].values()[0] -%}
-        {%- if value is none -%}
-            true
-        {%- else -%}
-            {{ column }} >= cast('{{ value.isoformat() }}' as timestamp with time zone)
-        {%- endif -%}
+        {{ column }} >= {{ start }}
     {%- endif -%}
 {%- endmacro %}
 
