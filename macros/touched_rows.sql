@@ -39,10 +39,46 @@
     {{ return("cast('" ~ value.isoformat() ~ "' as timestamp with time zone)") }}
 {%- endmacro %}
 
+{#- The start of the loads a run on touched rows covers in `relation`, as a timestamp literal (none without
+    rows): those within var lookback_days of the table's newest load (macro recent_loads_start) and of the
+    newest appointment event built (int_appointments_derived_from_events, the stream every run follows),
+    whichever start is later. The second bound keeps a table whose loads stopped, such as patients loaded
+    once, from counting as touched in every run: its rows loaded long before the run's new data were
+    handled by the runs after their loads (and every nightly build handles all rows). -#}
+{% macro touched_loads_start(relation, column='last_loaded_at') -%}
+    {%- if not execute -%}
+        {{ return(none) }}
+    {%- endif -%}
+    {%- set events = graph.nodes.get('model.telemed.int_appointments_derived_from_events') -%}
+    {%- set events_relation = adapter.get_relation(events.database, events.schema, events.alias) if events else none -%}
+    {%- if events_relation is none -%}
+        {{ return(recent_loads_start(relation, column)) }}
+    {%- endif -%}
+    {#- One query (each is a round trip in every test of the run): the later of the two newest loads. -#}
+    {%- set newest -%}
+        with newest as (
+            select
+                (select max({{ column }}) from {{ relation }}) as own_load,
+                (select max(last_loaded_at) from {{ events_relation }}) as event_load
+        )
+        select {{ dbt.dateadd(
+            'day',
+            -var('lookback_days'),
+            'greatest(coalesce(own_load, event_load), coalesce(event_load, own_load))'
+        ) }}
+        from newest
+    {%- endset -%}
+    {%- set start = run_query(newest).columns[0].values()[0] -%}
+    {%- if start is none -%}
+        {{ return(none) }}
+    {%- endif -%}
+    {{ return("cast('" ~ start.isoformat() ~ "' as timestamp with time zone)") }}
+{%- endmacro %}
+
 {#- A predicate on `column` (a load time) of `relation` keeping the rows this run touched (macro
-    recent_loads_start), or `true` when the run tests every row. -#}
+    touched_loads_start), or `true` when the run tests every row. -#}
 {% macro touched_rows(relation, column='last_loaded_at') -%}
-    {%- set start = recent_loads_start(relation, column) if hourly_run() else none -%}
+    {%- set start = touched_loads_start(relation, column) if hourly_run() else none -%}
     {%- if start is none -%}
         true
     {%- else -%}

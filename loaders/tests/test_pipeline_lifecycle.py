@@ -3,20 +3,26 @@
 The rows go straight into raw (as the loaders would land them) so every tricky case is pinned down:
 out-of-order events, a tie between two terminal events, reschedule chains (one with a middle link that
 arrives late, one whose link a later booking drops), feedback for an appointment that arrives later, a
-provider version loaded late, a patient over 89. Then the scheduled run after the late rows (`dbt build
---selector hourly`) must leave the marts and the incremental intermediate tables identical to a full
-refresh.
+provider version loaded late, a patient over 89, a patient record arriving after its appointments, a
+patient's new version, and a birthday between two builds. Then the scheduled run after the late rows
+(`dbt build --selector hourly`, a day later by the business clock) must leave the marts and the
+incremental intermediate tables identical to a full refresh.
 """
 
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 import pytest
 
 from loaders.tests.test_pipeline import BUILT_SCHEMAS, WITHOUT_TESTS, dbt, mart_fingerprints, query
 from runtime import db
 from runtime.settings import LOADER_ROLE, REPORTING_ROLE
+from testkit.clock import AS_OF
+
+# The business clock of the run after the late rows: two days on, past PAT-4's birthday (2 November).
+LATER = ("--vars", json.dumps({"as_of": (AS_OF + timedelta(days=2)).strftime("%Y-%m-%dT%H:%M:%SZ")}))
 
 EVENT_COLUMNS = (
     "event_id, appointment_id, event_type, event_ts, schema_version, payload,"
@@ -237,9 +243,17 @@ LATE_PROVIDERS = [
     ("PRV-2", "Bob", "Ray", "Psychiatry", "NY", 5, 130, 30, True, "2026-05-11T10:30:00Z"),
     ("PRV-3", "Cy", "Dee", "Pediatrics", "TX", 2, 90, 20, True, "2026-01-01T00:00:00Z"),
 ]
+# (patient_id, birth date, gender, insured, registered, state[, updated_at[, loaded how long ago]])
 PATIENTS = [
     ("PAT-1", "1980-05-05", "Female", True, "2025-01-01", "CA"),
     ("PAT-2", "1930-01-01", "Male", False, "2025-02-01", "NY"),
+]
+# Loaded a month before the rest and never again: only a birthday makes a run re-derive its age.
+BIRTHDAY_PATIENTS = [("PAT-4", "1990-11-02", "Male", True, "2024-06-01", "OR", "2026-01-01T00:00:00Z", "30 days")]
+# PAT-3's record arrives after its appointment (an inferred member until then); PAT-1 moved.
+LATE_PATIENTS = [
+    ("PAT-3", "1985-07-07", "Other", True, "2025-03-01", "TX"),
+    ("PAT-1", "1980-05-05", "Female", True, "2025-01-01", "WA", "2026-06-01T00:00:00Z"),
 ]
 
 
@@ -283,13 +297,15 @@ def land(settings, *, events=(), providers=(), patients=(), feedback=()) -> None
                     " values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, '{}', now() - cast(%s as interval))",
                     (*row, ago),
                 )
-            for patient_id, birth, gender, insured, registered, state in patients:
+            for patient_id, birth, gender, insured, registered, state, *version in patients:
+                updated_at = version[0] if version else "2026-01-01T00:00:00Z"
+                loaded_ago = version[1] if len(version) > 1 else "0 days"
                 cur.execute(
                     "insert into raw.patients (patient_id, first_name, last_name, email, phone, address, date_of_birth,"
-                    " gender, has_insurance, registration_date, state, updated_at, payload)"
+                    " gender, has_insurance, registration_date, state, updated_at, payload, _loaded_at)"
                     " values (%s, 'Jane', 'Doe', 'jane@example.org', '555-0100', '1 Main St', %s, %s, %s, %s, %s,"
-                    " '2026-01-01T00:00:00Z', '{}')",
-                    (patient_id, birth, gender, insured, registered, state),
+                    " %s, '{}', now() - cast(%s as interval))",
+                    (patient_id, birth, gender, insured, registered, state, updated_at, loaded_ago),
                 )
             for index, (feedback_id, appointment_id, submitted_at, payload) in enumerate(feedback):
                 cur.execute(
@@ -310,7 +326,7 @@ def built(settings, tmp_path_factory):
         settings,
         events=FIRST_EVENTS + DROPPED_LINK_FIRST,
         providers=PROVIDERS,
-        patients=PATIENTS,
+        patients=PATIENTS + BIRTHDAY_PATIENTS,
         feedback=FIRST_FEEDBACK,
     )
     dbt(settings, work, "build", "--full-refresh")
@@ -412,8 +428,9 @@ def test_dim_patient_has_no_identifiers_and_caps_age(settings, built):
     patients = {r["patient_id"]: r for r in query(settings, "select * from marts.dim_patient")}
     assert (patients["PAT-2"]["age"], patients["PAT-2"]["age_group"]) == (90, "90+")
     assert patients["PAT-3"]["is_inferred"] is True
+    assert (patients["PAT-4"]["age"], patients["PAT-4"]["age_group"]) == (35, "30-44")
     values = {str(v) for r in query(settings, "select * from marts.dim_patient") for v in r.values()}
-    assert not values & {"Jane", "Doe", "jane@example.org", "555-0100", "1 Main St", "1930-01-01"}
+    assert not values & {"Jane", "Doe", "jane@example.org", "555-0100", "1 Main St", "1930-01-01", "1990-11-02"}
 
 
 def test_reporting_role_reads_marts_and_nothing_else(settings, built):
@@ -444,9 +461,15 @@ DEVICES_BUT_P90 = (
 
 def test_late_data_then_incremental_equals_full_refresh(settings, built):
     days_before = daily_appointments(settings)
-    land(settings, events=LATE_EVENTS + DROPPED_LINK_LATE, providers=LATE_PROVIDERS, feedback=LATE_FEEDBACK)
-    # The scheduled run after a load (selectors.yml): what it leaves must equal a full refresh.
-    dbt(settings, built, "build", "--selector", "hourly")
+    land(
+        settings,
+        events=LATE_EVENTS + DROPPED_LINK_LATE,
+        providers=LATE_PROVIDERS,
+        patients=LATE_PATIENTS,
+        feedback=LATE_FEEDBACK,
+    )
+    # The scheduled run after a load (selectors.yml), two days on: what it leaves must equal a full refresh.
+    dbt(settings, built, "build", "--selector", "hourly", *LATER)
     # Its tests kept to the rows it touched (macro touched_rows): generic and singular tests on the facts read
     # the recent loads only; a test on a table without load times reads all of it.
     tests = {
@@ -463,7 +486,7 @@ def test_late_data_then_incremental_equals_full_refresh(settings, built):
     # device_quality's all-time p90 wait is the nightly build's (the hourly run keeps it: see the model); every
     # other column of every mart, the daily rollups included, must already equal a full refresh.
     devices_hourly = query(settings, DEVICES_BUT_P90)
-    dbt(settings, built, "run", "--select", "device_quality")
+    dbt(settings, built, "run", "--select", "device_quality", *LATER)
     incremental = mart_fingerprints(settings, BUILT_SCHEMAS)
 
     # APT-9 moved to the day before when its booking arrived: both days recomputed.
@@ -494,7 +517,12 @@ def test_late_data_then_incremental_equals_full_refresh(settings, built):
         (0, "APT-32"),
         (1, "APT-32"),
     ]
+    patients = {r["patient_id"]: r for r in query(settings, "select * from marts.dim_patient")}
+    assert (patients["PAT-3"]["is_inferred"], patients["PAT-3"]["state"]) == (False, "TX")
+    assert patients["PAT-1"]["state"] == "WA"
+    # PAT-4 turned 36 on 2 November; its record was loaded long before this run's window.
+    assert (patients["PAT-4"]["age"], patients["PAT-4"]["age_group"]) == (36, "30-44")
 
-    dbt(settings, built, "build", "--full-refresh", *WITHOUT_TESTS)
+    dbt(settings, built, "build", "--full-refresh", *WITHOUT_TESTS, *LATER)
     assert mart_fingerprints(settings, BUILT_SCHEMAS) == incremental
     assert query(settings, DEVICES_BUT_P90) == devices_hourly
