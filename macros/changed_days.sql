@@ -68,7 +68,8 @@
 {%- endmacro %}
 
 {#- Post-hook of a daily rollup (delete+insert by day): deletes the zero rows an incremental run writes for
-    a recomputed day left without rows (they replace its old rows); a full refresh writes none. -#}
+    a recomputed day left without rows (they replace its old rows); a full refresh writes none. Only they
+    have no load time, so they are found through the last_loaded_at index, not by reading every day. -#}
 {% macro delete_emptied_days(count_column) -%}
-    delete from {{ this }} where {{ count_column }} = 0
+    delete from {{ this }} where last_loaded_at is null and {{ count_column }} = 0
 {%- endmacro %}

@@ -21,22 +21,68 @@
     {{ return(invocation_args_dict.get('selector') == 'hourly') }}
 {%- endmacro %}
 
-{#- A predicate on `column` (a load time) of `relation` keeping the rows this run touched, or `true` when
-    the run tests every row. The bound is a literal, the newest `column` minus var lookback_days, so the
-    planner reads the recent rows through the column's index (as macro incremental_watermark does). -#}
+{#- The start of the recent loads of `relation`: its newest `column` (a load time) minus var lookback_days,
+    as a timestamp literal, or none when the relation has no rows (or while parsing). A literal, so the
+    planner reads the recent rows through the column's index (as macro incremental_watermark does for an
+    incremental model's own table). -#}
+{% macro recent_loads_start(relation, column='last_loaded_at') -%}
+    {%- if not execute or relation is none -%}
+        {{ return(none) }}
+    {%- endif -%}
+    {%- set newest -%}
+        select {{ dbt.dateadd('day', -var('lookback_days'), 'max(' ~ column ~ ')') }} from {{ relation }}
+    {%- endset -%}
+    {%- set value = run_query(newest).columns[0].values()[0] -%}
+    {%- if value is none -%}
+        {{ return(none) }}
+    {%- endif -%}
+    {{ return("cast('" ~ value.isoformat() ~ "' as timestamp with time zone)") }}
+{%- endmacro %}
+
+{#- The start of the loads a run on touched rows covers in `relation`, as a timestamp literal (none without
+    rows): those within var lookback_days of the table's newest load (macro recent_loads_start) and of the
+    newest appointment event built (int_appointments_derived_from_events, the stream every run follows),
+    whichever start is later. The second bound keeps a table whose loads stopped, such as patients loaded
+    once, from counting as touched in every run: its rows loaded long before the run's new data were
+    handled by the runs after their loads (and every nightly build handles all rows). -#}
+{% macro touched_loads_start(relation, column='last_loaded_at') -%}
+    {%- if not execute -%}
+        {{ return(none) }}
+    {%- endif -%}
+    {%- set events = graph.nodes.get('model.telemed.int_appointments_derived_from_events') -%}
+    {%- set events_relation = adapter.get_relation(events.database, events.schema, events.alias) if events else none -%}
+    {%- if events_relation is none -%}
+        {{ return(recent_loads_start(relation, column)) }}
+    {%- endif -%}
+    {#- One query (each is a round trip in every test of the run): the later of the two newest loads. -#}
+    {%- set newest -%}
+        with newest as (
+            select
+                (select max({{ column }}) from {{ relation }}) as own_load,
+                (select max(last_loaded_at) from {{ events_relation }}) as event_load
+        )
+        select {{ dbt.dateadd(
+            'day',
+            -var('lookback_days'),
+            'greatest(coalesce(own_load, event_load), coalesce(event_load, own_load))'
+        ) }}
+        from newest
+    {%- endset -%}
+    {%- set start = run_query(newest).columns[0].values()[0] -%}
+    {%- if start is none -%}
+        {{ return(none) }}
+    {%- endif -%}
+    {{ return("cast('" ~ start.isoformat() ~ "' as timestamp with time zone)") }}
+{%- endmacro %}
+
+{#- A predicate on `column` (a load time) of `relation` keeping the rows this run touched (macro
+    touched_loads_start), or `true` when the run tests every row. -#}
 {% macro touched_rows(relation, column='last_loaded_at') -%}
-    {%- if not hourly_run() -%}
+    {%- set start = touched_loads_start(relation, column) if hourly_run() else none -%}
+    {%- if start is none -%}
         true
     {%- else -%}
-        {%- set newest -%}
-            select {{ dbt.dateadd('day', -var('lookback_days'), 'max(' ~ column ~ ')') }} from {{ relation }}
-        {%- endset -%}
-        {%- set value = run_query(newest).columns[0].values()[0] -%}
-        {%- if value is none -%}
-            true
-        {%- else -%}
-            {{ column }} >= cast('{{ value.isoformat() }}' as timestamp with time zone)
-        {%- endif -%}
+        {{ column }} >= {{ start }}
     {%- endif -%}
 {%- endmacro %}
 

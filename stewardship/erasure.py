@@ -3,8 +3,8 @@ every table that holds them, keep the marts' pseudonymous rows, and log the requ
 
 What changes (each as the role that owns the table):
 - ``raw.patients``: every version loses name, e-mail, phone, address and birth date, in the typed columns
-  and in the payload (which keeps only the non-identifying fields); dim_patient's age becomes unknown on
-  the next build, its row stays;
+  and in the payload (which keeps only the non-identifying fields); dim_patient's age becomes unknown at
+  once (as the next build would derive it), its row stays;
 - the quarantine: rejected events (``raw_text``, ``raw_bytes``, ``error_detail``) and rejected forms
   (``payload``, ``error_detail``) that mention the patient's id, one of the patient's appointments or one
   of the identifiers are emptied; the rows (reason, lineage) stay, so counts still reconcile;
@@ -116,6 +116,14 @@ def erase(settings: Settings, patient_id: str, request_ref: str | None = None) -
                 (result.patient_key,),
             )
             result.changed["marts.fact_feedback"] = cur.rowcount
+            # The birth date is gone, so the age is unknown, as the next build would derive it: the scheduled
+            # run after a load re-derives only the patients it must (dim_patient), which this one is not.
+            cur.execute(
+                "update marts.dim_patient set age = null, age_group = 'unknown'"
+                " where patient_key = %s and (age is not null or age_group <> 'unknown')",
+                (result.patient_key,),
+            )
+            result.changed["marts.dim_patient"] = cur.rowcount
 
     with db.transaction(settings, role=RAW_OWNER_ROLE) as conn, conn.cursor() as cur:
         for table, rows in result.changed.items():

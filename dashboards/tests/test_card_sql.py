@@ -17,8 +17,15 @@ IDS = [f"{d.key}.{c.key}" for d, c in CARDS]
 
 
 def _first_value(conn, card, column):
+    """The value of `column` on most of the rows that hold something the card shows (ties: the first value),
+    not whichever row the plan happens to return first: a device with no started appointment leaves a wait
+    chart empty for want of data, not for a fault."""
+    shown = " or ".join(f"coalesce(cast(card.{y} as numeric), 0) <> 0" for y in card.evidence_columns) or "true"
     with conn.cursor() as cur:
-        cur.execute(f"select card.{column} from ({plain_sql(card)}) as card where card.{column} is not null limit 1")
+        cur.execute(
+            f"select card.{column} from ({plain_sql(card)}) as card where card.{column} is not null and ({shown})"
+            " group by 1 order by count(*) desc, 1 limit 1"
+        )
         row = cur.fetchone()
     conn.commit()
     return row[0] if row else None

@@ -2,19 +2,27 @@
 
 The rows go straight into raw (as the loaders would land them) so every tricky case is pinned down:
 out-of-order events, a tie between two terminal events, reschedule chains (one with a middle link that
-arrives late), feedback for an appointment that arrives later, a provider version loaded late, a patient
-over 89. Then an incremental build after the late rows must give marts identical to a full refresh.
+arrives late, one whose link a later booking drops), feedback for an appointment that arrives later, a
+provider version loaded late, a patient over 89, a patient record arriving after its appointments, a
+patient's new version, and a birthday between two builds. Then the scheduled run after the late rows
+(`dbt build --selector hourly`, a day later by the business clock) must leave the marts and the
+incremental intermediate tables identical to a full refresh.
 """
 
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 import pytest
 
-from loaders.tests.test_pipeline import WITHOUT_TESTS, dbt, mart_fingerprints, query
+from loaders.tests.test_pipeline import BUILT_SCHEMAS, WITHOUT_TESTS, dbt, mart_fingerprints, query
 from runtime import db
 from runtime.settings import LOADER_ROLE, REPORTING_ROLE
+from testkit.clock import AS_OF
+
+# The business clock of the run after the late rows: two days on, past PAT-4's birthday (2 November).
+LATER = ("--vars", json.dumps({"as_of": (AS_OF + timedelta(days=2)).strftime("%Y-%m-%dT%H:%M:%SZ")}))
 
 EVENT_COLUMNS = (
     "event_id, appointment_id, event_type, event_ts, schema_version, payload,"
@@ -41,7 +49,7 @@ def done(duration: float, quality: int) -> dict:
     return {"duration_minutes": duration, "connection_quality": quality}
 
 
-# (event_id, appointment_id, event_type, event_ts, payload)
+# (event_id, appointment_id, event_type, event_ts, payload[, loaded how long ago])
 FIRST_EVENTS = [
     # APT-1: arrives completed-first; the booking's time has a +02:00 offset (10:00+02 is 08:00Z).
     ("e1-3", "APT-1", "completed", "2026-05-10T10:45:00+02:00", done(30, 4)),
@@ -142,6 +150,48 @@ FIRST_EVENTS = [
     ("e23-2", "APT-23", "no_show", "2026-05-15T09:30:00Z", {}),
 ]
 
+# APT-31 -> APT-32 -> APT-33, loaded a month before the rest (lists of their own: the stewardship world
+# reuses FIRST_EVENTS and LATE_EVENTS): APT-32 is booked again with the second load, without its link,
+# which makes it the first of a chain of two; APT-33, never loaded again, must follow.
+DROPPED_LINK_FIRST = [
+    (
+        "e31-1",
+        "APT-31",
+        "scheduled",
+        "2026-05-20T09:00:00Z",
+        booked("PAT-1", "PRV-1", "follow_up", "2026-05-26T09:00:00Z"),
+        "30 days",
+    ),
+    ("e31-2", "APT-31", "rescheduled", "2026-05-21T09:00:00Z", moved("APT-32", "2026-05-27T09:00:00Z"), "30 days"),
+    (
+        "e32-1",
+        "APT-32",
+        "scheduled",
+        "2026-05-21T09:00:00Z",
+        booked("PAT-1", "PRV-1", "follow_up", "2026-05-27T09:00:00Z", "APT-31"),
+        "30 days",
+    ),
+    ("e32-2", "APT-32", "rescheduled", "2026-05-22T09:00:00Z", moved("APT-33", "2026-05-28T09:00:00Z"), "30 days"),
+    (
+        "e33-1",
+        "APT-33",
+        "scheduled",
+        "2026-05-22T09:00:00Z",
+        booked("PAT-1", "PRV-1", "follow_up", "2026-05-28T09:00:00Z", "APT-32"),
+        "30 days",
+    ),
+]
+DROPPED_LINK_LATE = [
+    # APT-32's newer booking, without the link to APT-31.
+    (
+        "e32-3",
+        "APT-32",
+        "scheduled",
+        "2026-05-23T09:00:00Z",
+        booked("PAT-1", "PRV-1", "follow_up", "2026-05-27T09:00:00Z"),
+    ),
+]
+
 LATE_EVENTS = [
     (
         "e9-1",
@@ -180,10 +230,12 @@ LATE_EVENTS = [
     ("e22-2", "APT-22", "rescheduled", "2026-05-04T09:00:00Z", moved("APT-23", "2026-05-15T09:00:00Z")),
 ]
 
+# (provider_id, first name, last name, specialty, state, years, rate, hours, active, updated_at[, loaded how
+# long ago]). The first versions were loaded a month ago: the late load's runs must not count them as new.
 PROVIDERS = [
-    ("PRV-1", "Ann", "Lee", "Family Medicine", "CA", 10, 150, 40, True, "2026-01-01T00:00:00Z"),
-    ("PRV-1", "Ann", "Lee", "Cardiology", "CA", 11, 180, 40, True, "2026-06-01T00:00:00Z"),
-    ("PRV-2", "Bob", "Ray", "Internal Medicine", "NY", 5, 120, 30, True, "2026-02-01T00:00:00Z"),
+    ("PRV-1", "Ann", "Lee", "Family Medicine", "CA", 10, 150, 40, True, "2026-01-01T00:00:00Z", "30 days"),
+    ("PRV-1", "Ann", "Lee", "Cardiology", "CA", 11, 180, 40, True, "2026-06-01T00:00:00Z", "30 days"),
+    ("PRV-2", "Bob", "Ray", "Internal Medicine", "NY", 5, 120, 30, True, "2026-02-01T00:00:00Z", "30 days"),
 ]
 # A PRV-2 version written at 10:30 on May 11 but loaded late: APT-5 (10:00) keeps the old one, APT-6
 # (11:00) moves to it. PRV-3 arrives for the first time.
@@ -191,9 +243,17 @@ LATE_PROVIDERS = [
     ("PRV-2", "Bob", "Ray", "Psychiatry", "NY", 5, 130, 30, True, "2026-05-11T10:30:00Z"),
     ("PRV-3", "Cy", "Dee", "Pediatrics", "TX", 2, 90, 20, True, "2026-01-01T00:00:00Z"),
 ]
+# (patient_id, birth date, gender, insured, registered, state[, updated_at[, loaded how long ago]])
 PATIENTS = [
     ("PAT-1", "1980-05-05", "Female", True, "2025-01-01", "CA"),
     ("PAT-2", "1930-01-01", "Male", False, "2025-02-01", "NY"),
+]
+# Loaded a month before the rest and never again: only a birthday makes a run re-derive its age.
+BIRTHDAY_PATIENTS = [("PAT-4", "1990-11-02", "Male", True, "2024-06-01", "OR", "2026-01-01T00:00:00Z", "30 days")]
+# PAT-3's record arrives after its appointment (an inferred member until then); PAT-1 moved.
+LATE_PATIENTS = [
+    ("PAT-3", "1985-07-07", "Other", True, "2025-03-01", "TX"),
+    ("PAT-1", "1980-05-05", "Female", True, "2025-01-01", "WA", "2026-06-01T00:00:00Z"),
 ]
 
 
@@ -223,26 +283,29 @@ def land(settings, *, events=(), providers=(), patients=(), feedback=()) -> None
     conn = db.connect(settings, role=LOADER_ROLE)
     try:
         with conn, conn.cursor() as cur:
-            for offset, (event_id, appointment_id, event_type, event_ts, payload) in enumerate(events):
+            for offset, (event_id, appointment_id, event_type, event_ts, payload, *ago) in enumerate(events):
+                # Loaded some time before now (relative to when the row lands, as every load time here).
                 cur.execute(
-                    f"insert into raw.appointment_events ({EVENT_COLUMNS})"
-                    " values (%s, %s, %s, %s, 1, %s, 'fixture', 0, %s)",
-                    (event_id, appointment_id, event_type, event_ts, json.dumps(payload), offset),
+                    f"insert into raw.appointment_events ({EVENT_COLUMNS}, _loaded_at)"
+                    " values (%s, %s, %s, %s, 1, %s, 'fixture', 0, %s, now() - cast(%s as interval))",
+                    (event_id, appointment_id, event_type, event_ts, json.dumps(payload), offset, *(ago or ["0 days"])),
                 )
-            for row in providers:
+            for *row, ago in (row if len(row) == 11 else (*row, "0 days") for row in providers):
                 cur.execute(
                     "insert into raw.providers (provider_id, first_name, last_name, specialty, state, years_experience,"
-                    " hourly_rate, available_hours, active, updated_at, payload)"
-                    " values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, '{}')",
-                    row,
+                    " hourly_rate, available_hours, active, updated_at, payload, _loaded_at)"
+                    " values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, '{}', now() - cast(%s as interval))",
+                    (*row, ago),
                 )
-            for patient_id, birth, gender, insured, registered, state in patients:
+            for patient_id, birth, gender, insured, registered, state, *version in patients:
+                updated_at = version[0] if version else "2026-01-01T00:00:00Z"
+                loaded_ago = version[1] if len(version) > 1 else "0 days"
                 cur.execute(
                     "insert into raw.patients (patient_id, first_name, last_name, email, phone, address, date_of_birth,"
-                    " gender, has_insurance, registration_date, state, updated_at, payload)"
+                    " gender, has_insurance, registration_date, state, updated_at, payload, _loaded_at)"
                     " values (%s, 'Jane', 'Doe', 'jane@example.org', '555-0100', '1 Main St', %s, %s, %s, %s, %s,"
-                    " '2026-01-01T00:00:00Z', '{}')",
-                    (patient_id, birth, gender, insured, registered, state),
+                    " %s, '{}', now() - cast(%s as interval))",
+                    (patient_id, birth, gender, insured, registered, state, updated_at, loaded_ago),
                 )
             for index, (feedback_id, appointment_id, submitted_at, payload) in enumerate(feedback):
                 cur.execute(
@@ -259,7 +322,13 @@ def land(settings, *, events=(), providers=(), patients=(), feedback=()) -> None
 def built(settings, tmp_path_factory):
     """First load, first build; returns the dbt work dir for later builds."""
     work = tmp_path_factory.mktemp("dbt")
-    land(settings, events=FIRST_EVENTS, providers=PROVIDERS, patients=PATIENTS, feedback=FIRST_FEEDBACK)
+    land(
+        settings,
+        events=FIRST_EVENTS + DROPPED_LINK_FIRST,
+        providers=PROVIDERS,
+        patients=PATIENTS + BIRTHDAY_PATIENTS,
+        feedback=FIRST_FEEDBACK,
+    )
     dbt(settings, work, "build", "--full-refresh")
     return work
 
@@ -296,6 +365,9 @@ def test_final_status_device_and_measures_come_from_event_time(settings, built):
         "APT-10": "in_progress",
         "APT-21": "rescheduled",
         "APT-23": "no_show",
+        "APT-31": "rescheduled",
+        "APT-32": "rescheduled",
+        "APT-33": "scheduled",
     }
     # No booking yet: the visit counts on the day of its first event, with the Unknown patient.
     assert (facts["APT-9"]["date_id"], facts["APT-9"]["patient_key"]) == (20260517, "-1")
@@ -320,6 +392,10 @@ def test_reschedule_chains(settings, built):
     ]
     # The middle link APT-22 has not arrived: APT-23 counts the one move it knows of.
     assert (facts["APT-23"]["reschedule_count"], facts["APT-23"]["original_appointment_id"]) == (1, "APT-22")
+    assert [(facts[a]["reschedule_count"], facts[a]["original_appointment_id"]) for a in ("APT-32", "APT-33")] == [
+        (1, "APT-31"),
+        (2, "APT-31"),
+    ]
 
 
 def test_provider_version_valid_at_the_appointment_and_inferred_members(settings, built):
@@ -352,8 +428,9 @@ def test_dim_patient_has_no_identifiers_and_caps_age(settings, built):
     patients = {r["patient_id"]: r for r in query(settings, "select * from marts.dim_patient")}
     assert (patients["PAT-2"]["age"], patients["PAT-2"]["age_group"]) == (90, "90+")
     assert patients["PAT-3"]["is_inferred"] is True
+    assert (patients["PAT-4"]["age"], patients["PAT-4"]["age_group"]) == (35, "30-44")
     values = {str(v) for r in query(settings, "select * from marts.dim_patient") for v in r.values()}
-    assert not values & {"Jane", "Doe", "jane@example.org", "555-0100", "1 Main St", "1930-01-01"}
+    assert not values & {"Jane", "Doe", "jane@example.org", "555-0100", "1 Main St", "1930-01-01", "1990-11-02"}
 
 
 def test_reporting_role_reads_marts_and_nothing_else(settings, built):
@@ -384,9 +461,15 @@ DEVICES_BUT_P90 = (
 
 def test_late_data_then_incremental_equals_full_refresh(settings, built):
     days_before = daily_appointments(settings)
-    land(settings, events=LATE_EVENTS, providers=LATE_PROVIDERS, feedback=LATE_FEEDBACK)
-    # The scheduled run after a load (selectors.yml): what it leaves must equal a full refresh.
-    dbt(settings, built, "build", "--selector", "hourly")
+    land(
+        settings,
+        events=LATE_EVENTS + DROPPED_LINK_LATE,
+        providers=LATE_PROVIDERS,
+        patients=LATE_PATIENTS,
+        feedback=LATE_FEEDBACK,
+    )
+    # The scheduled run after a load (selectors.yml), two days on: what it leaves must equal a full refresh.
+    dbt(settings, built, "build", "--selector", "hourly", *LATER)
     # Its tests kept to the rows it touched (macro touched_rows): generic and singular tests on the facts read
     # the recent loads only; a test on a table without load times reads all of it.
     tests = {
@@ -403,8 +486,8 @@ def test_late_data_then_incremental_equals_full_refresh(settings, built):
     # device_quality's all-time p90 wait is the nightly build's (the hourly run keeps it: see the model); every
     # other column of every mart, the daily rollups included, must already equal a full refresh.
     devices_hourly = query(settings, DEVICES_BUT_P90)
-    dbt(settings, built, "run", "--select", "device_quality")
-    incremental = mart_fingerprints(settings)
+    dbt(settings, built, "run", "--select", "device_quality", *LATER)
+    incremental = mart_fingerprints(settings, BUILT_SCHEMAS)
 
     # APT-9 moved to the day before when its booking arrived: both days recomputed.
     days_after = daily_appointments(settings)
@@ -429,7 +512,17 @@ def test_late_data_then_incremental_equals_full_refresh(settings, built):
     }
     feedback = {r["feedback_id"]: r for r in query(settings, "select * from marts.fact_feedback")}
     assert set(feedback) == {"FBK-1", "FBK-2", "FBK-3", "FBK-4"}
+    # APT-32 lost its link: it starts a chain, and APT-33 (not loaded again) follows it.
+    assert [(facts[a]["reschedule_count"], facts[a]["original_appointment_id"]) for a in ("APT-32", "APT-33")] == [
+        (0, "APT-32"),
+        (1, "APT-32"),
+    ]
+    patients = {r["patient_id"]: r for r in query(settings, "select * from marts.dim_patient")}
+    assert (patients["PAT-3"]["is_inferred"], patients["PAT-3"]["state"]) == (False, "TX")
+    assert patients["PAT-1"]["state"] == "WA"
+    # PAT-4 turned 36 on 2 November; its record was loaded long before this run's window.
+    assert (patients["PAT-4"]["age"], patients["PAT-4"]["age_group"]) == (36, "30-44")
 
-    dbt(settings, built, "build", "--full-refresh", *WITHOUT_TESTS)
-    assert mart_fingerprints(settings) == incremental
+    dbt(settings, built, "build", "--full-refresh", *WITHOUT_TESTS, *LATER)
+    assert mart_fingerprints(settings, BUILT_SCHEMAS) == incremental
     assert query(settings, DEVICES_BUT_P90) == devices_hourly

@@ -271,6 +271,10 @@ def test_erase_removes_the_canary_everywhere_and_keeps_pseudonymous_rows(setting
 
     key = pseudonym.patient_key(pseudonym.key_bytes(settings.state_dir), CANARY_PATIENT)
     assert scalar(settings, "select count(*) from marts.dim_patient where patient_key = %s", (key,)) == 1
+    # The birth date is gone, so is the age, at once (the hourly run does not re-derive this patient).
+    assert query(settings, "select age, age_group from marts.dim_patient where patient_key = %s", (key,)) == [
+        {"age": None, "age_group": "unknown"}
+    ]
     assert query(
         settings, "select appointment_id, comments from marts.fact_feedback where patient_key = %s", (key,)
     ) == [{"appointment_id": "APT-C", "comments": None}]
@@ -281,6 +285,7 @@ def test_erase_removes_the_canary_everywhere_and_keeps_pseudonymous_rows(setting
         "raw.patient_feedback_rejected",
         "raw.patient_feedback",
         "marts.fact_feedback",
+        "marts.dim_patient",
     }
     assert {(r["request_ref"], r["patient_key"]) for r in logged} == {("TICKET-1", key)}
     assert CANARY_PATIENT not in json.dumps(logged)
@@ -288,6 +293,9 @@ def test_erase_removes_the_canary_everywhere_and_keeps_pseudonymous_rows(setting
     dbt(settings, world["work"], "build", *WITHOUT_TESTS)
     assert holders() == set()
     assert scalar(settings, "select count(*) from marts.fact_feedback where patient_key = %s", (key,)) == 1
+    assert query(settings, "select age, age_group from marts.dim_patient where patient_key = %s", (key,)) == [
+        {"age": None, "age_group": "unknown"}
+    ]
 
 
 def test_marts_retention_drops_facts_whose_raw_rows_are_gone(settings, world):

@@ -8,6 +8,7 @@
             {'columns': ['appointment_id'], 'unique': True},
             {'columns': ['last_loaded_at']},
             {'columns': ['rescheduled_from_appointment_id']},
+            {'columns': ['provider_id']},
         ],
     )
 }}

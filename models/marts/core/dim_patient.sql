@@ -15,10 +15,18 @@
 -- as HIPAA Safe Harbor requires. patient_key is a keyed hash (HMAC-SHA256, macro pseudonymous_key) of
 -- patient_id, stable across runs while the key is, so facts never need rewriting when a patient's data
 -- changes; without the key it cannot be reversed by hashing candidate ids.
--- Incremental (merge on patient_key): every known patient's row is derived (a cheap pass over the
--- clinic's patients) but only rows that differ from this table are merged: new patients, inferred ones
--- now known, newer versions (updated_at or load time changed) and ages changed since the last run (a
--- birthday); inferred members only for patient ids not here yet. No look-back window is needed.
+-- Incremental (merge on patient_key); only rows that differ from this table are merged: new patients,
+-- inferred ones now known, newer versions (updated_at or load time changed) and ages changed since the last
+-- run (a birthday); inferred members only for patient ids not here yet. Which rows are derived:
+--   * the scheduled run after a load (macro hourly_run): only the patients whose row can have changed, so
+--     its cost follows the new data, not the number of patients: those with a version among the run's
+--     recent loads (macro touched_loads_start, as the run's tests), those with a birthday on the as-of day
+--     or the var lookback_days days before it (macro birthday_keys_since), and, for inferred members, the
+--     patient ids of the appointments loaded within lookback_days of the newest appointment load; read
+--     through indexes (runtime/migrations/008_patients_touched_indexes.sql). An erasure request empties
+--     the age itself (stewardship/erasure.py), as the next build would;
+--   * every other build (nightly, deploys): every patient, as a full refresh would, so whatever an hourly
+--     run after a gap longer than lookback_days missed is caught up there.
 
 {#- The columns of the inferred and Unknown members (macro dimension_member): no attributes. -#}
 {%- set member_columns = [
@@ -38,17 +46,84 @@
 
 {{ refuse_full_refresh_after_purge() }}
 
+{%- set touched_only = is_incremental() and hourly_run() %}
+
 with
+
+{% if touched_only %}
+    {%- set patients_loaded_after = touched_loads_start(this) %}
+    {%- set appointments_loaded_after = recent_loads_start(ref('int_appointments_derived_from_events')) %}
+    candidate_patients as (
+
+        -- Each part reads the staging view itself, not a CTE: Postgres materialises a CTE used twice in
+        -- full, which would read every patient.
+        select recent_versions.patient_id
+        from {{ ref('stg_clinic_ops__patients') }} as recent_versions
+        where recent_versions.loaded_at >= {{ patients_loaded_after or incremental_watermark('last_loaded_at') }}
+        union
+        select birthdays.patient_id
+        from {{ ref('stg_clinic_ops__patients') }} as birthdays
+        where
+            {{ birthday_key('birthdays.date_of_birth') }}
+            in ({{ birthday_keys_since(var('lookback_days')) }})
+
+    ),
+
+    touched_patient_ids as (
+
+        select distinct recent_appointments.patient_id
+        from {{ ref('int_appointments_derived_from_events') }} as recent_appointments
+        where
+            recent_appointments.patient_id is not null
+            {%- if appointments_loaded_after is not none %}
+                and recent_appointments.last_loaded_at >= {{ appointments_loaded_after }}
+            {%- endif %}
+
+    ),
+
+    patient_ids_without_record as (
+
+        -- Each list probes an index: the clinic's records by patient_id ...
+        select touched_patient_ids.patient_id from touched_patient_ids
+        except
+        select clinic_records.patient_id
+        from {{ ref('stg_clinic_ops__patients') }} as clinic_records
+        where
+            {{ in_subquery(
+                'clinic_records.patient_id',
+                'select touched_patient_ids.patient_id from touched_patient_ids'
+            ) }}
+
+    ),
+
+    new_inferred_patient_ids as (
+
+        -- ... and this table by patient_key, for the few without a record.
+        select patient_ids_without_record.patient_id from patient_ids_without_record
+        except
+        select rows_here.patient_id
+        from {{ this }} as rows_here
+        where
+            {{ in_subquery(
+                'rows_here.patient_key',
+                'select ' ~ pseudonymous_key('patient_ids_without_record.patient_id')
+                ~ ' from patient_ids_without_record'
+            ) }}
+
+    ),
+{% endif %}
 
 patients as (
 
-    select * from {{ ref('stg_clinic_ops__patients') }}
-
-),
-
-appointments as (
-
-    select * from {{ ref('int_appointments_derived_from_events') }}
+    select patient_versions.*
+    from {{ ref('stg_clinic_ops__patients') }} as patient_versions
+    {%- if touched_only %}
+        where
+            {{ in_subquery(
+                'patient_versions.patient_id',
+                'select candidate_patients.patient_id from candidate_patients'
+            ) }}
+    {%- endif %}
 
 ),
 
@@ -127,34 +202,46 @@ changed_known_patients as (
 
 inferred_patients as (
 
-    select
-        {{ dimension_member(
-            member_columns,
-            member_values,
-            patient_key=pseudonymous_key('appointments.patient_id'),
-            patient_id='appointments.patient_id',
-            is_inferred='true',
-        ) }}
-    from appointments
-    where
-        appointments.patient_id is not null
-        and not exists (
-            select 1
-            from patients
-            where patients.patient_id = appointments.patient_id
-        )
-        and (
-            {% if is_incremental() -%}
-                not exists (
-                    select 1
-                    from {{ this }} as this_model
-                    where this_model.patient_id = appointments.patient_id
-                )
-            {%- else -%}
-                true
-            {%- endif %}
-        )
-    group by appointments.patient_id
+    {% if touched_only -%}
+        select
+            {{ dimension_member(
+                member_columns,
+                member_values,
+                patient_key=pseudonymous_key('new_inferred_patient_ids.patient_id'),
+                patient_id='new_inferred_patient_ids.patient_id',
+                is_inferred='true',
+            ) }}
+        from new_inferred_patient_ids
+    {%- else -%}
+        select
+            {{ dimension_member(
+                member_columns,
+                member_values,
+                patient_key=pseudonymous_key('appointments.patient_id'),
+                patient_id='appointments.patient_id',
+                is_inferred='true',
+            ) }}
+        from {{ ref('int_appointments_derived_from_events') }} as appointments
+        where
+            appointments.patient_id is not null
+            and not exists (
+                select 1
+                from patients
+                where patients.patient_id = appointments.patient_id
+            )
+            and (
+                {% if is_incremental() -%}
+                    not exists (
+                        select 1
+                        from {{ this }} as this_model
+                        where this_model.patient_id = appointments.patient_id
+                    )
+                {%- else -%}
+                    true
+                {%- endif %}
+            )
+        group by appointments.patient_id
+    {%- endif %}
 
 ),
 

@@ -31,7 +31,7 @@
     'is_current': 'true',
 } %}
 
-with
+with recursive
 
 provider_versions as (
 
@@ -39,9 +39,22 @@ provider_versions as (
 
 ),
 
-appointments as (
+provider_ids_of_appointments (provider_id) as (
 
-    select * from {{ ref('int_appointments_derived_from_events') }}
+    -- Every provider_id the appointments name, one index probe each (int_appointments_derived_from_events
+    -- is indexed on provider_id): a few hundred probes, however many appointments there are.
+    select min(first_appointment.provider_id)
+    from {{ ref('int_appointments_derived_from_events') }} as first_appointment
+
+    union all
+
+    select (
+        select min(next_appointment.provider_id)
+        from {{ ref('int_appointments_derived_from_events') }} as next_appointment
+        where next_appointment.provider_id > provider_ids_of_appointments.provider_id
+    )
+    from provider_ids_of_appointments
+    where provider_ids_of_appointments.provider_id is not null
 
 ),
 
@@ -69,21 +82,21 @@ known_versions as (
 
 inferred_providers as (
 
-    select distinct
+    select
         {{ dimension_member(
             member_columns,
             member_values,
-            provider_key=dbt.hash(dbt.concat(['appointments.provider_id', "'|inferred'"])),
-            provider_id='appointments.provider_id',
+            provider_key=dbt.hash(dbt.concat(['provider_ids_of_appointments.provider_id', "'|inferred'"])),
+            provider_id='provider_ids_of_appointments.provider_id',
             is_inferred='true',
         ) }}
-    from appointments
+    from provider_ids_of_appointments
     where
-        appointments.provider_id is not null
+        provider_ids_of_appointments.provider_id is not null
         and not exists (
             select 1
             from provider_versions
-            where provider_versions.provider_id = appointments.provider_id
+            where provider_versions.provider_id = provider_ids_of_appointments.provider_id
         )
 
 ),

@@ -16,7 +16,8 @@
 -- Incremental (merge on appointment_id), recomputing every appointment that
 --   * has an event loaded within var lookback_days of the latest one already here,
 --   * belongs to a provider with a version loaded in that window (its version may change), or
---   * whose reschedule chain depth changed (a late link further up the chain).
+--   * whose reschedule chain changed (a late link further up the chain: its row in
+--     int_appointment_reschedule_chains was loaded within that window).
 -- So a full refresh and any sequence of incremental runs over the same raw data give the same rows.
 
 {{ refuse_full_refresh_after_purge() }}
@@ -54,37 +55,37 @@ devices as (
 ),
 
 {% if is_incremental() %}
-    provider_versions as (
-
-        select * from {{ ref('int_provider_versions_validity') }}
-
-    ),
-
-    watermark as (
-
-        select {{ incremental_watermark('last_loaded_at') }} as loaded_after
-
-    ),
-
+    {%- set loaded_after = incremental_watermark('last_loaded_at') %}
     changed_providers as (
 
         select distinct provider_versions.provider_id
-        from provider_versions
-        where provider_versions.loaded_at >= (select watermark.loaded_after from watermark)
+        from {{ ref('int_provider_versions_validity') }} as provider_versions
+        where provider_versions.loaded_at >= {{ loaded_after }}
 
     ),
 
-    changed_chains as (
+    appointment_ids_in_scope as (
 
-        -- Links never disappear (events are never deleted), so only chains present now can differ.
-        select reschedule_chains.appointment_id
-        from reschedule_chains
-        left join {{ this }} as this_model
-            on reschedule_chains.appointment_id = this_model.appointment_id
+        -- Three lists of keys, each read through an index (an `or` of the three conditions on one table
+        -- would read every appointment).
+        select recent.appointment_id
+        from {{ ref('int_appointments_derived_from_events') }} as recent
+        where recent.last_loaded_at >= {{ loaded_after }}
+        union
+        -- A provider's appointments already here (a new one of theirs is in the first list).
+        select of_changed_providers.appointment_id
+        from {{ this }} as of_changed_providers
         where
-            this_model.appointment_id is null
-            or this_model.reschedule_count <> reschedule_chains.reschedule_count
-            or this_model.original_appointment_id <> reschedule_chains.original_appointment_id
+            {{ in_subquery(
+                'of_changed_providers.provider_id',
+                'select changed_providers.provider_id from changed_providers'
+            ) }}
+        union
+        -- A chain row changes only when one of its appointments is loaded again, which gives it a new
+        -- last_loaded_at; an appointment that lost its link was loaded again itself.
+        select recent_chains.appointment_id
+        from {{ ref('int_appointment_reschedule_chains') }} as recent_chains
+        where recent_chains.last_loaded_at >= {{ loaded_after }}
 
     ),
 {% endif %}
@@ -97,9 +98,10 @@ appointments_in_scope as (
     from appointments
     {% if is_incremental() -%}
         where
-            appointments.last_loaded_at >= (select watermark.loaded_after from watermark)
-            or appointments.provider_id in (select changed_providers.provider_id from changed_providers)
-            or appointments.appointment_id in (select changed_chains.appointment_id from changed_chains)
+            {{ in_subquery(
+                'appointments.appointment_id',
+                'select appointment_ids_in_scope.appointment_id from appointment_ids_in_scope'
+            ) }}
     {%- endif %}
 
 ),

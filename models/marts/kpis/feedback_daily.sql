@@ -4,7 +4,7 @@
         unique_key='date_id',
         incremental_strategy='delete+insert',
         on_schema_change='append_new_columns',
-        indexes=[{'columns': ['date_id']}],
+        indexes=[{'columns': ['date_id']}, {'columns': ['last_loaded_at']}],
         post_hook=["{{ delete_emptied_days('feedback_forms') }}"],
     )
 }}

@@ -4,7 +4,7 @@
         unique_key='date_id',
         incremental_strategy='merge',
         on_schema_change='append_new_columns',
-        indexes=[{'columns': ['date_id'], 'unique': True}],
+        indexes=[{'columns': ['date_id'], 'unique': True}, {'columns': ['last_loaded_at']}],
         post_hook=[
             "{{ delete_outside_range('date_id', [ref('fact_appointment'), ref('fact_feedback')]) }}",
         ],
@@ -105,7 +105,7 @@ appointments_by_day as (
     inner join statuses
         on appointments.status_key = statuses.status_key
     {% if is_incremental() -%}
-        where appointments.date_id in (select changed_days.date_id from changed_days)
+        where {{ in_subquery('appointments.date_id', 'select changed_days.date_id from changed_days') }}
     {%- endif %}
     group by appointments.date_id
 
@@ -121,7 +121,7 @@ feedback_by_day as (
         max(last_loaded_at) as last_loaded_at
     from feedback
     {% if is_incremental() -%}
-        where date_id in (select changed_days.date_id from changed_days)
+        where {{ in_subquery('date_id', 'select changed_days.date_id from changed_days') }}
     {%- endif %}
     group by date_id
 
