@@ -38,6 +38,10 @@ DBT = str(PROJECT_ROOT / "orchestration" / "bin" / "dbt")
 # writes there, so the DAG processor never reads a manifest that another dbt run is rewriting.
 MANIFEST = Path(os.environ.get("TELEMED_DBT_MANIFEST") or PROJECT_ROOT / "target" / "airflow" / "manifest.json")
 PROFILES_YML = PROJECT_ROOT / "profiles.yml"
+# The hourly DAG's one `dbt build` (the watcher's producer) keeps its artifacts here, and its monitors task
+# reads them: the performance checks judge the timings of that run's own build, never those of whatever
+# other dbt call last wrote target/. TELEMED_HOURLY_DBT_TARGET moves it (the tests give each world its own).
+HOURLY_TARGET = Path(os.environ.get("TELEMED_HOURLY_DBT_TARGET") or PROJECT_ROOT / "target" / "hourly")
 
 # A fixed start in the past: with catchup off, the scheduler only ever runs the latest interval.
 START_DATE = datetime(2026, 1, 1, tzinfo=timezone.utc)
@@ -208,6 +212,8 @@ def hourly_execution_config() -> ExecutionConfig:
         setup_operator_args={
             "indirect_selection": TestIndirectSelection.CAUTIOUS.value,
             "retry_delay": PRODUCER_RETRY_DELAY,
+            # The producer only: a sensor's retry (one node) must not replace the build's run_results.json.
+            "dbt_cmd_flags": ["--target-path", str(HOURLY_TARGET)],
         },
     )
 

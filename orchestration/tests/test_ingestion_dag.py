@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import email
 import email.policy
+import json
 import os
 import subprocess
 import sys
@@ -69,6 +70,7 @@ def world_env(settings: Settings, work: Path, topic: str, video_api: ApiServer) 
         TELEMED_CONSUMER_GROUP=f"{topic}.loader",
         TELEMED_LANDING_DIR=str(work / "landing"),
         DBT_TARGET_PATH=str(work / "target"),
+        TELEMED_HOURLY_DBT_TARGET=str(work / "hourly-target"),
         DBT_LOG_PATH=str(work / "logs"),
     )
 
@@ -191,6 +193,11 @@ def _plain_and_dag_runs(airflow, settings, second_database, plain_env, dag_env, 
     } <= set(states)
     builds = [task for task in states if task.startswith("dbt_hourly.") and task.endswith(("run", "snapshot"))]
     assert len(builds) >= 12, builds
+    # The monitors judged the timings of this run's own build (the producer's run_results.json), not those
+    # of whatever other dbt call last wrote the project's target/.
+    judged = json.loads((dag_work / "hourly-target" / "monitor" / "last_build_run_results.json").read_text())
+    assert judged["args"]["which"] == "build"
+    assert "model.telemed.fact_appointment" in {result["unique_id"] for result in judged["results"]}
 
     # device_quality's all-time p90 wait is the nightly build's: the hourly run keeps the last one (here,
     # none yet). The nightly DAG's full build computes it; its model alone stands in for that build.
