@@ -33,6 +33,7 @@ from pathlib import Path
 
 import psutil
 
+from benchmarks.hourly import TARGET_CARD_SECONDS, time_cards
 from runtime import db
 from runtime.kafka import admin_client
 from runtime.settings import Settings
@@ -152,6 +153,9 @@ class ScaleRun:
         self.settings = dataclasses.replace(settings, pg_database=self.database)
         self.run_id = uuid.uuid4().hex[:8]
         self.stages: dict[str, Stage] = {}
+        # Each dashboard card's SQL on the built warehouse (median seconds; None: it reads a table this run
+        # does not build, the monitors' history); not a stage of the end-to-end time.
+        self.card_times: dict[str, float | None] = {}
         self.notes: list[str] = []
         self.sampler = Sampler(
             _listener(int(settings.kafka_bootstrap_servers.rsplit(":", 1)[1])) if settings.kafka_embedded else None,
@@ -244,6 +248,11 @@ class ScaleRun:
         build = self.run("build", "appointments", command, log_name="dbt")
         build.rows = appointments
 
+    def cards(self) -> None:
+        """Every dashboard card's SQL on the built warehouse, as the reporting role (benchmarks.hourly)."""
+        if not self.stages["build"].failed:
+            self.card_times = time_cards(self.settings)
+
     def _count(self, sql: str) -> int:
         conn = db.connect(self.settings)
         try:
@@ -261,6 +270,24 @@ def _commit() -> str:
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
+
+
+def card_lines(card_times: dict[str, float | None]) -> list[str]:
+    """The cards' verdict against the target, then each timed card, slowest first."""
+    timed = {name: seconds for name, seconds in card_times.items() if seconds is not None}
+    if not timed:
+        return []
+    slowest = max(timed, key=timed.__getitem__)
+    over = sorted(name for name, seconds in timed.items() if seconds >= TARGET_CARD_SECONDS)
+    untimed = len(card_times) - len(timed)
+    lines = [
+        f"dashboard cards on this warehouse: {len(timed)} timed"
+        + (f" ({untimed} read tables this run does not build)" if untimed else "")
+        + f", slowest {slowest} {timed[slowest] * 1000:.0f} ms, target < {TARGET_CARD_SECONDS * 1000:.0f} ms each: "
+        + (f"missed by {', '.join(over)}" if over else "met")
+    ]
+    lines += [f"  {name:<50} {seconds * 1000:>8.1f} ms" for name, seconds in sorted(timed.items(), key=lambda i: -i[1])]
+    return lines
 
 
 def _print(run: ScaleRun, total: float, stopped: str | None) -> dict:
@@ -301,6 +328,8 @@ def _print(run: ScaleRun, total: float, stopped: str | None) -> dict:
         f"machine: load average up to {run.sampler.max_load:.1f} on {os.cpu_count()} cores, available memory "
         f"down to {run.sampler.min_available / GIB:.1f} GiB"
     )
+    for line in card_lines(run.card_times):
+        print(line)
     if stopped:
         print(f"STOPPED: {stopped}")
     return {
@@ -328,6 +357,9 @@ def _print(run: ScaleRun, total: float, stopped: str | None) -> dict:
             }
             for s in run.stages.values()
         ],
+        "cards_ms": {
+            name: None if seconds is None else round(seconds * 1000, 1) for name, seconds in run.card_times.items()
+        },
         "notes": run.notes,
     }
 
@@ -365,6 +397,7 @@ def main(argv: list[str] | None = None) -> int:
         run.events(manifest["events"]["messages"], manifest["events"]["valid_distinct"])
         run.load_files(manifest)
         run.build(manifest["appointments"]["total"])
+        run.cards()
     except MemoryStop as exc:
         stopped = str(exc)
     total = time.perf_counter() - started

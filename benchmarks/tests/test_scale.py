@@ -1,4 +1,5 @@
-"""``make scale``'s own parts: the broker slices and the memory watch (the run itself is a benchmark)."""
+"""``make scale``'s own parts: the broker slices, the memory watch and the cards' report (the run itself is a
+benchmark)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import sys
 
 import psutil
 
-from benchmarks.scale import MIB, Sampler, Stage, slice_files
+from benchmarks.scale import MIB, Sampler, Stage, card_lines, slice_files
 
 
 def test_slices_keep_the_replay_order_and_stay_under_the_limit(tmp_path):
@@ -43,3 +44,14 @@ def test_a_stage_above_the_floor_runs_to_its_end():
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(0.5)"])
     assert sampler.watch(Stage("sleep"), child, interval=0.1) is None
     assert child.returncode == 0
+
+
+def test_the_cards_report_names_the_slowest_and_every_card_over_the_target():
+    lines = card_lines({"ops.outcomes": 0.012, "satisfaction.comments": 0.61, "monitors.history": None})
+    assert lines[0] == (
+        "dashboard cards on this warehouse: 2 timed (1 read tables this run does not build), slowest "
+        "satisfaction.comments 610 ms, target < 500 ms each: missed by satisfaction.comments"
+    )
+    assert [line.split()[0] for line in lines[1:]] == ["satisfaction.comments", "ops.outcomes"]
+    assert card_lines({"ops.outcomes": 0.012})[0].endswith("target < 500 ms each: met")
+    assert card_lines({}) == []
