@@ -1,10 +1,12 @@
 """``python -m monitors``: dbt source freshness and the monitor tests as monitors.
 
 One run: read the timings of the last dbt build, run ``dbt source freshness``, then ``dbt build`` of the
-monitor models together with every data test, evaluate the observed values against thresholds.yml, together with
-the ingestion's real-time health (consumer lag, seconds since each loader's last load: monitors/ingestion.py),
-store one row per check in monitoring.monitor_results, alert each configured channel about what changed, and render
-the monitoring dashboard. Exit status 1 when any check is at error level (for schedulers), else 0.
+monitor models together with the data tests (every test on every row; with ``--scope hourly``, after the
+hourly build, the tests of the ``hourly`` selector on the rows that run touched), evaluate the observed
+values against thresholds.yml, together with the ingestion's real-time health (consumer lag, seconds since
+each loader's last load: monitors/ingestion.py), store one row per check in monitoring.monitor_results,
+alert each configured channel about what changed, and render the monitoring dashboard. Exit status 1 when
+any check is at error level (for schedulers), else 0.
 """
 
 from __future__ import annotations
@@ -34,15 +36,25 @@ log = logging.getLogger("monitors")
 OBSERVATION_CHECKS = [name for name, kind in checks.CHECK_TYPES.items() if kind not in ("performance", "ingestion")]
 
 # The dbt calls of one run: (arguments, the artifact it writes, the folder under target/monitor it is kept in).
-DBT_STEPS = [
-    (["source", "freshness"], "sources.json", "freshness"),
-    # The monitor models and every data test, in one invocation (tests after what they test).
-    (
-        ["build", "--select", "tag:monitor", "resource_type:test", "--exclude-resource-type", "unit_test"],
-        "run_results.json",
-        "tests",
-    ),
-]
+# The monitor models and the data tests run in one invocation (tests after what they test). Which tests, on
+# which rows, is the run's scope:
+# - full (`make monitor`, the nightly): every data test on every row;
+# - hourly (the hourly DAG, after its build): the tests of the `hourly` selector (selector monitors_hourly) on
+#   the rows that run touched (TELEMED_RUN_SCOPE=hourly, macro touched_rows), so the hourly path's cost
+#   follows the new data, not the history. The tests it leaves out (sources, staging views: they read the
+#   whole raw stream) keep their last alert state until the next full run (an absent check changes nothing).
+TEST_STEPS = {
+    "full": ["build", "--select", "tag:monitor", "resource_type:test", "--exclude-resource-type", "unit_test"],
+    "hourly": ["build", "--selector", "monitors_hourly"],
+}
+# What each scope tells macro hourly_run, whatever the environment the monitors were started in.
+RUN_SCOPES = {"full": "nightly", "hourly": "hourly"}
+
+
+def dbt_steps(scope: str) -> list[tuple[list[str], str, str]]:
+    return [(["source", "freshness"], "sources.json", "freshness"), (TEST_STEPS[scope], "run_results.json", "tests")]
+
+
 # The failing rows of the tests that failed or warned in that build, for the report's samples: run again
 # with --store-failures (schema monitoring_failures, dbt_project.yml), only when a test did not pass and
 # only those tests, instead of a table for each of ~400 tests on every run.
@@ -51,12 +63,16 @@ FAILURES_SCHEMA = "monitoring_failures"
 PARTIAL_PARSE = "partial_parse.msgpack"
 
 
-def run_dbt(settings: Settings, args: list[str], target_path: Path) -> int:
+def run_dbt(settings: Settings, args: list[str], target_path: Path, scope: str = "full") -> int:
     dbt = shutil.which("dbt", path=str(Path(sys.executable).parent)) or "dbt"
     command = [dbt, *args, "--target-path", str(target_path)]
     log.info("running %s", " ".join(command[1:]))
     done = subprocess.run(
-        command, cwd=PROJECT_ROOT, env={**os.environ, **child_env(settings)}, capture_output=True, text=True
+        command,
+        cwd=PROJECT_ROOT,
+        env={**os.environ, **child_env(settings), "TELEMED_RUN_SCOPE": RUN_SCOPES[scope]},
+        capture_output=True,
+        text=True,
     )
     if done.returncode not in (0, 1):  # 1 = tests or freshness failed: that is what we monitor
         log.error("dbt %s failed to run:\n%s", args[0], done.stdout[-4000:] + done.stderr[-2000:])
@@ -130,6 +146,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--dbt-target", type=Path, default=PROJECT_ROOT / "target", help="dbt's target folder (default target/)"
     )
+    parser.add_argument(
+        "--scope",
+        choices=sorted(TEST_STEPS),
+        default="full",
+        help="full: every data test on every row (default); hourly: after the hourly build, its selector's "
+        "tests on the rows it touched",
+    )
     return parser.parse_args(argv)
 
 
@@ -153,15 +176,15 @@ def reuse_build_parse(target: Path, monitor_target: Path) -> None:
         shutil.copy2(parsed, ours)
 
 
-def run_monitor_dbt(settings: Settings, monitor_target: Path) -> None:
+def run_monitor_dbt(settings: Settings, monitor_target: Path, scope: str = "full") -> None:
     """Source freshness, then the monitor models and tests; each artifact kept with its manifest. The
     freshness thresholds and the window are dbt_project.yml's vars; one target path for every call, so
     dbt parses the project once."""
-    for dbt_args, artifact, keep_as in DBT_STEPS:
+    for dbt_args, artifact, keep_as in dbt_steps(scope):
         # Never read a previous run's artifact as this run's.
         shutil.rmtree(monitor_target / keep_as, ignore_errors=True)
         (monitor_target / artifact).unlink(missing_ok=True)
-        run_dbt(settings, dbt_args, monitor_target)
+        run_dbt(settings, dbt_args, monitor_target, scope)
         (monitor_target / keep_as).mkdir(parents=True, exist_ok=True)
         produced = monitor_target / artifact
         if produced.exists():
@@ -169,7 +192,7 @@ def run_monitor_dbt(settings: Settings, monitor_target: Path) -> None:
             shutil.copyfile(monitor_target / "manifest.json", monitor_target / keep_as / "manifest.json")
 
 
-def keep_failing_rows(settings: Settings, monitor_target: Path) -> None:
+def keep_failing_rows(settings: Settings, monitor_target: Path, scope: str = "full") -> None:
     """This run's failing rows, and no older ones: the schema is emptied first (a test that failed before
     and passes now leaves nothing behind), then the failed and warning tests run again storing their rows."""
     conn = db.connect(settings)
@@ -184,7 +207,7 @@ def keep_failing_rows(settings: Settings, monitor_target: Path) -> None:
     statuses = {r.get("status") for r in json.loads(results.read_text()).get("results", [])}
     if not statuses & {"fail", "warn"}:
         return
-    run_dbt(settings, [*FAILING_TESTS, str(monitor_target / "tests")], monitor_target)
+    run_dbt(settings, [*FAILING_TESTS, str(monitor_target / "tests")], monitor_target, scope)
     (monitor_target / "run_results.json").unlink(missing_ok=True)  # the build's results are the run's
     if (monitor_target / "manifest.json").exists():  # it names the stored tables (relation_name)
         shutil.copyfile(monitor_target / "manifest.json", monitor_target / "tests" / "manifest.json")
@@ -203,7 +226,7 @@ def evaluate_checks(
         *ingestion.ingestion_results(conn, settings, thresholds),
         *checks.test_checks(tests / "run_results.json", tests / "manifest.json"),
     ]
-    for _, artifact, keep_as in DBT_STEPS:
+    for _, artifact, keep_as in dbt_steps("full"):
         if not (monitor_target / keep_as / artifact).exists():
             # dbt itself failed (cannot connect, cannot parse): that is the loudest failure of all.
             results.append(
@@ -286,8 +309,8 @@ def main(argv: list[str] | None = None) -> int:
     build_results = keep_last_build_timings(args.dbt_target, monitor_target)
     if not args.skip_dbt:
         reuse_build_parse(args.dbt_target, monitor_target)
-        run_monitor_dbt(settings, monitor_target)
-        keep_failing_rows(settings, monitor_target)
+        run_monitor_dbt(settings, monitor_target, args.scope)
+        keep_failing_rows(settings, monitor_target, args.scope)
 
     conn = db.connect(settings, role=DBT_ROLE)
     try:

@@ -5,9 +5,10 @@ reference data -> a drain of the event consumer (skipped while the ingest servic
 files -> the video platform's call sessions (when an API is configured or embedded) -> the dbt `hourly`
 selector rendered by Cosmos from the manifest, in its watcher mode (one `dbt build` of every model with
 the tests on it alone, and per model a task reporting its result and one its tests'; then the tests that
-read several models) -> source freshness -> the monitors, which judge that build's own timings. No
-overlapping runs, no catchup; every task retries with backoff and alerts the monitors' channels once when
-its last try failed (orchestration/dagkit.py, which also says how the watcher's retries differ).
+read several models) -> source freshness -> the monitors, which judge that build's own timings and run
+the hourly selector's tests on the rows it touched. No overlapping runs, no catchup; every task retries
+with backoff and alerts the monitors' channels once when its last try failed (orchestration/dagkit.py,
+which also says how the watcher's retries differ).
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ with DAG(
     # a retry would only repeat the same checks, so this task does not retry.
     monitors = BashOperator(
         task_id="monitors",
-        bash_command=dagkit.project_command("monitors", "--dbt-target", str(dagkit.HOURLY_TARGET)),
+        bash_command=dagkit.project_command("monitors", "--scope", "hourly", "--dbt-target", str(dagkit.HOURLY_TARGET)),
         retries=0,
     )
 

@@ -198,6 +198,13 @@ def _plain_and_dag_runs(airflow, settings, second_database, plain_env, dag_env, 
     judged = json.loads((dag_work / "hourly-target" / "monitor" / "last_build_run_results.json").read_text())
     assert judged["args"]["which"] == "build"
     assert "model.telemed.fact_appointment" in {result["unique_id"] for result in judged["results"]}
+    # ...and ran the hourly selector's tests (on the rows it touched), not every test: none on a source or
+    # a staging view, which read the whole raw stream and are left to the nightly run.
+    tested = json.loads((dag_work / "hourly-target" / "monitor" / "tests" / "run_results.json").read_text())
+    assert tested["args"]["selector"] == "monitors_hourly"
+    tests = {result["unique_id"] for result in tested["results"] if result["unique_id"].startswith("test.")}
+    assert any(".fact_appointment" in test for test in tests)
+    assert not any("source_" in test or "_stg_" in test for test in tests), sorted(tests)[:20]
 
     # device_quality's all-time p90 wait is the nightly build's: the hourly run keeps the last one (here,
     # none yet). The nightly DAG's full build computes it; its model alone stands in for that build.
