@@ -1,14 +1,18 @@
-"""``python -m dashboards [build|exposures] [options]``: the dashboards as code.
+"""``python -m dashboards [build|exposures|queries] [options]``: the dashboards as code.
 
 build (default): render the offline HTML dashboards from the marts into ``.local/dashboards/`` (patients'
 free-text comments left out unless ``--include-comments``: the pages travel by e-mail) and, when
 ``METABASE_URL`` is set, provision the same dashboards in Metabase (idempotent: a rerun updates in place).
 exposures: write the dbt exposures generated from the definitions (``--check`` only compares).
+queries: print every card's two queries as JSON (the benchmarks time them): ``metabase``, what Metabase
+runs on an unfiltered dashboard (the card's SQL summed per group in the database), and ``plain``, the
+card's own SQL, whose every row the HTML page embeds.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -55,9 +59,28 @@ def provision_metabase(settings: Settings) -> int:
     return 0
 
 
+def card_queries(dashboards) -> list[dict[str, str]]:
+    from dashboards.query import bind, metabase_sql
+
+    queries = []
+    for dashboard in dashboards:
+        for card in dashboard.cards:
+            # No filter value: Metabase drops every optional clause. No parameter is left to bind, so the
+            # %-escaping bind does for psycopg2 is undone: the text runs as it is.
+            unfiltered = bind(metabase_sql(card), {})
+            queries.append(
+                {
+                    "card": f"{dashboard.key}.{card.key}",
+                    "metabase": unfiltered.sql.replace("%%", "%"),
+                    "plain": card.sql,
+                }
+            )
+    return queries
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m dashboards", description=__doc__)
-    parser.add_argument("command", nargs="?", choices=("build", "exposures"), default="build")
+    parser.add_argument("command", nargs="?", choices=("build", "exposures", "queries"), default="build")
     parser.add_argument("--out", type=Path, help="HTML output folder (default: <state dir>/dashboards)")
     parser.add_argument("--html-only", action="store_true", help="skip Metabase even when METABASE_URL is set")
     parser.add_argument("--check", action="store_true", help="exposures: fail when the file is out of date")
@@ -77,6 +100,10 @@ def main(argv: list[str] | None = None) -> int:
     except DefinitionError as exc:
         print(f"dashboard definitions: {exc}", file=sys.stderr)
         return 2
+
+    if args.command == "queries":
+        print(json.dumps(card_queries(dashboards), indent=1))
+        return 0
 
     if args.command == "exposures":
         if args.check:

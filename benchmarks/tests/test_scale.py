@@ -8,6 +8,7 @@ import sys
 
 import psutil
 
+from benchmarks.hourly import CardTiming
 from benchmarks.scale import MIB, Sampler, Stage, card_lines, slice_files
 
 
@@ -47,11 +48,18 @@ def test_a_stage_above_the_floor_runs_to_its_end():
 
 
 def test_the_cards_report_names_the_slowest_and_every_card_over_the_target():
-    lines = card_lines({"ops.outcomes": 0.012, "satisfaction.comments": 0.61, "monitors.history": None})
-    assert lines[0] == (
-        "dashboard cards on this warehouse: 2 timed (1 read tables this run does not build), slowest "
-        "satisfaction.comments 610 ms, target < 500 ms each: missed by satisfaction.comments"
+    lines = card_lines(
+        {
+            "ops.outcomes": CardTiming(0.012, 0.030, 1200),
+            "providers.table": CardTiming(0.61, 2.5, 900_000),
+            "monitors.history": None,
+        }
     )
-    assert [line.split()[0] for line in lines[1:]] == ["satisfaction.comments", "ops.outcomes"]
-    assert card_lines({"ops.outcomes": 0.012})[0].endswith("target < 500 ms each: met")
+    assert lines[0] == (
+        "dashboard cards on this warehouse, as Metabase runs them: 2 timed (1 read tables this run does not "
+        "build), slowest providers.table 610 ms, target < 500 ms each: missed by providers.table"
+    )
+    assert [line.split()[0] for line in lines[1:]] == ["providers.table", "ops.outcomes"]
+    assert "HTML:   900000 rows   2500.0 ms" in lines[1]
+    assert card_lines({"ops.outcomes": CardTiming(0.012, 0.03, 10)})[0].endswith("target < 500 ms each: met")
     assert card_lines({}) == []

@@ -4,6 +4,7 @@ needs, unfiltered and with every filter of its dashboard set, exactly as Metabas
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import pytest
 
@@ -102,3 +103,22 @@ def test_a_missing_monitor_history_is_a_notice_not_a_failure(marts_settings, rep
         marts.add_monitor_history(marts_settings)
     assert data.state == "missing"
     assert data.message.startswith("No monitor runs yet")
+
+
+def test_the_queries_command_gives_what_metabase_runs_and_the_plain_sql(reporting_conn, capsys):
+    """`python -m dashboards queries` (what the benchmarks time): per card, the query Metabase runs on an
+    unfiltered dashboard, ready to run as printed, and the card's own SQL."""
+    from dashboards.__main__ import main
+
+    assert main(["queries"]) == 0
+    printed = {entry["card"]: entry for entry in json.loads(capsys.readouterr().out)}
+    assert list(printed) == IDS
+    for (_dashboard, card), name in zip(CARDS, IDS, strict=True):
+        assert printed[name]["plain"] == plain_sql(card)
+        unfiltered = bind(metabase_sql(card), {})
+        with reporting_conn.cursor() as cur:
+            cur.execute(unfiltered.sql, unfiltered.params)
+            expected = cur.fetchall()
+            cur.execute(printed[name]["metabase"])
+            assert cur.fetchall() == expected, name
+        reporting_conn.commit()
