@@ -48,18 +48,7 @@ forms_by_day as (
         feedback.date_id,
         providers.provider_id,
         coalesce(providers.specialty, 'Unknown') as specialty,
-        count(*) as feedback_forms,
-        sum(feedback.provider_rating) as provider_rating_sum,
-        count(feedback.provider_rating) as provider_rating_count,
-        sum(feedback.overall_satisfaction) as overall_satisfaction_sum,
-        count(feedback.overall_satisfaction) as overall_satisfaction_count,
-        sum(feedback.ease_of_use_rating) as ease_of_use_rating_sum,
-        count(feedback.ease_of_use_rating) as ease_of_use_rating_count,
-        sum(feedback.audio_quality_rating) as audio_quality_rating_sum,
-        count(feedback.audio_quality_rating) as audio_quality_rating_count,
-        sum(feedback.video_quality_rating) as video_quality_rating_sum,
-        count(feedback.video_quality_rating) as video_quality_rating_count,
-        {{ count_where('feedback.would_recommend') }} as would_recommend,
+        {{ feedback_rating_aggregates('feedback') | indent(8) }},
         max(feedback.last_loaded_at) as last_loaded_at
     from feedback
     inner join providers
@@ -90,18 +79,7 @@ final as (
         date_id,
         provider_id,
         specialty,
-        cast(feedback_forms as bigint) as feedback_forms,
-        cast(provider_rating_sum as bigint) as provider_rating_sum,
-        cast(provider_rating_count as bigint) as provider_rating_count,
-        cast(overall_satisfaction_sum as bigint) as overall_satisfaction_sum,
-        cast(overall_satisfaction_count as bigint) as overall_satisfaction_count,
-        cast(ease_of_use_rating_sum as bigint) as ease_of_use_rating_sum,
-        cast(ease_of_use_rating_count as bigint) as ease_of_use_rating_count,
-        cast(audio_quality_rating_sum as bigint) as audio_quality_rating_sum,
-        cast(audio_quality_rating_count as bigint) as audio_quality_rating_count,
-        cast(video_quality_rating_sum as bigint) as video_quality_rating_sum,
-        cast(video_quality_rating_count as bigint) as video_quality_rating_count,
-        cast(would_recommend as bigint) as would_recommend,
+        {{ feedback_rating_columns() | indent(8) }},
         last_loaded_at
     from forms_by_day
     {% if is_incremental() -%}
@@ -110,18 +88,7 @@ final as (
             emptied_days.date_id,
             null,
             null,
-            0,
-            null,
-            0,
-            null,
-            0,
-            null,
-            0,
-            null,
-            0,
-            null,
-            0,
-            0,
+            {{ feedback_rating_columns(zeros=true) | indent(12) }},
             null
         from emptied_days
     {%- endif %}
