@@ -23,7 +23,7 @@
 {#- The same columns as the rollup stores them (bigint), in the same order; with zeros, the values of an
     emptied day's row instead (no forms: counts 0, sums null), which delete+insert needs to remove the day's
     old rows. -#}
-{% macro feedback_rating_columns(answered_recommend=false, zeros=false) -%}
+{% macro feedback_rating_values(answered_recommend=false, zeros=false) -%}
     {%- set columns = [('feedback_forms', '0')] -%}
     {%- for rating in feedback_rating_names() -%}
         {%- do columns.append((rating ~ '_sum', 'null')) -%}

@@ -79,7 +79,7 @@ final as (
         date_id,
         provider_id,
         specialty,
-        {{ feedback_rating_columns() | indent(8) }},
+        {{ feedback_rating_values() | indent(8) }},
         last_loaded_at
     from forms_by_day
     {% if is_incremental() -%}
@@ -88,7 +88,7 @@ final as (
             emptied_days.date_id,
             null,
             null,
-            {{ feedback_rating_columns(zeros=true) | indent(12) }},
+            {{ feedback_rating_values(zeros=true) | indent(12) }},
             null
         from emptied_days
     {%- endif %}

@@ -97,7 +97,7 @@ final as (
         specialty,
         device_key,
         device_type,
-        {{ feedback_rating_columns(answered_recommend=true) | indent(8) }},
+        {{ feedback_rating_values(answered_recommend=true) | indent(8) }},
         last_loaded_at
     from forms_by_day
     {% if is_incremental() -%}
@@ -107,7 +107,7 @@ final as (
             null,
             null,
             null,
-            {{ feedback_rating_columns(answered_recommend=true, zeros=true) | indent(12) }},
+            {{ feedback_rating_values(answered_recommend=true, zeros=true) | indent(12) }},
             null
         from emptied_days
     {%- endif %}
