@@ -51,8 +51,13 @@ TEST_STEPS = {
 RUN_SCOPES = {"full": "nightly", "hourly": "hourly"}
 
 
+# What each dbt call of a run leaves, whatever its scope: (the artifact it writes, the folder it is kept in).
+ARTIFACTS = [("sources.json", "freshness"), ("run_results.json", "tests")]
+
+
 def dbt_steps(scope: str) -> list[tuple[list[str], str, str]]:
-    return [(["source", "freshness"], "sources.json", "freshness"), (TEST_STEPS[scope], "run_results.json", "tests")]
+    calls = [["source", "freshness"], TEST_STEPS[scope]]
+    return [(args, artifact, keep_as) for args, (artifact, keep_as) in zip(calls, ARTIFACTS, strict=True)]
 
 
 # The failing rows of the tests that failed or warned in that build, for the report's samples: run again
@@ -226,7 +231,7 @@ def evaluate_checks(
         *ingestion.ingestion_results(conn, settings, thresholds),
         *checks.test_checks(tests / "run_results.json", tests / "manifest.json"),
     ]
-    for _, artifact, keep_as in dbt_steps("full"):
+    for artifact, keep_as in ARTIFACTS:
         if not (monitor_target / keep_as / artifact).exists():
             # dbt itself failed (cannot connect, cannot parse): that is the loudest failure of all.
             results.append(
