@@ -16,7 +16,6 @@ import json
 import logging
 import os
 import shutil
-import subprocess
 import sys
 import uuid
 from datetime import timedelta
@@ -26,6 +25,7 @@ import psycopg2
 from psycopg2 import sql
 
 from monitors import alerts, checks, ingestion, report, store
+from monitors.dbt_session import DbtSession
 from runtime import db
 from runtime.envcmd import child_env
 from runtime.settings import DBT_ROLE, PROJECT_ROOT, REPORTING_ROLE, Settings
@@ -68,20 +68,10 @@ FAILURES_SCHEMA = "monitoring_failures"
 PARTIAL_PARSE = "partial_parse.msgpack"
 
 
-def run_dbt(settings: Settings, args: list[str], target_path: Path, scope: str = "full") -> int:
-    dbt = shutil.which("dbt", path=str(Path(sys.executable).parent)) or "dbt"
-    command = [dbt, *args, "--target-path", str(target_path)]
-    log.info("running %s", " ".join(command[1:]))
-    done = subprocess.run(
-        command,
-        cwd=PROJECT_ROOT,
-        env={**os.environ, **child_env(settings), "TELEMED_RUN_SCOPE": RUN_SCOPES[scope]},
-        capture_output=True,
-        text=True,
-    )
-    if done.returncode not in (0, 1):  # 1 = tests or freshness failed: that is what we monitor
-        log.error("dbt %s failed to run:\n%s", args[0], done.stdout[-4000:] + done.stderr[-2000:])
-    return done.returncode
+def dbt_session(settings: Settings, monitor_target: Path, scope: str = "full") -> DbtSession:
+    """The run's dbt calls, in this process, in the environment a child process would get."""
+    env = {**child_env(settings), "TELEMED_RUN_SCOPE": RUN_SCOPES[scope]}
+    return DbtSession(env, monitor_target)
 
 
 def observation_results(conn, thresholds: checks.Thresholds) -> list[checks.CheckResult]:
@@ -181,7 +171,7 @@ def reuse_build_parse(target: Path, monitor_target: Path) -> None:
         shutil.copy2(parsed, ours)
 
 
-def run_monitor_dbt(settings: Settings, monitor_target: Path, scope: str = "full") -> None:
+def run_monitor_dbt(dbt: DbtSession, monitor_target: Path, scope: str = "full") -> None:
     """Source freshness, then the monitor models and tests; each artifact kept with its manifest. The
     freshness thresholds and the window are dbt_project.yml's vars; one target path for every call, so
     dbt parses the project once."""
@@ -189,7 +179,7 @@ def run_monitor_dbt(settings: Settings, monitor_target: Path, scope: str = "full
         # Never read a previous run's artifact as this run's.
         shutil.rmtree(monitor_target / keep_as, ignore_errors=True)
         (monitor_target / artifact).unlink(missing_ok=True)
-        run_dbt(settings, dbt_args, monitor_target, scope)
+        dbt.run(dbt_args)
         (monitor_target / keep_as).mkdir(parents=True, exist_ok=True)
         produced = monitor_target / artifact
         if produced.exists():
@@ -197,7 +187,7 @@ def run_monitor_dbt(settings: Settings, monitor_target: Path, scope: str = "full
             shutil.copyfile(monitor_target / "manifest.json", monitor_target / keep_as / "manifest.json")
 
 
-def keep_failing_rows(settings: Settings, monitor_target: Path, scope: str = "full") -> None:
+def keep_failing_rows(settings: Settings, dbt: DbtSession, monitor_target: Path) -> None:
     """This run's failing rows, and no older ones: the schema is emptied first (a test that failed before
     and passes now leaves nothing behind), then the failed and warning tests run again storing their rows."""
     conn = db.connect(settings)
@@ -212,7 +202,7 @@ def keep_failing_rows(settings: Settings, monitor_target: Path, scope: str = "fu
     statuses = {r.get("status") for r in json.loads(results.read_text()).get("results", [])}
     if not statuses & {"fail", "warn"}:
         return
-    run_dbt(settings, [*FAILING_TESTS, str(monitor_target / "tests")], monitor_target, scope)
+    dbt.run([*FAILING_TESTS, str(monitor_target / "tests")])
     (monitor_target / "run_results.json").unlink(missing_ok=True)  # the build's results are the run's
     if (monitor_target / "manifest.json").exists():  # it names the stored tables (relation_name)
         shutil.copyfile(monitor_target / "manifest.json", monitor_target / "tests" / "manifest.json")
@@ -314,8 +304,9 @@ def main(argv: list[str] | None = None) -> int:
     build_results = keep_last_build_timings(args.dbt_target, monitor_target)
     if not args.skip_dbt:
         reuse_build_parse(args.dbt_target, monitor_target)
-        run_monitor_dbt(settings, monitor_target, args.scope)
-        keep_failing_rows(settings, monitor_target, args.scope)
+        dbt = dbt_session(settings, monitor_target, args.scope)
+        run_monitor_dbt(dbt, monitor_target, args.scope)
+        keep_failing_rows(settings, dbt, monitor_target)
 
     conn = db.connect(settings, role=DBT_ROLE)
     try:

@@ -1,0 +1,44 @@
+"""The monitors' dbt calls in their own process (monitors/dbt_session.py): exit statuses as the command line
+gives them, one parse per run, and an environment that is the call's alone."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from monitors.dbt_session import CRASHED, SUCCESS, DbtSession, environment
+from runtime.envcmd import child_env
+
+PARSED = "partial_parse.msgpack"
+# Events dbt sends only while it parses: checking the partial-parse file, writing its timings.
+PARSING = {"StateCheckVarsHash", "ParsePerfInfoPath"}
+
+
+def test_environment_is_set_for_the_call_and_restored_after():
+    os.environ["TELEMED_SESSION_KEPT"] = "before"
+    os.environ.pop("TELEMED_SESSION_NEW", None)
+    try:
+        with environment({"TELEMED_SESSION_KEPT": "during", "TELEMED_SESSION_NEW": "during"}):
+            assert os.environ["TELEMED_SESSION_KEPT"] == os.environ["TELEMED_SESSION_NEW"] == "during"
+        assert os.environ["TELEMED_SESSION_KEPT"] == "before"
+        assert "TELEMED_SESSION_NEW" not in os.environ
+    finally:
+        os.environ.pop("TELEMED_SESSION_KEPT", None)
+
+
+def test_calls_share_one_parse_and_a_call_dbt_refuses_is_a_crash_with_its_reason(base_settings, tmp_path, caplog):
+    env = {**child_env(base_settings), "TELEMED_RUN_SCOPE": "nightly"}
+    dbt = DbtSession(env, tmp_path / "monitor")
+    outside = {name: os.environ.get(name) for name in env}
+
+    assert dbt.run(["ls", "--select", "tag:monitor", "--output", "name"]) == SUCCESS
+    assert (tmp_path / "monitor" / PARSED).exists(), "the project was parsed into the run's target folder"
+    assert "monitor_observations" in dbt.output, "the call's output is kept"
+    assert dbt.run(["ls", "--resource-type", "test", "--output", "name"]) == SUCCESS
+    assert any(line.startswith("not_null_") for line in dbt.output)
+    assert PARSING.isdisjoint(dbt.events), "the second call parsed the project again"
+
+    with caplog.at_level(logging.ERROR, logger="monitors"):
+        assert dbt.run(["build", "--no-such-option"]) == CRASHED
+    assert "dbt build failed to run" in caplog.text and "no-such-option" in caplog.text
+    assert {name: os.environ.get(name) for name in env} == outside, "the calls' environment leaked"
