@@ -51,7 +51,7 @@ $(call whole_number,PYTEST_WORKERS,[0-9]+,a whole number of pytest workers (0: n
 $(call whole_number,DATE_JOBS,[1-9][0-9]*,a positive whole number of faked-date runs at once)
 
 .PHONY: help setup deps up down status db generate load build freshness monitor dashboards chromium docs docs-serve \
-	bench scale lint format test pytest dbt-test demo clean lock _test insights faketime test-dates test-fast lint-python psql serve \
+	bench scale lint format test pytest dbt-test demo clean lock _test test-lint insights faketime test-dates test-fast lint-python psql serve \
 	retention erase airflow airflow-down airflow-venv airflow-manifest airflow-lock test-airflow
 
 # `make help`: these first, in this order, then every other target in the order of this file.
@@ -201,22 +201,17 @@ test: ## every check on an isolated database: lint, pytest, faked dates, dbt bui
 	@$(MAKE) --no-print-directory -j3 --output-sync=target setup chromium faketime
 	$(RUN) services run -- env PGDATABASE=$(TEST_DATABASE) TELEMED_AS_OF=$(TEST_AS_OF) $(MAKE) --no-print-directory _test
 
-# The faked dates and the dbt build run beside pytest, which spends much of its time waiting on killed,
-# paused and restarting servers: their output goes to a log each, printed after pytest's. Every phase runs
-# to its end; the target fails if any of them failed, and says which. Airflow's environment (needed by
-# pytest's DAG tests, made on a fresh clone) installs while lint runs.
+# Lint, the faked dates and the dbt build run beside pytest, which spends much of its time waiting on
+# killed, paused and restarting servers: their output goes to a log each, printed after pytest's. Every
+# phase runs to its end; the target fails if any of them failed, and says which. Airflow's environment
+# (needed by pytest's DAG tests) is made first on a fresh clone, while the phases beside pytest start.
 TEST_LOGS := $(or $(TELEMED_STATE_DIR),.local)/artifacts/make-test
-BESIDE_PYTEST := test-dates dbt-test
+BESIDE_PYTEST := test-lint test-dates dbt-test
 
 _test:
 	$(RUN) db drop --database $(PGDATABASE)
 	$(RUN) db init
 	@rm -rf $(TEST_LOGS) && mkdir -p $(TEST_LOGS)
-	@set +e; $(MAKE) --no-print-directory airflow-venv > $(TEST_LOGS)/airflow-venv.log 2>&1 & venv=$$!; \
-	echo "== make airflow-venv runs beside lint (log $(TEST_LOGS)/airflow-venv.log)"; \
-	$(MAKE) --no-print-directory lint; lint=$$?; wait $$venv; venv=$$?; \
-	[ $$venv = 0 ] || { echo "== make airflow-venv (exit $$venv):"; cat $(TEST_LOGS)/airflow-venv.log; }; \
-	[ $$lint = 0 ] && [ $$venv = 0 ]
 	@set +e; pids=""; \
 	for phase in $(BESIDE_PYTEST); do \
 		$(MAKE) --no-print-directory $$phase DATE_JOBS=1 > $(TEST_LOGS)/$$phase.log 2>&1 & pids="$$pids $$phase:$$!"; \
@@ -229,7 +224,16 @@ _test:
 		[ $$status = 0 ] || failed="$$failed $$phase"; \
 	done; \
 	if [ -n "$$failed" ]; then echo "make test: failed:$$failed"; exit 1; fi; \
-	echo "make test: lint, pytest and $(BESIDE_PYTEST) passed"
+	echo "make test: pytest and $(BESIDE_PYTEST) passed"
+
+# `make lint` inside `make test`, beside the dbt build: sqlfluff's dbt templater compiles against an empty
+# database and a target folder of its own, so what it renders (is_incremental() false everywhere) never
+# depends on how far the build beside it has got, and neither writes the other's artifacts.
+LINT_DATABASE = $(PGDATABASE)_lint
+test-lint:
+	@$(RUN) db drop --database $(LINT_DATABASE) && PGDATABASE=$(LINT_DATABASE) $(RUN) db init
+	@set +e; PGDATABASE=$(LINT_DATABASE) DBT_TARGET_PATH=$(TEST_LOGS)/lint-target $(MAKE) --no-print-directory lint; \
+	status=$$?; $(RUN) db drop --database $(LINT_DATABASE); exit $$status
 
 pytest: setup $(DBT_PACKAGES) $(AIRFLOW_STAMP) ## the Python tests (unit and integration on the real Postgres and broker), PYTEST_WORKERS in parallel
 	$(VENV)/bin/pytest $(XDIST) $(PYTEST_ARGS)
