@@ -10,6 +10,12 @@ follows a date range; ``ratios`` (``completion_rate: completed / closed_appointm
 that sum, so a rate or an average follows every filter too. A rate (a ratio shown as a percentage) whose
 denominator is under ``RATE_MIN_DENOMINATOR`` is left empty: one or two closed appointments make no rate.
 
+A card whose rows grow with the days of history can also give ``undated_sql``: what Metabase reads instead
+while no date range is set, rows that after the same filters, rollup, sort and limit show exactly what
+``sql``'s rows show (a provider's all-time sums in place of its days; the newest comments of each specialty
+in place of every comment of the window), so an unfiltered dashboard reads rows that do not grow with the
+history. Its columns are ``sql``'s, in the same order; the HTML page always embeds ``sql``'s rows.
+
 Every filter of a dashboard either applies to a card (``filters``) or the card says why it cannot
 (``unfiltered: {specialty: the reason}``), and both targets show that in the card's header. A bar or line
 chart whose ``x`` is a day (named ``date`` or ``*_date``) ends at the last day with data.
@@ -168,6 +174,8 @@ class Card:
     title: StrictStr
     description: Description = ""
     sql: Sql
+    # Read by Metabase in place of `sql` while no date range is set (see the module's docstring).
+    undated_sql: Sql | None = None
     visualization: Visualization
     position: Position
     filters: Annotated[dict[StrictStr, Name], BeforeValidator(_or_empty)] = field(default_factory=dict)
@@ -188,7 +196,14 @@ class Card:
     @property
     def tables(self) -> list[tuple[str, str]]:
         """(schema, table) pairs the SQL reads, in order of first appearance."""
-        return list(dict.fromkeys((schema, table) for schema, table in _table_references(self.sql) if schema))
+        return list(
+            dict.fromkeys((schema, table) for sql in self.queries for schema, table in _table_references(sql) if schema)
+        )
+
+    @property
+    def queries(self) -> list[str]:
+        """The card's SQL, then its undated form if it has one."""
+        return [self.sql, *([self.undated_sql] if self.undated_sql else [])]
 
     @property
     def result_columns(self) -> list[str]:
@@ -276,10 +291,21 @@ class Card:
         for schema, table in self.tables:
             if schema not in ALLOWED_SCHEMAS:
                 raise ValueError(f"reads {schema}.{table}; cards read only {', '.join(ALLOWED_SCHEMAS)}")
-        ctes = _cte_names(self.sql)
-        for schema, table in _table_references(self.sql):
-            if schema is None and table not in ctes:
-                raise ValueError(f"table {table!r} must be schema-qualified (Metabase runs the SQL as is)")
+        for sql in self.queries:
+            ctes = _cte_names(sql)
+            for schema, table in _table_references(sql):
+                if schema is None and table not in ctes:
+                    raise ValueError(f"table {table!r} must be schema-qualified (Metabase runs the SQL as is)")
+        return self
+
+    @model_validator(mode="after")
+    def _undated_stands_in_for_a_date_range(self) -> Card:
+        if self.undated_sql is None:
+            return self
+        if "date_range" not in self.filters:
+            raise ValueError("'undated_sql' stands in for 'sql' while no date range is set: the card takes none")
+        if _is_day(self.visualization.x):
+            raise ValueError("'undated_sql' cannot stand in for a chart by day: its days are what it shows")
         return self
 
 

@@ -5,7 +5,10 @@ Metabase form: the card's SQL becomes a subquery; each dashboard filter is an op
 (``[[and card.date >= {{date_from}}]]``) on the column the card names, then the rollup (sums per group key,
 then the ratios of those sums, a rate left null under ``RATE_MIN_DENOMINATOR``), the end of a daily axis
 at its last day with data, the sort and the limit. Metabase drops an optional clause whose variable has no
-value, so an unfiltered dashboard runs the plain query. ``bind`` does the same substitution for psycopg2,
+value, so an unfiltered dashboard runs the plain query. A card with ``undated_sql`` reads it in place of its
+SQL while no date range is set: both become branches of a ``union all``, each kept or emptied by optional
+clauses on the date variables (``where false [[or cast({{date_from}} as date) is not null]]...``), so
+Postgres runs one branch and skips the other at once. ``bind`` does the same substitution for psycopg2,
 so tests run exactly what Metabase would. dashboard.js repeats these steps on the embedded rows.
 """
 
@@ -64,6 +67,31 @@ def _order(card: Card, prefix: str) -> str | None:
     return None
 
 
+def _rows(card: Card) -> str:
+    """The rows the filters and the rollup read: the card's SQL, or with ``undated_sql`` the branch the date
+    variables choose (the undated rows while neither is set, the card's SQL once one is)."""
+    if card.undated_sql is None:
+        return card.sql
+    tags = [tag for tag, _label, _kind in FILTER_TAGS["date_range"]]
+    undated_while = " ".join(f"[[and cast({{{{{tag}}}}} as date) is null]]" for tag in tags)
+    dated_once = " ".join(f"[[or cast({{{{{tag}}}}} as date) is not null]]" for tag in tags)
+    return "\n".join(
+        [
+            "select undated.*",
+            "from (",
+            _indent(card.undated_sql),
+            ") as undated",
+            f"where true {undated_while}",
+            "union all",
+            "select dated.*",
+            "from (",
+            _indent(card.sql),
+            ") as dated",
+            f"where false {dated_once}",
+        ]
+    )
+
+
 def metabase_sql(card: Card) -> str:
     viz = card.visualization
     if card.rollup:
@@ -72,7 +100,7 @@ def metabase_sql(card: Card) -> str:
         select = ", ".join([*keys, *sums, *(_ratio_sql(card, name) for name in card.ratios)])
     else:
         select = "*"
-    lines = [f"select {select}", "from (", _indent(card.sql), ") as card"]
+    lines = [f"select {select}", "from (", _indent(_rows(card)), ") as card"]
     clauses = _clauses(card)
     if clauses:
         lines.append("where true")

@@ -192,3 +192,51 @@ def test_a_malformed_glossary_is_refused():
     dangling = {**good, "columns": {"no_shows": {"label": "No-shows", "of": "status.noshow"}}}
     with pytest.raises(DefinitionError, match="names no category value"):
         glossary.parse(dangling)
+
+
+UNDATED = (
+    "    undated_sql: select cast(null as date) as date, sum(t.appointments) as appointments from marts.{table} as t\n"
+)
+
+
+def test_undated_sql_is_what_metabase_reads_while_no_date_range_is_set(tmp_path):
+    card = load_dashboard(_write(tmp_path, GOOD_CARD + UNDATED.format(table="provider_performance"))).cards[0]
+    assert card.tables == [("marts", "ops_daily_kpis"), ("marts", "provider_performance")]
+    native = metabase_sql(card)
+
+    def words(sql: str) -> str:
+        return " ".join(sql.split())
+
+    # Without a date: the undated rows are kept (`where true`), the card's own rows emptied (`where false`).
+    unfiltered = words(bind(native, {}).sql)
+    assert "from marts.provider_performance as t ) as undated where true union all" in unfiltered
+    assert "from marts.ops_daily_kpis as kpis ) as dated where false ) as card" in unfiltered
+    # With one: the undated branch is emptied and the card's own rows read, then filtered as ever.
+    dated = bind(native, {"date_to": "2026-09-10"})
+    assert ") as undated where true and cast(%s as date) is null union all" in words(dated.sql)
+    assert ") as dated where false or cast(%s as date) is not null ) as card" in words(dated.sql)
+    assert dated.params == ("2026-09-10", "2026-09-10", "2026-09-10")
+    assert bind(metabase_sql(load_all()[0].cards[0]), {}).sql.count("union all") == 0
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (("marts.{table}", "raw.{table}"), "cards read only marts, monitoring"),
+        (("marts.{table}", "{table}"), "schema-qualified"),
+    ],
+)
+def test_undated_sql_reads_only_the_marts(tmp_path, change, message):
+    undated = UNDATED.replace(*change).format(table="provider_performance")
+    with pytest.raises(DefinitionError, match=message):
+        load_dashboard(_write(tmp_path, GOOD_CARD + undated))
+
+
+def test_undated_sql_needs_a_date_range_to_stand_in_for(tmp_path):
+    card = GOOD_CARD.replace("{date_range: date}", "{}") + UNDATED.format(table="provider_performance")
+    card += "    unfiltered: {date_range: a total over all time}\n"
+    with pytest.raises(DefinitionError, match="'undated_sql' stands in for 'sql' while no date range is set"):
+        load_dashboard(_write(tmp_path, card))
+    daily = GOOD_CARD.replace("{type: scalar, y: appointments}", "{type: line, x: date, y: appointments}")
+    with pytest.raises(DefinitionError, match="'undated_sql' cannot stand in for a chart by day"):
+        load_dashboard(_write(tmp_path, daily + UNDATED.format(table="provider_performance")))

@@ -4,7 +4,12 @@
         unique_key='feedback_id',
         incremental_strategy='merge',
         on_schema_change='append_new_columns',
-        indexes=[{'columns': ['last_loaded_at']}, {'columns': ['appointment_id']}, {'columns': ['date_id']}],
+        indexes=[
+            {'columns': ['last_loaded_at']},
+            {'columns': ['appointment_id']},
+            {'columns': ['date_id']},
+            {'columns': ['(comments is not null)', 'timestamp desc', 'feedback_id']},
+        ],
     )
 }}
 
@@ -16,6 +21,8 @@
 -- to the provider version valid at the visit; date_id is the UTC date the form was submitted.
 -- Incremental (merge on feedback_id): forms loaded within the look-back window and every form of an
 -- appointment that changed in it (late events, its appointment just arrived, another provider version).
+-- The index on (commented, timestamp desc, feedback_id) serves the dashboards' recent comments: the newest
+-- commented forms, read in order and stopped at the hundredth, whatever the number of forms a day.
 
 {{ refuse_full_refresh_after_purge() }}
 

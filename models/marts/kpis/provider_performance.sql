@@ -3,6 +3,8 @@
 -- fractions (0..1) of closed appointments; ratings are over forms of known appointments.
 -- Added up from the daily rollups provider_activity_daily and feedback_daily (sums and counts, so exactly
 -- the averages over the facts): a table of providers, rebuilt in each run without reading a fact table.
+-- Beside each rate and mean it keeps the sums and counts it is made of, which the provider cards add up on a
+-- dashboard without a date range (a row per provider, in place of a row per provider and day).
 
 with
 
@@ -41,6 +43,12 @@ appointments_by_provider as (
         sum(completed) as completed,
         sum(no_shows) as no_shows,
         sum(cancelled) as cancelled,
+        sum(wait_minutes_sum) as wait_minutes_sum,
+        sum(wait_count) as wait_count,
+        sum(duration_minutes_sum) as duration_minutes_sum,
+        sum(duration_count) as duration_count,
+        sum(connection_quality_sum) as connection_quality_sum,
+        sum(connection_quality_count) as connection_quality_count,
         {{ mean_of('sum(wait_minutes_sum)', 'sum(wait_count)') }} as avg_wait_minutes,
         {{ mean_of('sum(duration_minutes_sum)', 'sum(duration_count)') }} as avg_duration_minutes,
         {{ mean_of('sum(connection_quality_sum)', 'sum(connection_quality_count)') }} as avg_connection_quality
@@ -54,6 +62,11 @@ feedback_by_provider as (
     select
         provider_id,
         sum(feedback_forms) as feedback_forms,
+        sum(provider_rating_sum) as provider_rating_sum,
+        sum(provider_rating_count) as provider_rating_count,
+        sum(overall_satisfaction_sum) as overall_satisfaction_sum,
+        sum(overall_satisfaction_count) as overall_satisfaction_count,
+        sum(would_recommend) as would_recommend,
         {{ mean_of('sum(provider_rating_sum)', 'sum(provider_rating_count)') }} as avg_provider_rating,
         {{ mean_of('sum(overall_satisfaction_sum)', 'sum(overall_satisfaction_count)') }}
             as avg_overall_satisfaction,
@@ -90,7 +103,19 @@ final as (
         cast(coalesce(feedback_by_provider.feedback_forms, 0) as bigint) as feedback_forms,
         cast(feedback_by_provider.avg_provider_rating as numeric) as avg_provider_rating,
         cast(feedback_by_provider.avg_overall_satisfaction as numeric) as avg_overall_satisfaction,
-        cast(feedback_by_provider.recommend_rate as numeric) as recommend_rate
+        cast(feedback_by_provider.recommend_rate as numeric) as recommend_rate,
+        cast(coalesce(appointments_by_provider.closed_appointments, 0) as bigint) as closed_appointments,
+        cast(appointments_by_provider.wait_minutes_sum as numeric) as wait_minutes_sum,
+        cast(coalesce(appointments_by_provider.wait_count, 0) as bigint) as wait_count,
+        cast(appointments_by_provider.duration_minutes_sum as numeric) as duration_minutes_sum,
+        cast(coalesce(appointments_by_provider.duration_count, 0) as bigint) as duration_count,
+        cast(appointments_by_provider.connection_quality_sum as bigint) as connection_quality_sum,
+        cast(coalesce(appointments_by_provider.connection_quality_count, 0) as bigint) as connection_quality_count,
+        cast(feedback_by_provider.provider_rating_sum as bigint) as provider_rating_sum,
+        cast(coalesce(feedback_by_provider.provider_rating_count, 0) as bigint) as provider_rating_count,
+        cast(feedback_by_provider.overall_satisfaction_sum as bigint) as overall_satisfaction_sum,
+        cast(coalesce(feedback_by_provider.overall_satisfaction_count, 0) as bigint) as overall_satisfaction_count,
+        cast(coalesce(feedback_by_provider.would_recommend, 0) as bigint) as would_recommend
     from current_providers
     left join appointments_by_provider
         on current_providers.provider_id = appointments_by_provider.provider_id
