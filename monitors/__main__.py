@@ -25,8 +25,8 @@ import psycopg2
 from psycopg2 import sql
 
 from monitors import alerts, checks, ingestion, report, store
-from monitors.dbt_session import DbtSession
 from runtime import db
+from runtime.dbt_session import DbtSession
 from runtime.envcmd import child_env
 from runtime.settings import DBT_ROLE, PROJECT_ROOT, REPORTING_ROLE, Settings
 

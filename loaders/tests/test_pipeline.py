@@ -22,10 +22,10 @@ import psycopg2.extras
 import pytest
 
 from runtime import db
+from runtime.dbt_session import DbtSession
 from runtime.envcmd import child_env
 from runtime.settings import PROJECT_ROOT, Settings
 
-DBT = Path(sys.executable).parent / "dbt"
 SCALE = 3000
 END_DATE = "2026-10-31"
 FIRST_AS_OF = "2026-10-30T00:00:00Z"
@@ -43,13 +43,14 @@ def run_env(settings: Settings, work: Path | None = None) -> dict[str, str]:
 
 
 def dbt(settings: Settings, work: Path, *args: str) -> str:
-    """Run dbt through `python -m loaders env` on the test database; fail with dbt's output."""
-    command = [sys.executable, "-m", "loaders", "env", "--", str(DBT), *args]
-    completed = subprocess.run(command, cwd=PROJECT_ROOT, env=run_env(settings, work), capture_output=True, text=True)
-    assert completed.returncode == 0, (
-        f"dbt {' '.join(args)} failed:\n{completed.stdout[-6000:]}{completed.stderr[-2000:]}"
-    )
-    return completed.stdout
+    """Run dbt on the test database, in this process (runtime/dbt_session.py: dbt's start-up is paid once
+    per worker, not once per call) with the environment `python -m loaders env` gives a child; fail with
+    dbt's output, else return it."""
+    session = DbtSession(run_env(settings, work), keep_lines=None)
+    status = session.run(list(args))
+    output = "\n".join(session.output)
+    assert status == 0, f"dbt {' '.join(args)} failed (exit {status}):\n{output[-6000:]}"
+    return output
 
 
 def loaders_cli(settings: Settings, *args: str) -> None:

@@ -9,7 +9,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -23,10 +22,11 @@ from loaders.tests.loader_support import loader_env
 from monitors.tests.conftest import smtp, webhook  # noqa: F401 - the loopback alert receivers, as fixtures
 from orchestration import supervisor
 from runtime import db
+from runtime.dbt_session import DbtSession
+from runtime.envcmd import child_env
 from runtime.settings import PROJECT_ROOT, Settings
 from testkit.fixtures import free_port
 
-DBT = Path(sys.executable).parent / "dbt"
 DAGS = PROJECT_ROOT / "orchestration" / "dags"
 
 
@@ -38,10 +38,14 @@ def airflow_python() -> Path:
 
 
 def run_dbt(env: dict[str, str], *args: str) -> str:
-    command = [sys.executable, "-m", "loaders", "env", "--", str(DBT), *args]
-    done = subprocess.run(command, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, check=False)
-    assert done.returncode == 0, f"dbt {' '.join(args)} failed:\n{done.stdout[-5000:]}{done.stderr[-2000:]}"
-    return done.stdout
+    """dbt with the environment `python -m loaders env` gives a child of ``env``, in this process
+    (runtime/dbt_session.py: dbt's start-up paid once per worker)."""
+    child = {**env, **child_env(Settings.from_env(env))}
+    session = DbtSession(child, keep_lines=None, whole_environment=True)
+    status = session.run(list(args))
+    output = "\n".join(session.output)
+    assert status == 0, f"dbt {' '.join(args)} failed (exit {status}):\n{output[-5000:]}"
+    return output
 
 
 @pytest.fixture(scope="session")

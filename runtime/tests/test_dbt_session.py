@@ -1,12 +1,12 @@
-"""The monitors' dbt calls in their own process (monitors/dbt_session.py): exit statuses as the command line
-gives them, one parse per run, and an environment that is the call's alone."""
+"""dbt in this process (runtime/dbt_session.py): exit statuses as the command line gives them, one parse per
+session, and an environment that is the call's alone."""
 
 from __future__ import annotations
 
 import logging
 import os
 
-from monitors.dbt_session import CRASHED, SUCCESS, DbtSession, environment
+from runtime.dbt_session import CRASHED, SUCCESS, DbtSession, environment
 from runtime.envcmd import child_env
 
 PARSED = "partial_parse.msgpack"
@@ -22,6 +22,9 @@ def test_environment_is_set_for_the_call_and_restored_after():
             assert os.environ["TELEMED_SESSION_KEPT"] == os.environ["TELEMED_SESSION_NEW"] == "during"
         assert os.environ["TELEMED_SESSION_KEPT"] == "before"
         assert "TELEMED_SESSION_NEW" not in os.environ
+        with environment({"TELEMED_SESSION_NEW": "during"}, whole=True):
+            assert dict(os.environ) == {"TELEMED_SESSION_NEW": "during"}, "a child's whole environment"
+        assert os.environ["TELEMED_SESSION_KEPT"] == "before" and "TELEMED_SESSION_NEW" not in os.environ
     finally:
         os.environ.pop("TELEMED_SESSION_KEPT", None)
 
@@ -38,7 +41,7 @@ def test_calls_share_one_parse_and_a_call_dbt_refuses_is_a_crash_with_its_reason
     assert any(line.startswith("not_null_") for line in dbt.output)
     assert PARSING.isdisjoint(dbt.events), "the second call parsed the project again"
 
-    with caplog.at_level(logging.ERROR, logger="monitors"):
+    with caplog.at_level(logging.ERROR, logger="runtime.dbt_session"):
         assert dbt.run(["build", "--no-such-option"]) == CRASHED
     assert "dbt build failed to run" in caplog.text and "no-such-option" in caplog.text
     assert {name: os.environ.get(name) for name in env} == outside, "the calls' environment leaked"
