@@ -28,6 +28,8 @@ from loaders.tests.loader_support import valid_form
 from monitors.checks import THRESHOLDS_FILE
 from monitors.tests.conftest import MailSink, WebhookReceiver, free_port
 from runtime import db
+from runtime.dbt_session import DbtSession
+from runtime.envcmd import child_env
 from runtime.settings import PROJECT_ROOT, Settings
 from testkit.clock import PERIOD_END
 
@@ -117,11 +119,12 @@ def build_pipeline(base: Settings, work: Path, receivers: tuple, generate_args: 
     must([py, "-m", "loaders", "produce", "--from-jsonl", str(work / "generated" / "events")], env)
     # A group of its own, like its topic: worlds built at once on one broker must not share a group.
     must([py, "-m", "loaders", "load", "--group", f"{env['TELEMED_TOPIC']}.loader"], env)
-    dbt = str(Path(py).parent / "dbt")
     # Seeds, snapshots and models only: every monitor run below runs the data tests itself, so the build's
-    # own run of them would be the same work twice.
+    # own run of them would be the same work twice. dbt runs in this process, with the environment `python
+    # -m loaders env` gives a child (runtime/dbt_session.py).
     build = ["build", "--exclude-resource-type", "test", "unit_test", "--target-path", str(work / "target")]
-    must([py, "-m", "loaders", "env", "--", dbt, *build], env)
+    dbt = DbtSession({**env, **child_env(Settings.from_env(env))}, keep_lines=None, whole_environment=True)
+    assert dbt.run(build) == 0, "dbt build failed:\n" + "\n".join(dbt.output)[-3000:]
     return Pipeline(settings, env, work)
 
 
