@@ -34,6 +34,8 @@ from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
 
+from pydantic_core import from_json
+
 from loaders.landing import S3_PAGE_SIZE, LandingSource, LandingUnavailable, ReadResult, open_landing
 from loaders.pgcopy import escape
 from loaders.rawwrite import BackgroundWriter, PgSession, RawTable, insert_values
@@ -79,7 +81,7 @@ on conflict (source_sha256, form_index) do nothing
 _WHITESPACE = re.compile(r"[ \t\n\r]*")
 
 
-@dataclass
+@dataclass(slots=True)
 class LandedFile:
     """One file of a batch and what became of it."""
 
@@ -97,6 +99,7 @@ class LandedFile:
     rejected: int = 0
     unstorable: int = 0  # valid forms Postgres refused (set by the write)
     duplicates: int = 0
+    copy_path: str = ""  # path, COPY-escaped (set by read_file, used again by the file record)
 
 
 @dataclass
@@ -144,25 +147,61 @@ def split_forms(text: str) -> list[tuple[object, str]]:
     return forms
 
 
+_BOM = b"\xef\xbb\xbf"
+
+
+def one_form(data: bytes) -> tuple[object, str] | None:
+    """The common file's shortcut: (value, exact JSON text) when the file is one JSON object with only
+    whitespace around it (and an optional byte order mark), the one form `split_forms` of its decoded
+    text would return; None otherwise, and `read_file` takes the general path, which also words whatever
+    is wrong.
+
+    The object is decoded by pydantic-core's parser (about three times as fast as the json module's on a
+    form), which accepts no text the json module refuses and decodes what both accept to equal values:
+    it refuses NaN and Infinity (allow_inf_nan=False), unpaired surrogates and anything nested deeper
+    than about 200 levels, all of which the json module's path then judges
+    (loaders/tests/test_feedback.py holds the two to the same answers).
+    """
+    try:
+        text = (data[3:] if data.startswith(_BOM) else data).decode()
+    except UnicodeDecodeError:
+        return None
+    body = text.strip(" \t\n\r")
+    if not body.startswith("{"):
+        return None
+    try:
+        return from_json(body, allow_inf_nan=False, cache_strings="keys"), body
+    except Exception:  # noqa: BLE001 - the general path meets it again and records why
+        return None
+
+
 def read_file(batch: FileBatch, landed: LandedFile, data: bytes, tail: str) -> None:
     """Validate one file's forms into the batch (or mark the file failed)."""
-    stripped = data.lstrip(b" \t\r\n\xef\xbb\xbf")
-    if not landed.path.endswith(".json") or stripped[:1] not in (b"{", b"["):
-        landed.status, landed.reason = "failed", NOT_JSON
-        landed.error = "not a .json file" if not landed.path.endswith(".json") else "content is not a JSON object/array"
-        return
-    try:
-        text = data.decode("utf-8-sig")
-        forms = split_forms(text)
-    except (UnicodeDecodeError, ValueError) as exc:
-        landed.status, landed.reason = "failed", INVALID_JSON
-        landed.error = f"not valid UTF-8 JSON: {str(exc).splitlines()[0][:200]}"
-        return
-    except Exception as exc:  # noqa: BLE001 - whatever else the decoder raises (RecursionError on deep nesting)
-        landed.status, landed.reason = "failed", UNDECODABLE
-        landed.error = f"the JSON decoder raised {type(exc).__name__}"
-        return
+    single = one_form(data) if landed.path.endswith(".json") else None
+    if single is not None:
+        forms: list[tuple[object, str]] | tuple[tuple[object, str]] = (single,)
+    else:
+        stripped = data.lstrip(b" \t\r\n\xef\xbb\xbf")
+        if not landed.path.endswith(".json") or stripped[:1] not in (b"{", b"["):
+            landed.status, landed.reason = "failed", NOT_JSON
+            landed.error = (
+                "not a .json file" if not landed.path.endswith(".json") else "content is not a JSON object/array"
+            )
+            return
+        try:
+            text = data.decode("utf-8-sig")
+            forms = split_forms(text)
+        except (UnicodeDecodeError, ValueError) as exc:
+            landed.status, landed.reason = "failed", INVALID_JSON
+            landed.error = f"not valid UTF-8 JSON: {str(exc).splitlines()[0][:200]}"
+            return
+        except Exception as exc:  # noqa: BLE001 - whatever else the decoder raises (RecursionError on deep nesting)
+            landed.status, landed.reason = "failed", UNDECODABLE
+            landed.error = f"the JSON decoder raised {type(exc).__name__}"
+            return
     path, sha = escape(landed.path), landed.sha256
+    landed.copy_path = path
+    seen, lines = batch.seen, batch.lines
     for index, (form, form_text) in enumerate(forms):
         landed.read += 1
         try:
@@ -189,15 +228,16 @@ def read_file(batch: FileBatch, landed: LandedFile, data: bytes, tail: str) -> N
             )
             landed.rejected += 1
             continue
-        feedback_id = escape(form["feedback_id"])
-        if feedback_id in batch.seen:
+        raw_id = form["feedback_id"]
+        feedback_id = escape(raw_id)
+        if feedback_id in seen:
             landed.duplicates += 1
             continue
-        batch.seen.add(feedback_id)
+        seen.add(feedback_id)
         landed.valid += 1
         batch.ids.append(feedback_id)
-        batch.sources.append((landed, index, form["feedback_id"]))
-        batch.lines.append(
+        batch.sources.append((landed, index, raw_id))
+        lines.append(
             f"{feedback_id}\t{escape(form['appointment_id'])}\t{submitted_at}\t{escape(form_text)}\t"
             f"{path}\t{sha}\t{index}{tail}"
         )
@@ -416,18 +456,20 @@ class FeedbackLoader:
                 rows.append((UNSTORABLE, detail, feedback_id, None, landed.path, landed.sha256, index, run_id))
         counts = RunCounts(rejected=insert_values(cur, _INSERT_REJECTED, rows, droppable=(3,)))
         file_lines, shas = [], []
+        read = loaded = all_duplicates = 0
         for landed in batch.files:
             duplicates = landed.duplicates + landed.valid - landed.loaded - landed.unstorable
             file_lines.append(
-                f"{escape(landed.path)}\t{landed.size}\t{landed.sha256}\t{landed.status}\t"
+                f"{landed.copy_path or escape(landed.path)}\t{landed.size}\t{landed.sha256}\t{landed.status}\t"
                 f"{_text_or_null(landed.reason)}\t{_text_or_null(landed.error)}\t{landed.read}\t"
                 f"{landed.loaded}\t{landed.rejected + landed.unstorable}\t{duplicates}\t"
                 f"{_text_or_null(landed.object_url)}\t{_text_or_null(landed.etag)}\t{run_id}\n"
             )
             shas.append(landed.sha256)
-            counts.read += landed.read
-            counts.loaded += landed.loaded
-            counts.duplicates += duplicates
+            read += landed.read
+            loaded += landed.loaded
+            all_duplicates += duplicates
+        counts.read, counts.loaded, counts.duplicates = read, loaded, all_duplicates
         _, refused = self.file_records.insert(cur, shas, file_lines)
         if refused:  # nothing in a file record comes from the file's content: a bug, not bad input
             i, detail = refused[0]
