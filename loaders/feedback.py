@@ -162,8 +162,8 @@ def one_form(data: bytes) -> tuple[object, str] | None:
     The object is decoded by pydantic-core's parser (about three times as fast as the json module's on a
     form), which accepts no text the json module refuses and decodes what both accept to equal values:
     it refuses NaN and Infinity (allow_inf_nan=False), unpaired surrogates and anything nested deeper
-    than about 200 levels, all of which the json module's path then judges
-    (loaders/tests/test_feedback.py holds the two to the same answers).
+    than about 200 levels, all of which the json module's path then judges (a property test,
+    loaders/tests/properties/test_feedback_properties.py, holds the two to the same answers).
     """
     try:
         text = (data[3:] if data.startswith(_BOM) else data).decode()
@@ -290,6 +290,7 @@ class FeedbackLoader:
         self.reader_session = PgSession(settings, self.backoff, setup)
         self.writer_session = PgSession(settings, self.backoff, setup)
         self._seen_shas: set[str] = set()
+        self._read_files = self._read_bytes = 0  # files read in this loader's runs, and their bytes
         self._readers = ThreadPoolExecutor(max_workers=self.source.reader_threads, thread_name_prefix="feedback-reader")
         # The ingest service's metrics (loaders/serve.py): told each batch's counts and the seconds its
         # transaction took, once it is committed.
@@ -353,10 +354,18 @@ class FeedbackLoader:
         hashed: list[ReadResult] = []
         size = 0
         source = self.source
-        per_task = source.read_group
+        threads, per_task = source.reader_threads, source.read_group
         read = functools.partial(source.read, max_bytes=self.max_file_bytes)
         while listed < files and size < BATCH_BYTES:
-            chunk = list(islice(listing, min(per_task * source.reader_threads, files - listed)))
+            # As many entries as the files read so far say fit in what is left of BATCH_BYTES (32 a thread
+            # before any is read), so a batch of large files does not overshoot it by a whole chunk.
+            want = min(per_task * threads, files - listed)
+            if self._read_files:
+                fit = (BATCH_BYTES - size) * self._read_files // max(self._read_bytes, 1) + 1
+                want = min(want, max(fit, threads))
+            else:
+                want = min(want, 32 * threads)
+            chunk = list(islice(listing, want))
             if not chunk:
                 break
             listed += len(chunk)
@@ -364,14 +373,18 @@ class FeedbackLoader:
                 fresh = self._not_recorded(chunk)
                 skipped += len(chunk) - len(fresh)
                 chunk = fresh
-            groups = [chunk[i : i + per_task] for i in range(0, len(chunk), per_task)]
+            step = min(per_task, -(-len(chunk) // threads)) or 1  # every thread has a share of a short chunk
+            groups = [chunk[i : i + step] for i in range(0, len(chunk), step)]
             for group in self._readers.map(read, groups):
                 for found in group:
                     if found[2] is None:
                         log.warning("%s vanished before it was read", source.name(found[0]))
                         continue
                     hashed.append(found)
-                    size += len(found[1]) if found[1] is not None else 0
+                    if found[1] is not None:
+                        size += len(found[1])
+                        self._read_files += 1
+                        self._read_bytes += len(found[1])
         return listed, hashed, skipped
 
     def _not_recorded(self, entries: list[object]) -> list[object]:
