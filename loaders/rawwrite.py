@@ -9,7 +9,8 @@
   bookkeeping (Kafka offsets, feedback file records, the load run's counters), so rows and bookkeeping
   commit together or not at all.
 - `BackgroundWriter` is the only threading design: the caller reads and decodes batch N+1 while one
-  background thread writes batch N (psycopg2 releases the GIL while the server works).
+  background thread writes batch N (psycopg2 releases the GIL while the server works); `prompt_handoffs`
+  keeps the writer from waiting long for the GIL between its statements.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import contextlib
 import os
 import queue
 import socket
+import sys
 import threading
 from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
@@ -272,6 +274,39 @@ def insert_values(
         cur.execute("savepoint raw_values")
     cur.execute("release savepoint raw_values")
     return inserted
+
+
+# How long a thread that computes may keep the GIL while another waits for it, during `prompt_handoffs`.
+HANDOFF_SECONDS = 0.0005
+_handoffs_lock = threading.Lock()
+_handoffs_users = 0
+_handoffs_saved = 0.0
+
+
+@contextlib.contextmanager
+def prompt_handoffs(seconds: float = HANDOFF_SECONDS):
+    """Within: CPython's switch interval at most ``seconds`` (the default is 5 ms), for the whole process.
+
+    A background writer sends a batch as a dozen statements and COPY chunks; psycopg2 releases the GIL
+    while each one waits for the server, and its thread must take the GIL back before it sends the next.
+    While the caller's thread decodes and validates, that takes up to one switch interval: with 5 ms,
+    Postgres sat idle for a good part of each batch and the writer, not the work, set the pace. A
+    shorter interval costs a few more thread switches. Nested and concurrent uses share one setting,
+    restored when the last ends.
+    """
+    global _handoffs_users, _handoffs_saved
+    with _handoffs_lock:
+        if _handoffs_users == 0:
+            _handoffs_saved = sys.getswitchinterval()
+            sys.setswitchinterval(min(seconds, _handoffs_saved))
+        _handoffs_users += 1
+    try:
+        yield
+    finally:
+        with _handoffs_lock:
+            _handoffs_users -= 1
+            if _handoffs_users == 0:
+                sys.setswitchinterval(_handoffs_saved)
 
 
 _DONE = object()

@@ -59,6 +59,7 @@ _TIME_RANGE = f"[2000-01-01T00:00:00Z, load time + {FUTURE_YEARS} years]"
 # and a form's feedback_id. One that does not would load and then stop `dbt build`.
 APPOINTMENT_ID = re.compile(r"APT-[0-9]+")
 FEEDBACK_ID = re.compile(r"FBK-[0-9]+")
+_feedback_id_match = FEEDBACK_ID.fullmatch
 
 # Rule kinds. Each rule is (field, kind, required, argument).
 _STR, _TS, _ENUM, _NUM, _INT, _BOOL = range(6)
@@ -292,33 +293,35 @@ def check_form(form: object) -> tuple[Problem | None, str | None]:
     Postgres, when valid."""
     if type(form) is not dict:
         return (NOT_AN_OBJECT, "the form is JSON but not an object"), None
-    # Fast path for the common, valid form: one expression of exact-type checks. Anything it does not
-    # accept goes through the rule table below, which finds the precise reason.
-    get = form.get
-    submitted_at = get("submitted_at")
-    if (
-        type(get("schema_version")) is int
-        and get("schema_version") == SCHEMA_VERSION
-        and type(get("feedback_id")) is str
-        and FEEDBACK_ID.fullmatch(get("feedback_id"))
-        and type(get("appointment_id")) is str
-        and get("appointment_id")
-        and type(get("provider_rating")) is int
-        and 1 <= get("provider_rating") <= 5
-        and type(get("ease_of_use_rating")) is int
-        and 1 <= get("ease_of_use_rating") <= 5
-        and type(get("audio_quality_rating")) is int
-        and 1 <= get("audio_quality_rating") <= 5
-        and type(get("video_quality_rating")) is int
-        and 1 <= get("video_quality_rating") <= 5
-        and type(get("overall_satisfaction")) is int
-        and 1 <= get("overall_satisfaction") <= 5
-        and type(get("would_recommend")) is bool
-        and (get("comments") is None or type(get("comments")) is str)
-    ):
-        parsed = parse_timestamp(submitted_at)
-        if parsed is not None and in_time_range(parsed):
+    # Fast path for the common, valid form: one expression of exact-type checks, each field looked up
+    # once (a missing one raises KeyError, comments may be absent). Anything it does not accept goes
+    # through the rule table below, which finds the precise reason.
+    try:
+        if (
+            type(version := form["schema_version"]) is int
+            and version == SCHEMA_VERSION
+            and type(feedback_id := form["feedback_id"]) is str
+            and _feedback_id_match(feedback_id)
+            and type(appointment_id := form["appointment_id"]) is str
+            and appointment_id
+            and type(rating := form["provider_rating"]) is int
+            and 1 <= rating <= 5
+            and type(rating := form["ease_of_use_rating"]) is int
+            and 1 <= rating <= 5
+            and type(rating := form["audio_quality_rating"]) is int
+            and 1 <= rating <= 5
+            and type(rating := form["video_quality_rating"]) is int
+            and 1 <= rating <= 5
+            and type(rating := form["overall_satisfaction"]) is int
+            and 1 <= rating <= 5
+            and type(form["would_recommend"]) is bool
+            and ((comments := form.get("comments")) is None or type(comments) is str)
+            and (parsed := parse_timestamp(submitted_at := form["submitted_at"])) is not None
+            and in_time_range(parsed)
+        ):
             return None, timestamp_for_postgres(submitted_at, parsed)
+    except KeyError:
+        pass
     problem = _check_header(form) or _check_rules(form, _FORM_RULES)
     if problem:
         return problem, None

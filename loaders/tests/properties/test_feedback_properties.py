@@ -17,12 +17,28 @@ import os
 import uuid
 from collections import defaultdict
 from pathlib import Path
+from unittest import mock
 
 from hypothesis import assume, example, given
+from hypothesis import strategies as st
 
+from loaders import feedback
+from loaders.feedback import FileBatch, LandedFile
 from loaders.tests.loader_support import query, valid_form
 from loaders.tests.properties import empty_tables, examples, run_pinned
-from loaders.tests.properties.strategies import LOAD_TIME, Input, LandingFile, landing_files
+from loaders.tests.properties.strategies import (
+    LOAD_TIME,
+    Input,
+    LandingFile,
+    arbitrary_bytes,
+    arbitrary_json,
+    encoded,
+    json_value_text,
+    landing_file,
+    landing_files,
+    nested,
+)
+from loaders.tests.properties.strategies import valid_form as valid_form_strategy
 
 # Small enough that the strategy's biggest files (huge strings, deep nesting) meet it.
 MAX_FILE_BYTES = 64 << 10
@@ -168,3 +184,98 @@ FOUND = [
 @given(landing_files())
 def test_every_landing_entry_and_form_is_recorded_exactly_once(settings, tmp_path_factory, files):
     check_landing(settings, tmp_path_factory.mktemp("landing"), files)
+
+
+# --------------------------------------------------------------------------- the one-form shortcut
+
+
+def _general_only(data: bytes, name: str) -> tuple[FileBatch, LandedFile]:
+    with mock.patch.object(feedback, "one_form", return_value=None):
+        return _validated(data, name)
+
+
+def _validated(data: bytes, name: str) -> tuple[FileBatch, LandedFile]:
+    batch, landed = FileBatch(), LandedFile(name, len(data), hashlib.sha256(data).hexdigest())
+    feedback.read_file(batch, landed, data, "\t1\t7\n")
+    return batch, landed
+
+
+def _same(a: object, b: object) -> bool:
+    """Equal and of the same types all the way down (1, 1.0 and True are not the same value here)."""
+    if type(a) is not type(b):
+        return False
+    if type(a) is dict:
+        return a.keys() == b.keys() and all(_same(a[key], b[key]) for key in a)
+    if type(a) in (list, tuple):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    if type(a) is float:
+        return repr(a) == repr(b)  # -0.0 is not 0.0; NaN never gets this far
+    return a == b
+
+
+def _file_contents() -> st.SearchStrategy[bytes]:
+    """What a landing file holds, weighted towards one object, where the shortcut applies: the strategies'
+    files, a valid form pretty-printed, and any JSON value as a form's field (padded, sometimes cut short or
+    in another encoding)."""
+    pretty = valid_form_strategy().map(lambda made: json.dumps(json.loads(made[0].data), indent=2).encode())
+    in_a_form = st.tuples(json_value_text(8), st.sampled_from(['"a":', '"a":1,"b":', '"a":1,"a":'])).map(
+        lambda pair: "{" + pair[1] + pair[0] + "}"
+    )
+    return st.one_of(
+        landing_file().map(lambda entry: entry.content),
+        pretty,
+        in_a_form.flatmap(nested).flatmap(encoded),
+        arbitrary_json(),
+        arbitrary_bytes(),
+    )
+
+
+# Where the two decoders could part: values the json module's path refuses or decodes in its own way.
+_EDGES = [
+    b'{"a": NaN}',
+    b'{"a": -Infinity}',
+    b'{"a": 1e400, "b": -0.0, "c": 123456789012345678901234567890}',
+    b'{"a": "\\ud800"}',
+    b'{"\\udfff": 1}',
+    b'{"a": "\\ud83d\\ude00"}',
+    b'{"a":\x0c1}',
+    b'{"a":\xc2\xa01}',
+    b'{"a": 1, "a": 2}',
+    b'{"a": "\\u0000"}',
+    b'{"a": "x\x01"}',
+    b"\xef\xbb\xbf\xef\xbb\xbf{}",
+    b"  \xef\xbb\xbf{}",
+    b'{"a": "caf\xe9"}',
+    b'{"a": "\xed\xa0\x80"}',
+    '{"a": "\u00e9"}'.encode("utf-16"),
+    b'{"a": 1} {"b": 2}',
+    b'{"a": 1}\x00',
+    b"{" + b'"a":[' * 300 + b"]" * 300 + b"}",
+    b"{" + b'"a":[' * 995 + b"]" * 995 + b"}",
+]
+
+
+def _with_edges(test):
+    for edge in _EDGES:
+        test = example(data=edge, name="2026/10/31/f.json")(test)
+    return test
+
+
+@examples(ci=300)
+@_with_edges
+@given(_file_contents(), st.sampled_from(["2026/10/31/f.json", "2026/10/31/f.txt"]))
+def test_the_one_form_shortcut_decides_as_the_general_path(data, name):
+    """A file's forms through `one_form` (pydantic-core's decoder) and through the json module's general path:
+    the same lines, rejects, counts and verdict, byte for byte; and when the shortcut answers, the very
+    values the general path decodes."""
+    single = feedback.one_form(data)
+    if single is not None:
+        forms = feedback.split_forms(data.decode("utf-8-sig"))
+        assert len(forms) == 1 and forms[0][1] == single[1] and _same(forms[0][0], single[0]), (forms, single)
+    fast, fast_file = _validated(data, name)
+    general, general_file = _general_only(data, name)
+    assert fast.lines == general.lines and fast.ids == general.ids and fast.rejects == general.rejects
+    assert [(index, raw_id) for _, index, raw_id in fast.sources] == [
+        (index, raw_id) for _, index, raw_id in general.sources
+    ]
+    assert fast_file == general_file
