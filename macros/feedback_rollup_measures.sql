@@ -34,6 +34,6 @@
         {%- do columns.append(('would_recommend_count', '0')) -%}
     {%- endif -%}
     {%- for name, zero in columns %}
-    {{ zero if zeros else 'cast(' ~ name ~ ' as bigint) as ' ~ name }}{{ ',' if not loop.last }}
+    {{ zero if zeros else 'cast(' ~ name ~ ' as bigint)' }} as {{ name }}{{ ',' if not loop.last }}
     {%- endfor %}
 {%- endmacro %}

@@ -31,11 +31,11 @@ with recursive
         select recent.appointment_id
         from {{ ref('int_appointments_derived_from_events') }} as recent
         where
-        {%- if chained_before is not none %}
-            recent.last_loaded_at >= {{ chained_before }}
-        {%- else %}
-            recent.rescheduled_from_appointment_id is not null
-        {%- endif %}
+            {% if chained_before is not none -%}
+                recent.last_loaded_at >= {{ chained_before }}
+            {%- else -%}
+                recent.rescheduled_from_appointment_id is not null
+            {%- endif %}
 
     ),
 
@@ -68,11 +68,12 @@ reschedule_links as (
         appointments.last_loaded_at
     from {{ ref('int_appointments_derived_from_events') }} as appointments
     where
+        -- The incremental condition leads, its `and` trailing, so a full build renders no dangling operator.
         {% if is_incremental() -%}
             {{ in_subquery(
                 'appointments.appointment_id',
                 'select affected_appointments.appointment_id from affected_appointments'
-            ) }} and
+            ) }} and  -- noqa: LT03
         {% endif -%}
         appointments.rescheduled_from_appointment_id is not null
 

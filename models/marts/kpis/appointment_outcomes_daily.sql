@@ -94,7 +94,9 @@ outcomes_by_day as (
         select changed_days.date_id
         from changed_days
         where not exists (
-            select 1 from outcomes_by_day where outcomes_by_day.date_id = changed_days.date_id
+            select 1
+            from outcomes_by_day
+            where outcomes_by_day.date_id = changed_days.date_id
         )
 
     ),
@@ -127,24 +129,24 @@ final as (
         union all
         select
             emptied_days.date_id,
-            null,
-            null,
-            null,
-            0,
-            0,
-            0,
-            0,
-            0,
-            0,
-            0,
-            0,
-            null,
-            0,
-            null,
-            0,
-            null,
-            0,
-            null
+            null as specialty,
+            null as device_key,
+            null as device_type,
+            0 as appointments,
+            0 as completed,
+            0 as cancelled,
+            0 as rescheduled,
+            0 as no_shows,
+            0 as started,
+            0 as started_completed,
+            0 as started_with_technical_issues,
+            null as wait_minutes_sum,
+            0 as wait_count,
+            null as connection_quality_sum,
+            0 as connection_quality_count,
+            null as duration_minutes_sum,
+            0 as duration_count,
+            null as last_loaded_at
         from emptied_days
     {%- endif %}
 

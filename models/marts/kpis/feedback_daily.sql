@@ -67,7 +67,9 @@ forms_by_day as (
         select changed_days.date_id
         from changed_days
         where not exists (
-            select 1 from forms_by_day where forms_by_day.date_id = changed_days.date_id
+            select 1
+            from forms_by_day
+            where forms_by_day.date_id = changed_days.date_id
         )
 
     ),
@@ -86,10 +88,10 @@ final as (
         union all
         select
             emptied_days.date_id,
-            null,
-            null,
+            null as provider_id,
+            null as specialty,
             {{ feedback_rating_values(zeros=true) | indent(12) }},
-            null
+            null as last_loaded_at
         from emptied_days
     {%- endif %}
 

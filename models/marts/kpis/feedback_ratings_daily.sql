@@ -84,7 +84,9 @@ forms_by_day as (
         select changed_days.date_id
         from changed_days
         where not exists (
-            select 1 from forms_by_day where forms_by_day.date_id = changed_days.date_id
+            select 1
+            from forms_by_day
+            where forms_by_day.date_id = changed_days.date_id
         )
 
     ),
@@ -104,11 +106,11 @@ final as (
         union all
         select
             emptied_days.date_id,
-            null,
-            null,
-            null,
+            null as specialty,
+            null as device_key,
+            null as device_type,
             {{ feedback_rating_values(answered_recommend=true, zeros=true) | indent(12) }},
-            null
+            null as last_loaded_at
         from emptied_days
     {%- endif %}
 

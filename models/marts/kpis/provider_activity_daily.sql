@@ -73,7 +73,9 @@ activity_by_day as (
         select changed_days.date_id
         from changed_days
         where not exists (
-            select 1 from activity_by_day where activity_by_day.date_id = changed_days.date_id
+            select 1
+            from activity_by_day
+            where activity_by_day.date_id = changed_days.date_id
         )
 
     ),
@@ -101,19 +103,19 @@ final as (
         union all
         select
             emptied_days.date_id,
-            null,
-            0,
-            0,
-            0,
-            0,
-            0,
-            null,
-            0,
-            null,
-            0,
-            null,
-            0,
-            null
+            null as provider_id,
+            0 as appointments,
+            0 as closed_appointments,
+            0 as completed,
+            0 as no_shows,
+            0 as cancelled,
+            null as wait_minutes_sum,
+            0 as wait_count,
+            null as duration_minutes_sum,
+            0 as duration_count,
+            null as connection_quality_sum,
+            0 as connection_quality_count,
+            null as last_loaded_at
         from emptied_days
     {%- endif %}
 
