@@ -22,9 +22,9 @@ import psycopg2.extras
 import pytest
 
 from runtime import db
-from runtime.dbt_session import DbtSession
 from runtime.envcmd import child_env
 from runtime.settings import PROJECT_ROOT, Settings
+from testkit.dbt import dbt_ok
 
 SCALE = 3000
 END_DATE = "2026-10-31"
@@ -43,14 +43,9 @@ def run_env(settings: Settings, work: Path | None = None) -> dict[str, str]:
 
 
 def dbt(settings: Settings, work: Path, *args: str) -> str:
-    """Run dbt on the test database, in this process (runtime/dbt_session.py: dbt's start-up is paid once
-    per worker, not once per call) with the environment `python -m loaders env` gives a child; fail with
-    dbt's output, else return it."""
-    session = DbtSession(run_env(settings, work), keep_lines=None)
-    status = session.run(list(args))
-    output = "\n".join(session.output)
-    assert status == 0, f"dbt {' '.join(args)} failed (exit {status}):\n{output[-6000:]}"
-    return output
+    """Run dbt on the test database (in this process: testkit/dbt.py) with the environment `python -m
+    loaders env` gives a child; fail with dbt's output, else return it."""
+    return dbt_ok(run_env(settings, work), *args)
 
 
 def loaders_cli(settings: Settings, *args: str) -> None:

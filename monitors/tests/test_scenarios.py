@@ -28,10 +28,9 @@ from loaders.tests.loader_support import valid_form
 from monitors.checks import THRESHOLDS_FILE
 from monitors.tests.conftest import MailSink, WebhookReceiver, free_port
 from runtime import db
-from runtime.dbt_session import DbtSession
-from runtime.envcmd import child_env
 from runtime.settings import PROJECT_ROOT, Settings
 from testkit.clock import PERIOD_END
+from testkit.dbt import child_environment, dbt_ok
 
 pytestmark = pytest.mark.slow
 
@@ -121,10 +120,9 @@ def build_pipeline(base: Settings, work: Path, receivers: tuple, generate_args: 
     must([py, "-m", "loaders", "load", "--group", f"{env['TELEMED_TOPIC']}.loader"], env)
     # Seeds, snapshots and models only: every monitor run below runs the data tests itself, so the build's
     # own run of them would be the same work twice. dbt runs in this process, with the environment `python
-    # -m loaders env` gives a child (runtime/dbt_session.py).
+    # -m loaders env` gives a child (testkit/dbt.py).
     build = ["build", "--exclude-resource-type", "test", "unit_test", "--target-path", str(work / "target")]
-    dbt = DbtSession({**env, **child_env(Settings.from_env(env))}, keep_lines=None, whole_environment=True)
-    assert dbt.run(build) == 0, "dbt build failed:\n" + "\n".join(dbt.output)[-3000:]
+    dbt_ok(child_environment(env), *build, whole_environment=True, tail=3000)
     return Pipeline(settings, env, work)
 
 

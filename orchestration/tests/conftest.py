@@ -22,9 +22,8 @@ from loaders.tests.loader_support import loader_env
 from monitors.tests.conftest import smtp, webhook  # noqa: F401 - the loopback alert receivers, as fixtures
 from orchestration import supervisor
 from runtime import db
-from runtime.dbt_session import DbtSession
-from runtime.envcmd import child_env
 from runtime.settings import PROJECT_ROOT, Settings
+from testkit.dbt import child_environment, dbt_ok
 from testkit.fixtures import free_port
 
 DAGS = PROJECT_ROOT / "orchestration" / "dags"
@@ -38,14 +37,9 @@ def airflow_python() -> Path:
 
 
 def run_dbt(env: dict[str, str], *args: str) -> str:
-    """dbt with the environment `python -m loaders env` gives a child of ``env``, in this process
-    (runtime/dbt_session.py: dbt's start-up paid once per worker)."""
-    child = {**env, **child_env(Settings.from_env(env))}
-    session = DbtSession(child, keep_lines=None, whole_environment=True)
-    status = session.run(list(args))
-    output = "\n".join(session.output)
-    assert status == 0, f"dbt {' '.join(args)} failed (exit {status}):\n{output[-5000:]}"
-    return output
+    """dbt with the environment `python -m loaders env` gives a child of ``env`` (in this process:
+    testkit/dbt.py)."""
+    return dbt_ok(child_environment(env), *args, whole_environment=True, tail=5000)
 
 
 @pytest.fixture(scope="session")

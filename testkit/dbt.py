@@ -1,0 +1,25 @@
+"""dbt for the tests, in the test's own process (runtime/dbt_session.py): dbt's start-up is paid once per
+worker, not once per call. One helper for every test that builds or runs with dbt and needs it to succeed."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from runtime.dbt_session import DbtSession
+from runtime.envcmd import child_env
+from runtime.settings import Settings
+
+
+def child_environment(env: Mapping[str, str]) -> dict[str, str]:
+    """What `python -m loaders env` gives a child started with ``env``: ``env`` and its connection."""
+    return {**env, **child_env(Settings.from_env(dict(env)))}
+
+
+def dbt_ok(env: Mapping[str, str], *args: str, whole_environment: bool = False, tail: int = 6000) -> str:
+    """Run ``dbt args`` with ``env`` (with ``whole_environment``, nothing else of this process's); fail the
+    test with the last ``tail`` characters of dbt's output unless it succeeds; return that output."""
+    session = DbtSession(env, keep_lines=None, whole_environment=whole_environment)
+    status = session.run(list(args))
+    output = "\n".join(session.output)
+    assert status == 0, f"dbt {' '.join(args)} failed (exit {status}):\n{output[-tail:]}"
+    return output
