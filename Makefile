@@ -208,7 +208,11 @@ test: ## every check on an isolated database: lint, pytest, faked dates, dbt bui
 TEST_LOGS := $(or $(TELEMED_STATE_DIR),.local)/artifacts/make-test
 BESIDE_PYTEST := test-lint test-dates dbt-test
 
-_test:
+# The dbt packages are installed here, once, before the phases start: each phase's own make would
+# otherwise find them missing on a fresh clone and run `dbt deps` at the same moment as the others, and
+# one dbt deps then finds the package link another is making ("resolves outside of the
+# packages-install-path").
+_test: $(DBT_PACKAGES)
 	$(RUN) db drop --database $(PGDATABASE)
 	$(RUN) db init
 	@rm -rf $(TEST_LOGS) && mkdir -p $(TEST_LOGS)
