@@ -7,21 +7,26 @@ with
 dbt_relations as (
 
     select
-        table_schema,
-        table_name
-    from information_schema.tables
-    where table_schema in ('marts', 'staging', 'intermediate', 'snapshots')
+        namespaces.nspname as table_schema,
+        relations.relname as table_name,
+        relations.oid as relation_id
+    from pg_catalog.pg_class as relations
+    inner join pg_catalog.pg_namespace as namespaces on relations.relnamespace = namespaces.oid
+    where
+        namespaces.nspname in ('marts', 'staging', 'intermediate', 'snapshots')
+        and relations.relkind in ('r', 'p', 'v', 'm', 'f')
 
 ),
 
+-- By the relation's OID, not its name: this test can run while models outside its selection are built
+-- beside it, and a relation dropped between the catalog read and the privilege check (the __dbt_backup a
+-- table build drops after its swap) then gives null, where a name raised "relation does not exist".
 privileges as (
 
     select
         table_schema,
         table_name,
-        has_table_privilege(
-            'telemed_reporting', quote_ident(table_schema) || '.' || quote_ident(table_name), 'select'
-        ) as reporting_can_select
+        has_table_privilege('telemed_reporting', relation_id, 'select') as reporting_can_select
     from dbt_relations
 
 )
