@@ -15,11 +15,18 @@ def child_environment(env: Mapping[str, str]) -> dict[str, str]:
     return {**env, **child_env(Settings.from_env(dict(env)))}
 
 
-def dbt_ok(env: Mapping[str, str], *args: str, whole_environment: bool = False, tail: int = 6000) -> str:
-    """Run ``dbt args`` with ``env`` (with ``whole_environment``, nothing else of this process's); fail the
-    test with the last ``tail`` characters of dbt's output unless it succeeds; return that output."""
+def dbt_call(env: Mapping[str, str], *args: str, whole_environment: bool = False) -> tuple[int, str]:
+    """Run ``dbt args`` with ``env`` (with ``whole_environment``, nothing else of this process's): the exit
+    status the command line would give (0, 1 for failed nodes, 2 when dbt could not run) and what it would
+    print (info level and above)."""
     session = DbtSession(env, keep_lines=None, whole_environment=whole_environment)
     status = session.run(list(args))
-    output = "\n".join(session.output)
+    return status, "\n".join(session.output)
+
+
+def dbt_ok(env: Mapping[str, str], *args: str, whole_environment: bool = False, tail: int = 6000) -> str:
+    """dbt_call, failing the test with the last ``tail`` characters of dbt's output unless dbt succeeds;
+    returns that output."""
+    status, output = dbt_call(env, *args, whole_environment=whole_environment)
     assert status == 0, f"dbt {' '.join(args)} failed (exit {status}):\n{output[-tail:]}"
     return output

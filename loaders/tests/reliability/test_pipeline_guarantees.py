@@ -6,6 +6,7 @@ The tests run in file order and share the module's pipeline (its own database on
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -39,8 +40,8 @@ from runtime import db
 from runtime.envcmd import child_env
 from runtime.settings import DBT_ROLE, LOADER_ROLE, PROJECT_ROOT, REPORTING_ROLE
 from testkit.clock import AS_OF
+from testkit.dbt import dbt_call
 
-DBT = Path(sys.executable).parent / "dbt"
 RAW_WITH_FRESHNESS = ("appointment_events", "patient_feedback", "providers", "patients", "feedback_files")
 
 
@@ -64,17 +65,23 @@ class Pipeline:
             "DBT_LOG_PATH": str(work / "dbt-logs"),
         }
 
-    def dbt(self, *args: str, expect: int | None = 0, target: Path | None = None) -> subprocess.CompletedProcess:
+    def dbt(self, *args: str, expect: int | None = 0, target: Path | None = None) -> DbtRun:
+        """dbt with this world's environment and nothing else of the worker's, in the worker's process
+        (testkit/dbt.py): its exit status and output are the command line's."""
         env = {**self.env, **({"DBT_TARGET_PATH": str(target)} if target else {})}
-        done = subprocess.run(
-            [str(DBT), *args], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=300, check=False
-        )
+        returncode, stdout = dbt_call(env, *args, whole_environment=True)
         (self.work / "dbt-logs").mkdir(exist_ok=True)
         with (self.work / "dbt-logs" / "stdout.log").open("a") as out:
-            out.write(done.stdout + done.stderr)
+            out.write(stdout + "\n")
         if expect is not None:
-            assert done.returncode == expect, f"dbt {' '.join(args)} exited {done.returncode}:\n{done.stdout[-5000:]}"
-        return done
+            assert returncode == expect, f"dbt {' '.join(args)} exited {returncode}:\n{stdout[-5000:]}"
+        return DbtRun(returncode, stdout)
+
+
+@dataclasses.dataclass(frozen=True)
+class DbtRun:
+    returncode: int
+    stdout: str
 
 
 # --------------------------------------------------------------------------- case 10's appointments
