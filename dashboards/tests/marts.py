@@ -1,7 +1,7 @@
 """The real marts for the dashboard tests: the generator makes a small world, its events go through the
-broker, the loaders land everything in raw, and ``dbt build`` makes the marts, all in a database, topic
-and landing folder of the test session's own. Then two monitor runs are written to the monitors' history
-table through monitors/store.py's own DDL, as ``make monitor`` would leave them."""
+broker, the loaders land everything in raw, and ``dbt build`` (in this process) makes the marts, all in a
+database, topic and landing folder of the test session's own. Then two monitor runs are written to the
+monitors' history table through monitors/store.py's own DDL, as ``make monitor`` would leave them."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from pathlib import Path
 from monitors import store
 from runtime import db
 from runtime.settings import PROJECT_ROOT, REPORTING_ROLE, Settings
+from testkit.dbt import child_environment, dbt_ok
 
 SCALE = 2000
 
@@ -28,7 +29,6 @@ def build(settings: Settings) -> None:
             "TELEMED_TOPIC": f"test.dashboards.{settings.pg_database}",
             "TELEMED_LANDING_DIR": str(out / "landing"),
         }
-        dbt = str(Path(sys.executable).parent / "dbt")
         steps = [
             ["generate", "--scale", str(SCALE), "--seed", "7", "--out", str(out / "generated"), "--clean"],
             ["produce", "--from-jsonl", str(out / "generated" / "events")],
@@ -48,19 +48,6 @@ def build(settings: Settings) -> None:
                 "--idle-seconds",
                 "3",
             ],
-            # The marts are what these tests read; the data tests on them run in `make test`'s dbt build.
-            [
-                "env",
-                "--",
-                dbt,
-                "build",
-                "--full-refresh",
-                "--exclude-resource-type",
-                "test",
-                "unit_test",
-                "--target-path",
-                str(out / "target"),
-            ],
         ]
         for args in steps:
             done = subprocess.run(
@@ -70,6 +57,10 @@ def build(settings: Settings) -> None:
                 raise RuntimeError(
                     f"python -m loaders {' '.join(args)} failed:\n{done.stdout[-4000:]}\n{done.stderr[-3000:]}"
                 )
+        # The marts are what these tests read; the data tests on them run in `make test`'s dbt build. dbt runs
+        # in this process, with what `python -m loaders env` gives a child (testkit/dbt.py).
+        build = ["build", "--full-refresh", "--exclude-resource-type", "test", "unit_test"]
+        dbt_ok(child_environment(env), *build, "--target-path", str(out / "target"), whole_environment=True)
     add_monitor_history(settings)
 
 
