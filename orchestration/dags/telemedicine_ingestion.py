@@ -66,10 +66,12 @@ with DAG(
     cross_model_tests = DbtTestLocalOperator(
         task_id="cross_model_tests",
         select=" ".join(dagkit.cross_model_tests(dbt_hourly.dbt_graph)),
-        env=dict(dagkit.HOURLY_ENV),
+        env={**dagkit.HOURLY_ENV, **dagkit.AFTER_HOURLY_BUILD_ENV},
         **COMMON,
     )
-    source_freshness = DbtSourceLocalOperator(task_id="source_freshness", **COMMON)
+    source_freshness = DbtSourceLocalOperator(
+        task_id="source_freshness", env=dict(dagkit.AFTER_HOURLY_BUILD_ENV), **COMMON
+    )
     # python -m monitors exits 1 when a check is at error level: it has alerted its channels already, and
     # a retry would only repeat the same checks, so this task does not retry.
     monitors = BashOperator(
