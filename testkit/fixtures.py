@@ -162,6 +162,19 @@ SLOW = (
     "dashboards/tests/test_free_text.py",  # reads the built marts
     "runtime/tests/test_services.py",
     "dashboards/tests/test_metabase.py::test_without_metabase_url_only_html_is_built",  # builds the marts
+    # dbt parses the whole project into a new target folder (9 CPU-seconds)
+    "runtime/tests/test_dbt_session.py::test_calls_share_one_parse_and_a_call_dbt_refuses_is_a_crash_with_its_reason",
+    # the realism tests on the generator's 50k world (10 CPU-seconds to generate)
+    *(
+        f"simulator/tests/test_generate.py::test_{name}"
+        for name in (
+            "key_insights_are_calibrated_at_50k",
+            "forms_agree_with_the_manifest_ratings",
+            "seasonality_weekdays_business_hours_holidays",
+            "durations_no_shows_and_connection_quality_behave",
+            "rescheduled_appointments_chain_to_new_ones",
+        )
+    ),
 )
 
 
