@@ -3,8 +3,8 @@
 -- fractions (0..1) of closed appointments; ratings are over forms of known appointments.
 -- Added up from the daily rollups provider_activity_daily and feedback_daily (sums and counts, so exactly
 -- the averages over the facts): a table of providers, rebuilt in each run without reading a fact table.
--- Beside each rate and mean it keeps the sums and counts it is made of, which the provider cards add up on a
--- dashboard without a date range (a row per provider, in place of a row per provider and day).
+-- Beside each rate and mean it keeps the sums and counts it is made of (and computes it from them), which the
+-- provider cards add up on a dashboard without a date range (a row per provider, in place of one per day).
 
 with
 
@@ -48,10 +48,7 @@ appointments_by_provider as (
         sum(duration_minutes_sum) as duration_minutes_sum,
         sum(duration_count) as duration_count,
         sum(connection_quality_sum) as connection_quality_sum,
-        sum(connection_quality_count) as connection_quality_count,
-        {{ mean_of('sum(wait_minutes_sum)', 'sum(wait_count)') }} as avg_wait_minutes,
-        {{ mean_of('sum(duration_minutes_sum)', 'sum(duration_count)') }} as avg_duration_minutes,
-        {{ mean_of('sum(connection_quality_sum)', 'sum(connection_quality_count)') }} as avg_connection_quality
+        sum(connection_quality_count) as connection_quality_count
     from activity
     group by provider_id
 
@@ -66,11 +63,7 @@ feedback_by_provider as (
         sum(provider_rating_count) as provider_rating_count,
         sum(overall_satisfaction_sum) as overall_satisfaction_sum,
         sum(overall_satisfaction_count) as overall_satisfaction_count,
-        sum(would_recommend) as would_recommend,
-        {{ mean_of('sum(provider_rating_sum)', 'sum(provider_rating_count)') }} as avg_provider_rating,
-        {{ mean_of('sum(overall_satisfaction_sum)', 'sum(overall_satisfaction_count)') }}
-            as avg_overall_satisfaction,
-        {{ rate('sum(would_recommend)', 'sum(feedback_forms)') }} as recommend_rate
+        sum(would_recommend) as would_recommend
     from forms
     group by provider_id
 
@@ -97,13 +90,22 @@ final as (
             as no_show_rate,
         {{ rate('appointments_by_provider.cancelled', 'appointments_by_provider.closed_appointments') }}
             as cancellation_rate,
-        cast(appointments_by_provider.avg_wait_minutes as numeric) as avg_wait_minutes,
-        cast(appointments_by_provider.avg_duration_minutes as numeric) as avg_duration_minutes,
-        cast(appointments_by_provider.avg_connection_quality as numeric) as avg_connection_quality,
+        {{ mean_of('appointments_by_provider.wait_minutes_sum', 'appointments_by_provider.wait_count') }}
+            as avg_wait_minutes,
+        {{ mean_of('appointments_by_provider.duration_minutes_sum', 'appointments_by_provider.duration_count') }}
+            as avg_duration_minutes,
+        {{ mean_of(
+            'appointments_by_provider.connection_quality_sum',
+            'appointments_by_provider.connection_quality_count'
+        ) }} as avg_connection_quality,
         cast(coalesce(feedback_by_provider.feedback_forms, 0) as bigint) as feedback_forms,
-        cast(feedback_by_provider.avg_provider_rating as numeric) as avg_provider_rating,
-        cast(feedback_by_provider.avg_overall_satisfaction as numeric) as avg_overall_satisfaction,
-        cast(feedback_by_provider.recommend_rate as numeric) as recommend_rate,
+        {{ mean_of('feedback_by_provider.provider_rating_sum', 'feedback_by_provider.provider_rating_count') }}
+            as avg_provider_rating,
+        {{ mean_of(
+            'feedback_by_provider.overall_satisfaction_sum',
+            'feedback_by_provider.overall_satisfaction_count'
+        ) }} as avg_overall_satisfaction,
+        {{ rate('feedback_by_provider.would_recommend', 'feedback_by_provider.feedback_forms') }} as recommend_rate,
         cast(coalesce(appointments_by_provider.closed_appointments, 0) as bigint) as closed_appointments,
         cast(appointments_by_provider.wait_minutes_sum as numeric) as wait_minutes_sum,
         cast(coalesce(appointments_by_provider.wait_count, 0) as bigint) as wait_count,
