@@ -30,3 +30,9 @@ def dbt_ok(env: Mapping[str, str], *args: str, whole_environment: bool = False, 
     status, output = dbt_call(env, *args, whole_environment=whole_environment)
     assert status == 0, f"dbt {' '.join(args)} failed (exit {status}):\n{output[-tail:]}"
     return output
+
+
+def dbt_ok_as_child(env: Mapping[str, str], *args: str, tail: int = 6000) -> str:
+    """dbt_ok as `python -m loaders env -- dbt args`, started with ``env``, would run: with ``env`` and its
+    connection, and nothing else of this process's environment."""
+    return dbt_ok(child_environment(env), *args, whole_environment=True, tail=tail)

@@ -14,7 +14,7 @@ from pathlib import Path
 from monitors import store
 from runtime import db
 from runtime.settings import PROJECT_ROOT, REPORTING_ROLE, Settings
-from testkit.dbt import child_environment, dbt_ok
+from testkit.dbt import dbt_ok_as_child
 
 SCALE = 2000
 
@@ -60,7 +60,7 @@ def build(settings: Settings) -> None:
         # The marts are what these tests read; the data tests on them run in `make test`'s dbt build. dbt runs
         # in this process, with what `python -m loaders env` gives a child (testkit/dbt.py).
         build = ["build", "--full-refresh", "--exclude-resource-type", "test", "unit_test"]
-        dbt_ok(child_environment(env), *build, "--target-path", str(out / "target"), whole_environment=True)
+        dbt_ok_as_child(env, *build, "--target-path", str(out / "target"))
     add_monitor_history(settings)
 
 

@@ -33,7 +33,7 @@ from dashboards.render import PLOTLY_FILE, page_name
 from dashboards.tests import marts
 from dashboards.tests.browser import chromium, watch
 from runtime.settings import PROJECT_ROOT
-from testkit.dbt import child_environment, dbt_ok
+from testkit.dbt import dbt_ok_as_child
 
 DASHBOARDS = load_all()
 # The width of the laptop screen the issue measured on: every page must fit it.
@@ -483,7 +483,7 @@ def docs_url(marts_settings, tmp_path_factory):
     env = {**os.environ, "PGDATABASE": marts_settings.pg_database}
     dbt = str(Path(sys.executable).parent / "dbt")
     # dbt docs generate in this process (testkit/dbt.py); dbt docs serve below is a server of its own.
-    dbt_ok(child_environment(env), "docs", "generate", "--target-path", str(target), whole_environment=True, tail=3000)
+    dbt_ok_as_child(env, "docs", "generate", "--target-path", str(target), tail=3000)
     port = _free_port()
     command = [sys.executable, "-m", "loaders", "env", "--", dbt, "docs", "serve", "--target-path", str(target)]
     serve = subprocess.Popen(

@@ -30,7 +30,7 @@ from monitors.tests.conftest import MailSink, WebhookReceiver, free_port
 from runtime import db
 from runtime.settings import PROJECT_ROOT, Settings
 from testkit.clock import PERIOD_END
-from testkit.dbt import child_environment, dbt_ok
+from testkit.dbt import dbt_ok_as_child
 
 pytestmark = pytest.mark.slow
 
@@ -122,7 +122,7 @@ def build_pipeline(base: Settings, work: Path, receivers: tuple, generate_args: 
     # own run of them would be the same work twice. dbt runs in this process, with the environment `python
     # -m loaders env` gives a child (testkit/dbt.py).
     build = ["build", "--exclude-resource-type", "test", "unit_test", "--target-path", str(work / "target")]
-    dbt_ok(child_environment(env), *build, whole_environment=True, tail=3000)
+    dbt_ok_as_child(env, *build, tail=3000)
     return Pipeline(settings, env, work)
 
 

@@ -23,7 +23,7 @@ from monitors.tests.conftest import smtp, webhook  # noqa: F401 - the loopback a
 from orchestration import supervisor
 from runtime import db
 from runtime.settings import PROJECT_ROOT, Settings
-from testkit.dbt import child_environment, dbt_ok
+from testkit.dbt import dbt_ok_as_child
 from testkit.fixtures import free_port
 
 DAGS = PROJECT_ROOT / "orchestration" / "dags"
@@ -39,7 +39,7 @@ def airflow_python() -> Path:
 def run_dbt(env: dict[str, str], *args: str) -> str:
     """dbt with the environment `python -m loaders env` gives a child of ``env`` (in this process:
     testkit/dbt.py)."""
-    return dbt_ok(child_environment(env), *args, whole_environment=True, tail=5000)
+    return dbt_ok_as_child(env, *args, tail=5000)
 
 
 @pytest.fixture(scope="session")
