@@ -141,6 +141,13 @@ def ensure_roles(cur, settings: Settings) -> None:
                 cur.execute("release savepoint create_role")
         password = settings.password_for(role) if login else None
         if password:
+            if settings.pg_embedded:
+                # A password the embedded server generated gets the SCRAM rounds passwords.py says, one given
+                # in the environment the server's default. libpq hashes with the count the server reports,
+                # which follows this setting until the commit.
+                generated = not dict(settings.role_passwords).get(role)
+                rounds = passwords.SCRAM_ITERATIONS if generated else "default"
+                cur.execute(f"set local scram_iterations to {rounds}")
             # Hashed by libpq with the server's password_encryption (scram-sha-256): the statement, which a
             # server may log, never carries the password itself.
             verifier = psycopg2.extensions.encrypt_password(password, role, cur)

@@ -14,8 +14,15 @@ import stat
 from pathlib import Path
 
 FILE_NAME = "pgpass"
+RANDOM_BYTES = 24  # per generated password: 192 bits
 # The embedded server listens on this address only (runtime/settings.py EMBEDDED_PG_HOST).
 _HOST = "127.0.0.1"
+# SCRAM's key stretching for the passwords generated here: Postgres hashes a password with 4,096 PBKDF2
+# rounds by default, and every client repeats them at every login (about 2.3 ms of CPU each on the machine
+# of docs/tests.md). Stretching slows the guessing of a password a person chose; 192 random bits cannot be
+# guessed at any count. dbt opens a connection for every node it runs, so those rounds were a tenth of a
+# monitor run's CPU (12.7 s, 11.5 s with 16). Passwords given in the environment keep the server's count.
+SCRAM_ITERATIONS = 16
 
 
 class PasswordFileError(RuntimeError):
@@ -63,7 +70,7 @@ def ensure(state_dir: Path, users: list[str]) -> tuple[dict[str, str], bool]:
     if not missing:
         return known, False
     for user in missing:
-        known[user] = secrets.token_urlsafe(24)
+        known[user] = secrets.token_urlsafe(RANDOM_BYTES)
     state_dir.mkdir(parents=True, exist_ok=True)
     lines = ["# telemed-elt: the embedded Postgres's passwords (runtime/passwords.py). Keep it 0600."]
     lines += [f"{_HOST}:*:*:{user}:{password}" for user, password in known.items()]

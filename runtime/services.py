@@ -183,7 +183,10 @@ class EmbeddedPostgres:
         if not written and hba.exists() and hba.read_text() == PG_HBA:
             return
         log.info("setting the embedded Postgres's passwords and password authentication (%s)", hba)
-        statements = [f"alter role {EMBEDDED_PG_USER} password {_literal(known[EMBEDDED_PG_USER])};"]
+        statements = [
+            f"set scram_iterations = {passwords.SCRAM_ITERATIONS};",  # generated passwords (passwords.py)
+            f"alter role {EMBEDDED_PG_USER} password {_literal(known[EMBEDDED_PG_USER])};",
+        ]
         for role in LOGIN_ROLES:
             # A do block: in single-user mode every line is one statement, and the role may not exist yet.
             statements.append(

@@ -57,6 +57,10 @@ def test_passwords_file_is_private_and_every_host_line_asks_for_scram(base_setti
         cur.execute("select rolname, rolpassword like 'SCRAM-SHA-256$%%' from pg_authid where rolname = any(%s)",
                     ([EMBEDDED_PG_USER, *LOGIN_ROLES],))  # fmt: skip
         assert dict(cur.fetchall()) == dict.fromkeys([EMBEDDED_PG_USER, *LOGIN_ROLES], True)
+        # Each bootstrap hashes the login roles' generated passwords again, with passwords.SCRAM_ITERATIONS.
+        cur.execute("select rolname, split_part(rolpassword, ':', 1) from pg_authid where rolname = any(%s)",
+                    (list(LOGIN_ROLES),))  # fmt: skip
+        assert dict(cur.fetchall()) == dict.fromkeys(LOGIN_ROLES, f"SCRAM-SHA-256${passwords.SCRAM_ITERATIONS}")
     conn.close()
 
 
@@ -232,6 +236,31 @@ def test_a_state_folder_from_before_passwords_is_migrated_on_its_next_start(own_
     postgres.stop()
     assert postgres.start()
     assert passwords.read(settings.state_dir) == new
+
+
+@embedded_only
+@pytest.mark.slow  # initdb: 5 s
+def test_generated_passwords_get_few_scram_rounds_and_given_ones_the_servers_count(own_postgres):
+    """A generated password (192 random bits) is hashed with passwords.SCRAM_ITERATIONS rounds, the admin's
+    included; a password given in the environment keeps the server's default (4096), since a person may
+    have chosen it. Each logs in either way."""
+    settings, _ = own_postgres
+    given = dataclasses.replace(settings, role_passwords=((DBT_ROLE, "a password someone chose"),))
+    db.bootstrap(given)
+    conn = db.connect(settings, database="postgres")
+    with conn.cursor() as cur:
+        cur.execute("select rolname, split_part(rolpassword, ':', 1) from pg_authid where rolname = any(%s)",
+                    ([EMBEDDED_PG_USER, *LOGIN_ROLES],))  # fmt: skip
+        rounds = dict(cur.fetchall())
+    conn.close()
+    generated = f"SCRAM-SHA-256${passwords.SCRAM_ITERATIONS}"
+    assert rounds == {**dict.fromkeys([EMBEDDED_PG_USER, *LOGIN_ROLES], generated), DBT_ROLE: "SCRAM-SHA-256$4096"}
+    known = passwords.read(settings.state_dir)
+    for user in (EMBEDDED_PG_USER, REPORTING_ROLE, LOADER_ROLE):
+        login(settings, user, known[user]).close()
+    login(settings, DBT_ROLE, "a password someone chose").close()
+    with pytest.raises(psycopg2.OperationalError, match="password authentication failed"):
+        login(settings, DBT_ROLE, known[DBT_ROLE])
 
 
 # --------------------------------------------------------------------------- TLS settings
