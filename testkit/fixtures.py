@@ -157,6 +157,7 @@ SLOW = (
     "loaders/tests/test_load.py",
     "stewardship/tests/test_stewardship.py",
     "monitors/tests/test_scenarios.py",
+    "monitors/tests/test_business_alerts.py",
     "dashboards/tests/test_browser.py",
     "dashboards/tests/test_card_sql.py",
     "dashboards/tests/test_free_text.py",  # reads the built marts
@@ -186,20 +187,25 @@ SHARED_WORLDS = {
     "dashboards/tests/": "dashboards-marts",  # dashboards/tests/conftest.py marts_settings
 }
 # The costliest units first (`--no-loadscope-reorder` keeps this order): a long unit started last would
-# keep one worker busy after the others ran dry. Seconds per unit on this machine, roughly, in comments.
+# keep one worker busy after the others ran dry. Seconds per unit in a whole `make test` (four workers,
+# 2026-12-07, the machine busy with the phases beside pytest) in comments; a unit that mostly waits on
+# killed or paused servers (w) costs a worker's time but little CPU.
 FIRST = (
-    "orchestration/tests/test_ingestion_dag.py",  # 300: airflow dags test, task by task
-    "monitors/tests/test_scenarios.py",  # 150
-    "loaders/tests/reliability/test_consumer_faults.py",  # 110
-    "loaders/tests/test_pipeline.py",  # 90
-    "loaders/tests/reliability/test_pipeline_guarantees.py",  # 90
-    "dashboards-marts",  # 80
-    "loaders/tests/test_pipeline_lifecycle.py",  # 75
-    "loaders/tests/test_consume.py",  # 70
-    "loaders/tests/test_value_edges.py",  # 45
-    "loaders/tests/reliability/test_postgres_faults.py",  # 45
-    "loaders/tests/test_consume_outages.py",  # 35
-    "loaders/tests/test_outage_bounds.py",  # 35
+    "orchestration/tests/test_ingestion_dag.py",  # 290: airflow dags test, task by task
+    "monitors/tests/test_scenarios.py",  # 280: a world, then six monitor runs
+    "loaders/tests/reliability/test_consumer_faults.py",  # 190 (w)
+    "loaders/tests/test_pipeline.py",  # 170
+    "dashboards-marts",  # 160
+    "loaders/tests/reliability/test_pipeline_guarantees.py",  # 100
+    "loaders/tests/test_outage_bounds.py",  # 80 (w)
+    "loaders/tests/test_pipeline_lifecycle.py",  # 65
+    "loaders/tests/test_consume.py",  # 65 (w)
+    "loaders/tests/reliability/test_postgres_faults.py",  # 55 (w)
+    "monitors/tests/test_business_alerts.py",  # 55: the anomaly world and a monitor run
+    "loaders/tests/test_value_edges.py",  # 40
+    "loaders/tests/test_serve.py",  # 35 (w)
+    "loaders/tests/properties/test_consume_properties.py",  # 30
+    "loaders/tests/test_consume_outages.py",  # 30 (w)
 )
 
 

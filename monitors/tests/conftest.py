@@ -69,3 +69,17 @@ def smtp():
     sink.port = controller.port
     yield sink
     controller.stop()
+
+
+@pytest.fixture(scope="module")
+def receivers():
+    """A webhook receiver and an SMTP server shared by a module's tests (the scenario modules count what
+    arrived across their runs)."""
+    webhook = WebhookReceiver()
+    sink = MailSink()
+    controller = Controller(sink, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    sink.port = controller.port
+    yield webhook, sink
+    controller.stop()
+    webhook.close()
