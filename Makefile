@@ -44,8 +44,9 @@ SELECTOR ?=
 GENERATED ?= $(or $(TELEMED_STATE_DIR),.local)/generated
 TEST_DATABASE ?= telemed_test
 TEST_SCALE ?= 3000
-# pytest-xdist workers, each with embedded services of its own (0: one process, the shared services).
-PYTEST_WORKERS ?= 3
+# pytest-xdist workers, each with embedded services of its own (0: one process, the shared services). Four
+# on two cores: several suites mostly wait on servers they kill or pause (docs/tests.md, Where the time goes).
+PYTEST_WORKERS ?= 4
 # Work units and their order are testkit/fixtures.py's (SHARED_WORLDS, FIRST).
 XDIST = -n $(PYTEST_WORKERS) --dist loadgroup --no-loadscope-reorder
 # Faked dates run at once by `make test-dates` (each with a Postgres of its own).
@@ -216,9 +217,15 @@ format: setup $(DBT_PACKAGES) ## apply ruff format and sqlfluff fix
 	$(RUN) env -- $(VENV)/bin/sqlfluff fix $(if $(MODEL),$(MODEL),models tests analyses snapshots) --disable-progress-bar
 
 # The project's venv and the Debian packages install at once (pip and apt-get, on a fresh clone or CI).
+# The test runs write Python's bytecode caches (the git-ignored __pycache__ folders) even where the
+# environment sets PYTHONDONTWRITEBYTECODE, as this machine's does: without them every pytest process (a
+# worker, a faked date) rewrites and compiles each test module again, 3.8 s of CPU to collect the suite
+# instead of 1.9, and every Python process a test starts compiles the project's modules again.
+WITH_BYTECODE_CACHES := env -u PYTHONDONTWRITEBYTECODE
 test: ## every check on an isolated database: lint, pytest, faked dates, dbt build
 	@$(MAKE) --no-print-directory -j3 --output-sync=target setup chromium faketime
-	$(RUN) services run -- env PGDATABASE=$(TEST_DATABASE) TELEMED_AS_OF=$(TEST_AS_OF) $(MAKE) --no-print-directory _test
+	$(RUN) services run -- $(WITH_BYTECODE_CACHES) PGDATABASE=$(TEST_DATABASE) TELEMED_AS_OF=$(TEST_AS_OF) \
+		$(MAKE) --no-print-directory _test
 
 # Lint, the faked dates and the dbt build run beside pytest, which spends much of its time waiting on
 # killed, paused and restarting servers: their output goes to a log each, printed after pytest's. Every
@@ -259,15 +266,15 @@ test-lint:
 	status=$$?; $(RUN) db drop --database $(LINT_DATABASE); exit $$status
 
 pytest: setup $(DBT_PACKAGES) $(AIRFLOW_STAMP) ## the Python tests (unit and integration on the real Postgres and broker), PYTEST_WORKERS in parallel
-	$(VENV)/bin/pytest $(XDIST) $(PYTEST_ARGS)
+	$(WITH_BYTECODE_CACHES) $(VENV)/bin/pytest $(XDIST) $(PYTEST_ARGS)
 
 test-fast: lint-python $(DBT_PACKAGES) ## the inner loop (about a minute): lint-python, pytest without the slow and fault suites
-	$(RUN) services run -- $(VENV)/bin/pytest $(XDIST) -m "not slow and not faults" -q $(PYTEST_ARGS)
+	$(RUN) services run -- $(WITH_BYTECODE_CACHES) $(VENV)/bin/pytest $(XDIST) -m "not slow and not faults" -q $(PYTEST_ARGS)
 
 # Tests never read the wall clock (see docs/tests.md); this proves it: the date-sensitive
 # tests (marker `dates`) run again under five faked dates, Python and the warehouse clock both faked.
 test-dates: setup faketime $(DBT_PACKAGES) ## the date-sensitive tests under five faked dates (month end, Monday, holiday, 29 Feb, a year on)
-	$(RUN) services run -- $(PY) -m testkit.fake_dates --jobs $(DATE_JOBS) -- \
+	$(RUN) services run -- $(WITH_BYTECODE_CACHES) $(PY) -m testkit.fake_dates --jobs $(DATE_JOBS) -- \
 		$(VENV)/bin/pytest -m dates -q -p no:cacheprovider $(PYTEST_ARGS)
 
 # The reliability suite runs in `make test` at the fast scale; this is its long variant (tens of minutes).
