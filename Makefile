@@ -268,7 +268,7 @@ test-lint:
 pytest: setup $(DBT_PACKAGES) $(AIRFLOW_STAMP) ## the Python tests (unit and integration on the real Postgres and broker), PYTEST_WORKERS in parallel
 	$(WITH_BYTECODE_CACHES) $(VENV)/bin/pytest $(XDIST) $(PYTEST_ARGS)
 
-test-fast: lint-python $(DBT_PACKAGES) ## the inner loop (about a minute): lint-python, pytest without the slow and fault suites
+test-fast: lint-python $(DBT_PACKAGES) ## the inner loop (under a minute): lint-python, pytest without the slow and fault suites
 	$(RUN) services run -- $(WITH_BYTECODE_CACHES) $(VENV)/bin/pytest $(XDIST) -m "not slow and not faults" -q $(PYTEST_ARGS)
 
 # Tests never read the wall clock (see docs/tests.md); this proves it: the date-sensitive

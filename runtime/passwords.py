@@ -21,7 +21,7 @@ _HOST = "127.0.0.1"
 # rounds by default, and every client repeats them at every login (about 2.3 ms of CPU each on the machine
 # of docs/tests.md). Stretching slows the guessing of a password a person chose; 192 random bits cannot be
 # guessed at any count. dbt opens a connection for every node it runs, so those rounds were a tenth of a
-# monitor run's CPU (12.7 s, 11.5 s with 16). Passwords given in the environment keep the server's count.
+# monitor run's CPU (13.2 s, 11.9 s with 16). Passwords given in the environment keep the server's count.
 SCRAM_ITERATIONS = 16
 
 
