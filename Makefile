@@ -29,6 +29,13 @@ install_requirements = $(if $(filter pip,$(INSTALLER)),$(3) $(1) $(PIP) --upgrad
 	$(3) $(UV) pip install --quiet --compile-bytecode --python $(1) -r $(2))
 # A stamp per requirements file and way of installing: a change to either installs again.
 INSTALL_WAY := $(INSTALLER)-bytecode
+# $(call compile_old_venv,VENV): a venv made before the installs compiled to bytecode (a stamp not ending in
+# -bytecode) is compiled once, since uv, having nothing to install, compiles nothing. A file that does not
+# compile is one no process imports (compileall's exit status is not the install's).
+compile_old_venv = if ls $(1)/.installed-* 2>/dev/null | grep -qv -- '-bytecode$$'; then \
+	echo "compiling $(1) to bytecode (made before the installs did)"; \
+	$(1)/bin/python -m compileall -q -j 0 "$$($(1)/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" \
+	> /dev/null || true; fi
 STAMP := $(VENV)/.installed-$(shell cksum < requirements.txt | cut -d' ' -f1)-$(INSTALL_WAY)
 # Apache Airflow's own environment (see the airflow targets).
 AIRFLOW_VENV ?= .local/airflow/venv
@@ -92,6 +99,7 @@ $(STAMP): requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(if $(filter pip,$(INSTALLER)),,$(PY) $(PIP) uv==$(UV_VERSION))
 	$(call install_requirements,$(PY),requirements.txt)
+	@$(call compile_old_venv,$(VENV))
 	@rm -f $(VENV)/.installed-* && touch $@
 
 # A profile from before dbt logged in as telemed_dbt (it logged in as the admin and used SET ROLE) no longer
@@ -332,6 +340,7 @@ erase: setup ## remove one patient's identifiers everywhere: make erase PATIENT_
 $(AIRFLOW_STAMP): orchestration/requirements-airflow.txt | setup
 	@test -x $(AIRFLOW_VENV)/bin/python || $(PYTHON) -m venv $(AIRFLOW_VENV)
 	$(call install_requirements,$(AIRFLOW_VENV)/bin/python,orchestration/requirements-airflow.txt,$(AIRFLOW_NO_TELEMETRY))
+	@$(call compile_old_venv,$(AIRFLOW_VENV))
 	@rm -f $(AIRFLOW_VENV)/.installed-* && touch $@
 
 airflow-venv: $(AIRFLOW_STAMP) ## Airflow's own environment (.local/airflow/venv), from orchestration/requirements-airflow.txt
