@@ -145,8 +145,7 @@ def ensure_roles(cur, settings: Settings) -> None:
                 # A password the embedded server generated gets the SCRAM rounds passwords.py says, one given
                 # in the environment the server's default. libpq hashes with the count the server reports,
                 # which follows this setting until the commit.
-                generated = not dict(settings.role_passwords).get(role)
-                rounds = passwords.SCRAM_ITERATIONS if generated else "default"
+                rounds = passwords.SCRAM_ITERATIONS if settings.password_is_generated(role) else "default"
                 cur.execute(f"set local scram_iterations to {rounds}")
             # Hashed by libpq with the server's password_encryption (scram-sha-256): the statement, which a
             # server may log, never carries the password itself.

@@ -237,10 +237,18 @@ class Settings:
         roles); the embedded server's come from the passwords file its first start wrote (raises
         passwords.PasswordFileError when there is none yet)."""
         user = user or self.pg_user
-        given = self.pg_password if user == self.pg_user else dict(self.role_passwords).get(user)
+        given = self._given_password(user)
         if given or not self.pg_embedded:
             return given
         return passwords.read(self.state_dir).get(user)
+
+    def password_is_generated(self, user: str | None = None) -> bool:
+        """True when ``user``'s password is one the embedded server generated (its passwords file), not one
+        given in the environment."""
+        return self.pg_embedded and not self._given_password(user or self.pg_user)
+
+    def _given_password(self, user: str) -> str | None:
+        return self.pg_password if user == self.pg_user else dict(self.role_passwords).get(user)
 
     def dsn(self, database: str | None = None, user: str | None = None) -> str:
         """A libpq keyword DSN for ``user`` (default: the admin), its password included: never log it."""
