@@ -224,12 +224,13 @@ format: setup $(DBT_PACKAGES) ## apply ruff format and sqlfluff fix
 	$(VENV)/bin/ruff check --fix .
 	$(RUN) env -- $(VENV)/bin/sqlfluff fix $(if $(MODEL),$(MODEL),models tests analyses snapshots) --disable-progress-bar
 
-# The project's venv and the Debian packages install at once (pip and apt-get, on a fresh clone or CI).
 # The test runs write Python's bytecode caches (the git-ignored __pycache__ folders) even where the
 # environment sets PYTHONDONTWRITEBYTECODE, as this machine's does: without them every pytest process (a
 # worker, a faked date) rewrites and compiles each test module again, 3.8 s of CPU to collect the suite
 # instead of 1.9, and every Python process a test starts compiles the project's modules again.
 WITH_BYTECODE_CACHES := env -u PYTHONDONTWRITEBYTECODE
+
+# The project's venv and the Debian packages install at once (uv or pip, and apt-get, on a fresh clone or CI).
 test: ## every check on an isolated database: lint, pytest, faked dates, dbt build
 	@$(MAKE) --no-print-directory -j3 --output-sync=target setup chromium faketime
 	$(RUN) services run -- $(WITH_BYTECODE_CACHES) PGDATABASE=$(TEST_DATABASE) TELEMED_AS_OF=$(TEST_AS_OF) \
