@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from runtime import passwords
+from runtime import passwords, pgtuning
 from runtime.processes import pid_alive
 from runtime.settings import EMBEDDED_PG_USER, LOGIN_ROLES, Settings
 
@@ -214,6 +214,13 @@ class EmbeddedPostgres:
             os.chown(hba, entry.pw_uid, entry.pw_gid)
         hba.chmod(0o600)
 
+    def _tune(self, user: str | None) -> None:
+        """The server's memory and checkpoint settings, sized to this machine (runtime/pgtuning.py)."""
+        for path in pgtuning.write(self.data):
+            if user is not None:
+                entry = pwd.getpwnam(user)
+                os.chown(path, entry.pw_uid, entry.pw_gid)
+
     def pid(self) -> int | None:
         pidfile = self.data / "postmaster.pid"
         try:
@@ -262,6 +269,7 @@ class EmbeddedPostgres:
             log.warning("removing stale postmaster.pid (no server runs with that pid)")
             stale.unlink()
         self._secure(user)
+        self._tune(user)
         options = f"-c listen_addresses={host} -c port={port} -c unix_socket_directories=''"
         for attempt in range(3):
             log_size = self.logfile.stat().st_size if self.logfile.exists() else 0

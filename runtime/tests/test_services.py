@@ -15,7 +15,7 @@ import psycopg2
 import pytest
 
 from loaders.tests.loader_support import run_loader as cli
-from runtime import services
+from runtime import pgtuning, services
 from runtime.settings import PROJECT_ROOT, Settings
 from testkit.fixtures import free_port
 
@@ -82,6 +82,35 @@ def test_postgres_data_persists_across_down_and_up(isolated_env):
         cur.execute("select x from kept")
         assert cur.fetchone() == (42,)
     conn.close()
+
+
+def _show(settings: Settings, *names: str) -> dict[str, str]:
+    conn = psycopg2.connect(settings.dsn(database="postgres"))
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute("select name, current_setting(name) from pg_settings where name = any(%s)", (list(names),))
+            return dict(cur.fetchall())
+    finally:
+        conn.close()
+
+
+def test_embedded_postgres_is_sized_to_the_machine_and_alter_system_overrides_it(isolated_env):
+    assert cli(isolated_env, "services", "up").returncode == 0
+    settings = Settings.from_env(isolated_env)
+    want = pgtuning.server_settings(pgtuning.machine_memory())
+    assert _show(settings, *want) == want
+    conn = psycopg2.connect(settings.dsn(database="postgres"))
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute("alter system set work_mem = '7MB'")
+    conn.close()
+    assert cli(isolated_env, "services", "down").returncode == 0
+    assert cli(isolated_env, "services", "up").returncode == 0
+    # The file is rewritten at every start and included once; ALTER SYSTEM, read after it, wins.
+    conf = (Path(isolated_env["TELEMED_STATE_DIR"]) / "postgres" / "data" / "postgresql.conf").read_text()
+    assert conf.splitlines().count(pgtuning.INCLUDE_LINE) == 1
+    assert _show(settings, "work_mem", "shared_buffers") == {"work_mem": "7MB", "shared_buffers": want["shared_buffers"]}
 
 
 @pytest.mark.parametrize("which", ["TELEMED_PG_PORT", "TELEMED_KAFKA_PORT"])

@@ -1,0 +1,30 @@
+"""The embedded server's settings scale with the machine's memory within fixed bounds."""
+
+from __future__ import annotations
+
+from runtime import pgtuning
+
+GB = pgtuning.GB
+
+
+def test_a_quarter_for_buffers_a_512th_per_sort_within_bounds():
+    assert pgtuning.server_settings(24 * GB) == {
+        "shared_buffers": "4GB",  # a quarter would be 6 GB: capped
+        "work_mem": "48MB",
+        "maintenance_work_mem": "768MB",
+        "max_wal_size": "8GB",
+        "checkpoint_timeout": "15min",
+    }
+    small = pgtuning.server_settings(GB)
+    assert (small["shared_buffers"], small["work_mem"], small["maintenance_work_mem"]) == ("256MB", "4MB", "64MB")
+    laptop = pgtuning.server_settings(8 * GB)
+    assert (laptop["shared_buffers"], laptop["work_mem"], laptop["maintenance_work_mem"]) == ("2GB", "16MB", "256MB")
+
+
+def test_the_file_is_rewritten_and_included_once(tmp_path):
+    conf = tmp_path / "postgresql.conf"
+    conf.write_text("# initdb's file\nmax_connections = 100")
+    assert pgtuning.write(tmp_path, memory=8 * GB) == [tmp_path / pgtuning.TUNING_FILE, conf]
+    assert pgtuning.write(tmp_path, memory=24 * GB) == [tmp_path / pgtuning.TUNING_FILE]
+    assert conf.read_text() == f"# initdb's file\nmax_connections = 100\n{pgtuning.INCLUDE_LINE}\n"
+    assert "shared_buffers = '4GB'" in (tmp_path / pgtuning.TUNING_FILE).read_text()
