@@ -110,7 +110,8 @@ def test_embedded_postgres_is_sized_to_the_machine_and_alter_system_overrides_it
     # The file is rewritten at every start and included once; ALTER SYSTEM, read after it, wins.
     conf = (Path(isolated_env["TELEMED_STATE_DIR"]) / "postgres" / "data" / "postgresql.conf").read_text()
     assert conf.splitlines().count(pgtuning.INCLUDE_LINE) == 1
-    assert _show(settings, "work_mem", "shared_buffers") == {"work_mem": "7MB", "shared_buffers": want["shared_buffers"]}
+    shown = _show(settings, "work_mem", "shared_buffers")
+    assert shown == {"work_mem": "7MB", "shared_buffers": want["shared_buffers"]}
 
 
 @pytest.mark.parametrize("which", ["TELEMED_PG_PORT", "TELEMED_KAFKA_PORT"])
