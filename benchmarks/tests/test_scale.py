@@ -32,12 +32,17 @@ def test_slices_keep_the_replay_order_and_stay_under_the_limit(tmp_path):
 def test_a_stage_is_stopped_when_available_memory_falls_under_the_floor():
     # A floor above the machine's memory: the first sample stops the child, and says why.
     sampler = Sampler(None, None, floor=psutil.virtual_memory().total * 2)
-    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    # The child holds 8 MiB of its own before it is watched (right after the fork its pages are still the
+    # parent's, and a proportional set size counts only half of each).
+    hold = "import time; held = b'x' * (8 << 20); print('ready', flush=True); time.sleep(60)"
+    child = subprocess.Popen([sys.executable, "-c", hold], stdout=subprocess.PIPE, text=True)
+    assert child.stdout.readline() == "ready\n"
     stage = Stage("sleep")
     reason = sampler.watch(stage, child, interval=0.1)
     assert reason is not None and "available memory fell to" in reason
     assert child.returncode is not None
-    assert stage.peak_rss > MIB  # a Python interpreter's resident set, measured from its tree
+    child.stdout.close()
+    assert stage.peak_rss > 8 * MIB  # the child's own memory, measured from its tree
 
 
 def test_a_stage_above_the_floor_runs_to_its_end():
