@@ -230,6 +230,12 @@ format: setup $(DBT_PACKAGES) ## apply ruff format and sqlfluff fix
 # instead of 1.9, and every Python process a test starts compiles the project's modules again.
 WITH_BYTECODE_CACHES := env -u PYTHONDONTWRITEBYTECODE
 
+# The embedded Postgres sizes itself to the machine (runtime/pgtuning.py: 4 GB of buffers here). The test
+# targets start several servers at once (the shared one, the reliability rig's, a faked date's, the
+# services tests'), so each is sized to TEST_PG_MEMORY_MB instead: 1 GB gives 256 MB of buffers.
+TEST_PG_MEMORY_MB ?= 1024
+test test-fast pytest test-dates dbt-test soak fuzz: export TELEMED_PG_MEMORY_MB ?= $(TEST_PG_MEMORY_MB)
+
 # The project's venv and the Debian packages install at once (uv or pip, and apt-get, on a fresh clone or CI).
 test: ## every check on an isolated database: lint, pytest, faked dates, dbt build
 	@$(MAKE) --no-print-directory -j3 --output-sync=target setup chromium faketime

@@ -9,7 +9,8 @@ against 35k (docs/benchmarks.md, "The embedded server's settings").
 
 The settings go to ``telemed.conf`` in the data directory, rewritten at every start, which
 ``postgresql.conf`` includes. ``ALTER SYSTEM`` (postgresql.auto.conf, read after both) overrides any of
-them, and a configured server (PGHOST) is never touched.
+them, and a configured server (PGHOST) is never touched. TELEMED_PG_MEMORY_MB sizes the server to less
+than the whole machine (memory_for).
 """
 
 from __future__ import annotations
@@ -42,6 +43,13 @@ def machine_memory() -> int:
     return min(memory, int(limit)) if limit.isdigit() else memory
 
 
+def memory_for(memory_mb: int | None) -> int:
+    """The memory to size a server to: ``memory_mb`` (TELEMED_PG_MEMORY_MB) when given, else the machine's.
+    `make test` gives each of its servers 1 GB: several run at once, and none should size itself to the
+    whole machine."""
+    return memory_mb * MB if memory_mb else machine_memory()
+
+
 def server_settings(memory: int) -> dict[str, str]:
     """The settings for a machine of ``memory`` bytes: a quarter of it for shared buffers (128 MB to 4 GB),
     a 512th per sort or hash (4 to 64 MB), a 32nd for index builds and vacuum (64 MB to 1 GB); checkpoints
@@ -63,11 +71,11 @@ def render(settings: dict[str, str]) -> str:
     return "\n".join([*lines, *(f"{name} = '{value}'" for name, value in settings.items())]) + "\n"
 
 
-def write(data: Path, memory: int | None = None) -> list[Path]:
-    """Write the settings into the data directory ``data`` and include them from postgresql.conf (once);
-    returns the files written, for the caller to give to the server's user."""
+def write(data: Path, memory: int) -> list[Path]:
+    """Write the settings for ``memory`` bytes into the data directory ``data`` and include them from
+    postgresql.conf (once); returns the files written, for the caller to give to the server's user."""
     tuning = data / TUNING_FILE
-    tuning.write_text(render(server_settings(machine_memory() if memory is None else memory)))
+    tuning.write_text(render(server_settings(memory)))
     written = [tuning]
     conf = data / "postgresql.conf"
     text = conf.read_text()

@@ -216,7 +216,7 @@ class EmbeddedPostgres:
 
     def _tune(self, user: str | None) -> None:
         """The server's memory and checkpoint settings, sized to this machine (runtime/pgtuning.py)."""
-        for path in pgtuning.write(self.data):
+        for path in pgtuning.write(self.data, pgtuning.memory_for(self.settings.pg_memory_mb)):
             if user is not None:
                 entry = pwd.getpwnam(user)
                 os.chown(path, entry.pw_uid, entry.pw_gid)

@@ -117,6 +117,8 @@ class Settings:
     pg_keepalives_idle_s: int = DEFAULT_KEEPALIVES_IDLE_S
     pg_connect_timeout_s: int = DEFAULT_CONNECT_TIMEOUT_S
     pg_watchdog_s: int = DEFAULT_STATEMENT_TIMEOUT_MS // 1000 + WATCHDOG_MARGIN_S
+    # The memory the embedded Postgres sizes itself to (TELEMED_PG_MEMORY_MB; None: the machine's).
+    pg_memory_mb: int | None = None
 
     # The video platform's call-sessions API: configured (a URL and its token) or the embedded one.
     video_api_url: str = f"http://127.0.0.1:{EMBEDDED_VIDEO_API_PORT}"
@@ -222,6 +224,7 @@ class Settings:
             pg_keepalives_idle_s=_int(env, "TELEMED_PG_KEEPALIVES_IDLE_S", DEFAULT_KEEPALIVES_IDLE_S),
             pg_connect_timeout_s=_int(env, "PGCONNECT_TIMEOUT", DEFAULT_CONNECT_TIMEOUT_S),
             pg_watchdog_s=_int(env, "TELEMED_PG_WATCHDOG_S", statement_ms // 1000 + WATCHDOG_MARGIN_S),
+            pg_memory_mb=_int(env, "TELEMED_PG_MEMORY_MB", 0) or None,
             video_api_url=video_url or f"http://127.0.0.1:{video_port}",
             video_api_embedded=video_url == "",
             video_api_port=video_port,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from runtime import pgtuning
+from runtime.settings import Settings
 
 GB = pgtuning.GB
 
@@ -19,6 +20,14 @@ def test_a_quarter_for_buffers_a_512th_per_sort_within_bounds():
     assert (small["shared_buffers"], small["work_mem"], small["maintenance_work_mem"]) == ("256MB", "4MB", "64MB")
     laptop = pgtuning.server_settings(8 * GB)
     assert (laptop["shared_buffers"], laptop["work_mem"], laptop["maintenance_work_mem"]) == ("2GB", "16MB", "256MB")
+
+
+def test_a_given_budget_replaces_the_machines_memory():
+    assert pgtuning.memory_for(1024) == GB
+    assert pgtuning.memory_for(None) == pgtuning.machine_memory()
+    assert Settings.from_env({"TELEMED_PG_MEMORY_MB": "1024"}).pg_memory_mb == 1024
+    assert Settings.from_env({}).pg_memory_mb is None
+    assert pgtuning.server_settings(pgtuning.memory_for(1024))["shared_buffers"] == "256MB"
 
 
 def test_the_file_is_rewritten_and_included_once(tmp_path):

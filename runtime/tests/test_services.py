@@ -98,7 +98,7 @@ def _show(settings: Settings, *names: str) -> dict[str, str]:
 def test_embedded_postgres_is_sized_to_the_machine_and_alter_system_overrides_it(isolated_env):
     assert cli(isolated_env, "services", "up").returncode == 0
     settings = Settings.from_env(isolated_env)
-    want = pgtuning.server_settings(pgtuning.machine_memory())
+    want = pgtuning.server_settings(pgtuning.memory_for(settings.pg_memory_mb))
     assert _show(settings, *want) == want
     conn = psycopg2.connect(settings.dsn(database="postgres"))
     conn.autocommit = True
