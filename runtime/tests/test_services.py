@@ -67,32 +67,30 @@ def test_up_twice_is_harmless_and_down_leaves_nothing(isolated_env):
     assert cli(isolated_env, "services", "status").stdout.count("stopped") == 3
 
 
-def test_postgres_data_persists_across_down_and_up(isolated_env):
-    assert cli(isolated_env, "services", "up").returncode == 0
-    settings = Settings.from_env(isolated_env)
-    conn = psycopg2.connect(settings.dsn(database="postgres"))
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute("create table kept (x int); insert into kept values (42)")
-    conn.close()
-    assert cli(isolated_env, "services", "down").returncode == 0
-    assert cli(isolated_env, "services", "up").returncode == 0
-    conn = psycopg2.connect(settings.dsn(database="postgres"))
-    with conn.cursor() as cur:
-        cur.execute("select x from kept")
-        assert cur.fetchone() == (42,)
-    conn.close()
-
-
-def _show(settings: Settings, *names: str) -> dict[str, str]:
+def _admin_sql(settings: Settings, statement: str, params: tuple = ()) -> list[tuple]:
+    """One statement as the admin on database postgres, in autocommit; its rows, if it returns any."""
     conn = psycopg2.connect(settings.dsn(database="postgres"))
     conn.autocommit = True
     try:
         with conn.cursor() as cur:
-            cur.execute("select name, current_setting(name) from pg_settings where name = any(%s)", (list(names),))
-            return dict(cur.fetchall())
+            cur.execute(statement, params)
+            return cur.fetchall() if cur.description else []
     finally:
         conn.close()
+
+
+def test_postgres_data_persists_across_down_and_up(isolated_env):
+    assert cli(isolated_env, "services", "up").returncode == 0
+    settings = Settings.from_env(isolated_env)
+    _admin_sql(settings, "create table kept (x int); insert into kept values (42)")
+    assert cli(isolated_env, "services", "down").returncode == 0
+    assert cli(isolated_env, "services", "up").returncode == 0
+    assert _admin_sql(settings, "select x from kept") == [(42,)]
+
+
+def _show(settings: Settings, *names: str) -> dict[str, str]:
+    query = "select name, current_setting(name) from pg_settings where name = any(%s)"
+    return dict(_admin_sql(settings, query, (list(names),)))
 
 
 def test_embedded_postgres_is_sized_to_the_machine_and_alter_system_overrides_it(isolated_env):
@@ -100,11 +98,7 @@ def test_embedded_postgres_is_sized_to_the_machine_and_alter_system_overrides_it
     settings = Settings.from_env(isolated_env)
     want = pgtuning.server_settings(pgtuning.memory_for(settings.pg_memory_mb))
     assert _show(settings, *want) == want
-    conn = psycopg2.connect(settings.dsn(database="postgres"))
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute("alter system set work_mem = '7MB'")
-    conn.close()
+    _admin_sql(settings, "alter system set work_mem = '7MB'")
     assert cli(isolated_env, "services", "down").returncode == 0
     assert cli(isolated_env, "services", "up").returncode == 0
     # The file is rewritten at every start and included once; ALTER SYSTEM, read after it, wins.
