@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -64,14 +66,23 @@ def webhook():
     receiver.close()
 
 
-@pytest.fixture
-def smtp():
+@contextmanager
+def running_mail_sink() -> Iterator[MailSink]:
+    """A MailSink served by an SMTP server on a free loopback port (``sink.port``) while the block runs."""
     sink = MailSink()
     controller = Controller(sink, hostname="127.0.0.1", port=free_port())
     controller.start()
     sink.port = controller.port
-    yield sink
-    controller.stop()
+    try:
+        yield sink
+    finally:
+        controller.stop()
+
+
+@pytest.fixture
+def smtp():
+    with running_mail_sink() as sink:
+        yield sink
 
 
 @pytest.fixture(scope="module")
@@ -79,10 +90,8 @@ def receivers():
     """A webhook receiver and an SMTP server shared by a module's tests (the scenario modules count what
     arrived across their runs)."""
     webhook = WebhookReceiver()
-    sink = MailSink()
-    controller = Controller(sink, hostname="127.0.0.1", port=free_port())
-    controller.start()
-    sink.port = controller.port
-    yield webhook, sink
-    controller.stop()
-    webhook.close()
+    try:
+        with running_mail_sink() as sink:
+            yield webhook, sink
+    finally:
+        webhook.close()
