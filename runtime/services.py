@@ -70,6 +70,15 @@ def _port_open(host: str, port: int, timeout: float = 0.5) -> bool:
         return False
 
 
+def _give_to(user: str | None, *paths: Path) -> None:
+    """Make ``paths`` the server's system user's (nothing when the server runs as the caller)."""
+    if user is None:
+        return
+    entry = pwd.getpwnam(user)
+    for path in paths:
+        os.chown(path, entry.pw_uid, entry.pw_gid)
+
+
 def _log_tail(path: Path, lines: int = 20) -> str:
     if not path.exists():
         return f"(no log at {path})"
@@ -138,9 +147,7 @@ class EmbeddedPostgres:
         if user is None:
             self.data.chmod(0o700)
             return
-        entry = pwd.getpwnam(user)
-        for path in (self.root, self.data):
-            os.chown(path, entry.pw_uid, entry.pw_gid)
+        _give_to(user, self.root, self.data)
         self.data.chmod(0o700)
         # The server's user must be able to reach its data and the binaries through every parent.
         for target in (self.root, self.bin_dir().parent):
@@ -209,17 +216,12 @@ class EmbeddedPostgres:
             errors = [line for line in (done.stdout + done.stderr).splitlines() if "ERROR:" in line]
             raise ServiceError(f"could not set the Postgres passwords in single-user mode: {errors or done.returncode}")
         hba.write_text(PG_HBA)
-        if user is not None:
-            entry = pwd.getpwnam(user)
-            os.chown(hba, entry.pw_uid, entry.pw_gid)
+        _give_to(user, hba)
         hba.chmod(0o600)
 
     def _tune(self, user: str | None) -> None:
         """The server's memory and checkpoint settings, sized to this machine (runtime/pgtuning.py)."""
-        for path in pgtuning.write(self.data, pgtuning.memory_for(self.settings.pg_memory_mb)):
-            if user is not None:
-                entry = pwd.getpwnam(user)
-                os.chown(path, entry.pw_uid, entry.pw_gid)
+        _give_to(user, *pgtuning.write(self.data, pgtuning.memory_for(self.settings.pg_memory_mb)))
 
     def pid(self) -> int | None:
         pidfile = self.data / "postmaster.pid"
