@@ -45,6 +45,13 @@ def login(settings: Settings, user: str, password: str | None, database: str | N
 
 
 @embedded_only
+def scram_rounds(cur, roles) -> dict[str, str]:
+    """Each role's verifier up to its iteration count ("SCRAM-SHA-256$4096"), read as the admin."""
+    query = "select rolname, split_part(rolpassword, ':', 1) from pg_authid where rolname = any(%s)"
+    cur.execute(query, (list(roles),))
+    return dict(cur.fetchall())
+
+
 def test_passwords_file_is_private_and_every_host_line_asks_for_scram(base_settings):
     file = passwords.path(base_settings.state_dir)
     assert stat.S_IMODE(file.stat().st_mode) == 0o600
@@ -58,9 +65,8 @@ def test_passwords_file_is_private_and_every_host_line_asks_for_scram(base_setti
                     ([EMBEDDED_PG_USER, *LOGIN_ROLES],))  # fmt: skip
         assert dict(cur.fetchall()) == dict.fromkeys([EMBEDDED_PG_USER, *LOGIN_ROLES], True)
         # Each bootstrap hashes the login roles' generated passwords again, with passwords.SCRAM_ITERATIONS.
-        cur.execute("select rolname, split_part(rolpassword, ':', 1) from pg_authid where rolname = any(%s)",
-                    (list(LOGIN_ROLES),))  # fmt: skip
-        assert dict(cur.fetchall()) == dict.fromkeys(LOGIN_ROLES, f"SCRAM-SHA-256${passwords.SCRAM_ITERATIONS}")
+        generated = f"SCRAM-SHA-256${passwords.SCRAM_ITERATIONS}"
+        assert scram_rounds(cur, LOGIN_ROLES) == dict.fromkeys(LOGIN_ROLES, generated)
     conn.close()
 
 
@@ -249,9 +255,7 @@ def test_generated_passwords_get_few_scram_rounds_and_given_ones_the_servers_cou
     db.bootstrap(given)
     conn = db.connect(settings, database="postgres")
     with conn.cursor() as cur:
-        cur.execute("select rolname, split_part(rolpassword, ':', 1) from pg_authid where rolname = any(%s)",
-                    ([EMBEDDED_PG_USER, *LOGIN_ROLES],))  # fmt: skip
-        rounds = dict(cur.fetchall())
+        rounds = scram_rounds(cur, [EMBEDDED_PG_USER, *LOGIN_ROLES])
     conn.close()
     generated = f"SCRAM-SHA-256${passwords.SCRAM_ITERATIONS}"
     assert rounds == {**dict.fromkeys([EMBEDDED_PG_USER, *LOGIN_ROLES], generated), DBT_ROLE: "SCRAM-SHA-256$4096"}
