@@ -87,9 +87,14 @@ class DbtSession:
             self.output.append(str(message))
 
     def _args(self, args: list[str]) -> list[str]:
+        """The call's command line. Read inside the call's environment (DBT_LOG_LEVEL_FILE)."""
         target = [] if self.target_path is None else ["--target-path", str(self.target_path)]
+        # Nothing is printed (the callback keeps the output), but `--log-level none` alone would silence dbt's
+        # log file too: dbt gives the file the console's level unless one is set for it. The command line's
+        # default for the file, debug, unless DBT_LOG_LEVEL_FILE sets another.
+        file_level = [] if os.environ.get("DBT_LOG_LEVEL_FILE") else ["--log-level-file", "debug"]
         return [*args, "--project-dir", str(PROJECT_ROOT), "--profiles-dir", self._profiles_dir(), *target,
-                "--log-level", "none"]  # fmt: skip
+                "--log-level", "none", *file_level]  # fmt: skip
 
     def _profiles_dir(self) -> str:
         with environment(self.env, whole=self.whole_environment):

@@ -29,13 +29,18 @@ def test_environment_is_set_for_the_call_and_restored_after():
         os.environ.pop("TELEMED_SESSION_KEPT", None)
 
 
-def test_calls_share_one_parse_and_a_call_dbt_refuses_is_a_crash_with_its_reason(base_settings, tmp_path, caplog):
-    env = {**child_env(base_settings), "TELEMED_RUN_SCOPE": "nightly"}
+def test_calls_share_one_parse_and_a_call_dbt_refuses_is_a_crash_with_its_reason(
+    base_settings, tmp_path, caplog, monkeypatch
+):
+    monkeypatch.delenv("DBT_LOG_LEVEL_FILE", raising=False)  # the test targets set warn
+    env = {**child_env(base_settings), "TELEMED_RUN_SCOPE": "nightly", "DBT_LOG_PATH": str(tmp_path / "logs")}
     dbt = DbtSession(env, tmp_path / "monitor")
     outside = {name: os.environ.get(name) for name in env}
 
     assert dbt.run(["ls", "--select", "tag:monitor", "--output", "name"]) == SUCCESS
     assert (tmp_path / "monitor" / PARSED).exists(), "the project was parsed into the run's target folder"
+    logged = (tmp_path / "logs" / "dbt.log").read_text()
+    assert "[debug]" in logged and "Running with dbt" in logged, "dbt's log file is written as the command line's"
     assert "monitor_observations" in dbt.output, "the call's output is kept"
     assert dbt.run(["ls", "--resource-type", "test", "--output", "name"]) == SUCCESS
     assert any(line.startswith("not_null_") for line in dbt.output)
