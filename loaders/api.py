@@ -37,7 +37,7 @@ import psycopg2
 from loaders import validation as v
 from loaders.rawwrite import PgSession, insert_values, is_data_error, refusal
 from loaders.retry import Backoff, RetryGaveUp, RetryInterrupted, stop_on_signals
-from loaders.runs import LoadRun, RunCounts
+from loaders.runs import LoadRun, RunCounts, run_outcome
 from runtime.progress import Progress
 from runtime.settings import Settings
 
@@ -458,51 +458,47 @@ def run_api(
     client = ApiClient(url, settings.video_api_bearer(), backoff, timeout_s, max_attempts, max_retry_after_s)
     progress = Progress("call sessions", "records")
     summary: dict = {"api_url": url, "pages": 0}
-    status, error = "succeeded", None
     try:
-        session.run("opening the load run", lambda conn: run.open(conn, {"api_url": url, "lookback_s": lookback_s}))
-        position = session.transaction("reading the API position", lambda cur: read_position(cur, source))
-        if position.page_cursor is None:
-            since = position.watermark - timedelta(seconds=lookback_s) if position.watermark else None
-            position = Position(position.watermark, since, None)
-        else:
-            log.info("resuming the scan since %s after the last committed page", position.scan_since)
-        summary["scan_since"] = position.scan_since.isoformat() if position.scan_since else None
-        while max_pages is None or summary["pages"] < max_pages:
-            params = {"limit": str(limit)}
-            if position.scan_since is not None:
-                params["updated_since"] = position.scan_since.isoformat()
-            if position.page_cursor:
-                params["cursor"] = position.page_cursor
-            body = client.page(params)
-            page = split_page(body["data"], url, run.run_id)
-            more = bool(body.get("has_more")) and bool(body["data"])
-            newest = position.watermark
-            if page.newest is not None and (newest is None or page.newest > newest):
-                newest = page.newest
-            after = Position(newest, position.scan_since if more else None, body.get("next_cursor") if more else None)
-            counts = session.transaction(
-                "writing a page of call sessions",
-                lambda cur, page=page, after=after: _commit_page(cur, run, source, page, after),
-            )
-            run.counts.add(counts)
-            summary["pages"] += 1
-            progress.update(counts.read)
-            position = after
-            if not more:
-                break
-        summary["watermark"] = position.watermark.isoformat() if position.watermark else None
-    except RetryInterrupted as exc:
-        status, error = "interrupted", str(exc)
-    except KeyboardInterrupt:
-        status, error = "interrupted", "interrupted by a signal"
-    except (ApiError, RetryGaveUp) as exc:
-        status, error = "failed", str(exc)
-        log.error("%s", error)
+        with run_outcome(ApiError) as outcome:
+            session.run("opening the load run", lambda conn: run.open(conn, {"api_url": url, "lookback_s": lookback_s}))
+            position = session.transaction("reading the API position", lambda cur: read_position(cur, source))
+            if position.page_cursor is None:
+                since = position.watermark - timedelta(seconds=lookback_s) if position.watermark else None
+                position = Position(position.watermark, since, None)
+            else:
+                log.info("resuming the scan since %s after the last committed page", position.scan_since)
+            summary["scan_since"] = position.scan_since.isoformat() if position.scan_since else None
+            while max_pages is None or summary["pages"] < max_pages:
+                params = {"limit": str(limit)}
+                if position.scan_since is not None:
+                    params["updated_since"] = position.scan_since.isoformat()
+                if position.page_cursor:
+                    params["cursor"] = position.page_cursor
+                body = client.page(params)
+                page = split_page(body["data"], url, run.run_id)
+                more = bool(body.get("has_more")) and bool(body["data"])
+                newest = position.watermark
+                if page.newest is not None and (newest is None or page.newest > newest):
+                    newest = page.newest
+                after = Position(
+                    newest, position.scan_since if more else None, body.get("next_cursor") if more else None
+                )
+                counts = session.transaction(
+                    "writing a page of call sessions",
+                    lambda cur, page=page, after=after: _commit_page(cur, run, source, page, after),
+                )
+                run.counts.add(counts)
+                summary["pages"] += 1
+                progress.update(counts.read)
+                position = after
+                if not more:
+                    break
+            summary["watermark"] = position.watermark.isoformat() if position.watermark else None
     finally:
         progress.close()
         client.close()
     summary["http"] = client.stats.as_dict()
+    status, error = outcome.status, outcome.error
     run.finish(session, status, error, summary)
     session.close()
     summary.update(status=status, error=error, run_id=run.run_id, counts=run.counts)

@@ -41,8 +41,8 @@ from pydantic_core import from_json
 from loaders.landing import S3_PAGE_SIZE, LandingSource, LandingUnavailable, ReadResult, open_landing
 from loaders.pgcopy import escape
 from loaders.rawwrite import BackgroundWriter, PgSession, RawTable, insert_values, prompt_handoffs
-from loaders.retry import Backoff, RetryGaveUp, RetryInterrupted, stop_on_signals
-from loaders.runs import LoadRun, RunCounts
+from loaders.retry import Backoff, stop_on_signals
+from loaders.runs import LoadRun, RunCounts, run_outcome
 from loaders.validation import (
     INVALID_JSON,
     JSON_DECODER,
@@ -298,37 +298,18 @@ class FeedbackLoader:
 
     def run_once(self) -> tuple[str, str | None]:
         details = {"landing": self.source.url}
-        status, error = "succeeded", None
         progress = Progress("feedback", "files")
         writer: BackgroundWriter[FileBatch, RunCounts] = BackgroundWriter(self._write_batch, "feedback-writer")
         reading = _ReadAhead(self)
         try:
-            self.reader_session.run("opening the load run", lambda conn: self.run.open(conn, details))
-            if not self.source.exists():
-                log.info("landing folder %s does not exist: nothing to load", self.source.url)
-            else:
-                with prompt_handoffs():
-                    for listed, hashed, already, skipped in reading.start():
-                        self.files["seen"] += skipped
-                        self.files["skipped"] += skipped
-                        batch = self._prepare(hashed, already)
-                        if batch.files:
-                            self._finish(writer.submit(batch))
-                        progress.update(listed)
-                    self._finish(writer.finished(block=True))
-        except RetryInterrupted as exc:
-            status, error = "interrupted", str(exc)
-        except KeyboardInterrupt:
-            status, error = "interrupted", "interrupted by a signal"
-        except RetryGaveUp as exc:
-            status, error = "failed", str(exc)
-            log.error("%s", error)
-        except LandingUnavailable as exc:
-            status, error = "failed", str(exc)
-            log.error("%s", error)
-        except OSError as exc:  # the landing folder itself cannot be listed
-            status, error = "failed", f"cannot list the landing folder {self.source.url}: {exc.strerror}"
-            log.error("%s", error)
+            with run_outcome(LandingUnavailable) as outcome:
+                self.reader_session.run("opening the load run", lambda conn: self.run.open(conn, details))
+                try:
+                    self._load(reading, writer, progress)
+                except OSError as exc:  # the landing folder itself cannot be listed
+                    raise LandingUnavailable(
+                        f"cannot list the landing folder {self.source.url}: {exc.strerror}"
+                    ) from exc
         finally:
             reading.stop()
             writer.close()
@@ -337,10 +318,25 @@ class FeedbackLoader:
                 self.source.close()
             progress.close()
         final = {**details, "files": self.files}
-        self.run.finish(self.reader_session, status, error, final)
+        self.run.finish(self.reader_session, outcome.status, outcome.error, final)
         self.reader_session.close()
         self.writer_session.close()
-        return status, error
+        return outcome.status, outcome.error
+
+    def _load(self, reading: _ReadAhead, writer: BackgroundWriter[FileBatch, RunCounts], progress: Progress) -> None:
+        """Every batch of the landing: read ahead, validated here, written in the background."""
+        if not self.source.exists():
+            log.info("landing folder %s does not exist: nothing to load", self.source.url)
+            return
+        with prompt_handoffs():
+            for listed, hashed, already, skipped in reading.start():
+                self.files["seen"] += skipped
+                self.files["skipped"] += skipped
+                batch = self._prepare(hashed, already)
+                if batch.files:
+                    self._finish(writer.submit(batch))
+                progress.update(listed)
+            self._finish(writer.finished(block=True))
 
     def _read_some(self, listing: Iterator[object], files: int) -> tuple[int, list[ReadResult], int]:
         """The next batch: up to ``files`` entries or ``BATCH_BYTES`` of content, read and hashed;

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from psycopg2 import sql
 
 from loaders.rawwrite import PgSession
-from loaders.retry import Backoff, RetryGaveUp, RetryInterrupted, stop_on_signals
-from loaders.runs import LoadRun, RunCounts
+from loaders.retry import Backoff, stop_on_signals
+from loaders.runs import LoadRun, RunCounts, run_outcome
 from runtime.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -125,8 +125,7 @@ def run_reference(
     run = LoadRun(LOADER_NAME)
     session = PgSession(settings, backoff or Backoff(max_retry_seconds))
     summary: dict = {"tables": {}}
-    status, error = "succeeded", None
-    try:
+    with run_outcome(LookupError) as outcome:
         session.run("opening the load run", lambda conn: run.open(conn, {"lookback_s": lookback_s}))
         for table in TABLES:
             # One transaction per table: its versions and its watermark commit together.
@@ -141,13 +140,7 @@ def run_reference(
                 "watermark": watermark,
             }
             log.info("%s: %d read, %d new versions, watermark %s", table.name, counts.read, counts.loaded, watermark)
-    except RetryInterrupted as exc:
-        status, error = "interrupted", str(exc)
-    except KeyboardInterrupt:
-        status, error = "interrupted", "interrupted by a signal"
-    except (LookupError, RetryGaveUp) as exc:
-        status, error = "failed", str(exc)
-        log.error("%s", error)
+    status, error = outcome.status, outcome.error
     run.finish(session, status, error, summary)
     session.close()
     summary.update(status=status, error=error, run_id=run.run_id, counts=run.counts)

@@ -11,9 +11,11 @@ import json
 import logging
 import os
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from loaders.retry import RetryGaveUp
+from loaders.retry import RetryGaveUp, RetryInterrupted
 from runtime.processes import pid_alive
 
 log = logging.getLogger(__name__)
@@ -31,6 +33,31 @@ class RunCounts:
         self.loaded += other.loaded
         self.rejected += other.rejected
         self.duplicates += other.duplicates
+
+
+@dataclass
+class Outcome:
+    """How a load run's work ended: ``succeeded``, ``interrupted`` or ``failed``, and why."""
+
+    status: str = "succeeded"
+    error: str | None = None
+
+
+@contextmanager
+def run_outcome(*failures: type[Exception]) -> Iterator[Outcome]:
+    """The outcome of the work in the block: interrupted by a stop request or a signal, failed (and logged)
+    when Postgres stayed away past the retries or on one of ``failures``, else succeeded. Any other
+    exception is a bug and propagates."""
+    outcome = Outcome()
+    try:
+        yield outcome
+    except RetryInterrupted as exc:
+        outcome.status, outcome.error = "interrupted", str(exc)
+    except KeyboardInterrupt:
+        outcome.status, outcome.error = "interrupted", "interrupted by a signal"
+    except (RetryGaveUp, *failures) as exc:
+        outcome.status, outcome.error = "failed", str(exc)
+        log.error("%s", outcome.error)
 
 
 @dataclass
