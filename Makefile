@@ -284,13 +284,8 @@ test-lint:
 	@set +e; PGDATABASE=$(LINT_DATABASE) DBT_TARGET_PATH=$(TEST_LOGS)/lint-target $(MAKE) --no-print-directory lint; \
 	status=$$?; $(RUN) db drop --database $(LINT_DATABASE); exit $$status
 
-# dbt in the pytest workers runs one thread: with four workers and the phases beside them on two cores, dbt's
-# own threads only contend for the GIL (a run of the data tests: 10.8 to 11.3 CPU-seconds with one thread,
-# 11.4 to 13.5 with four). `make dbt-test` keeps the profile's threads (DBT_THREADS, 4), so the threaded
-# build still runs in every `make test`.
-TEST_DBT_THREADS ?= 1
 pytest: setup $(DBT_PACKAGES) $(AIRFLOW_STAMP) ## the Python tests (unit and integration on the real Postgres and broker), PYTEST_WORKERS in parallel
-	$(WITH_BYTECODE_CACHES) DBT_THREADS=$(TEST_DBT_THREADS) $(VENV)/bin/pytest $(XDIST) $(PYTEST_ARGS)
+	$(WITH_BYTECODE_CACHES) $(VENV)/bin/pytest $(XDIST) $(PYTEST_ARGS)
 
 test-fast: lint-python $(DBT_PACKAGES) ## the inner loop (under a minute): lint-python, pytest without the slow and fault suites
 	$(RUN) services run -- $(WITH_BYTECODE_CACHES) $(VENV)/bin/pytest $(XDIST) -m "not slow and not faults" -q $(PYTEST_ARGS)
