@@ -181,7 +181,7 @@ SLOW = (
 
 # The modules that hold the date-sensitive tests (marker `dates`). `make test-dates` runs pytest -m dates
 # once per faked date, and collects only these: importing the whole suite to select 17 tests cost each
-# date about 1.5 CPU-seconds. A whole run fails when a test marked `dates` is in a module not listed.
+# date 1.3 CPU-seconds. A whole run fails when a test marked `dates` is in a module not listed.
 DATED = (
     "testkit/test_clock.py",
     "simulator/tests/test_generate.py",
