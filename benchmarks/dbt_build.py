@@ -8,7 +8,8 @@ _loaded_at) plus late terminal events for the open appointments of the last days
 
 Scale: ``TELEMED_BENCH_DBT_APPOINTMENTS`` (default 1,000,000), e.g. 20000 for a quick check.
 Figures, each incremental one after its own 1% batch: ``dbt run --full-refresh`` of every model against
-the scheduled run after a load, ``dbt run --selector hourly`` (selectors.yml), ratio target <= 0.15; the
+the scheduled run after a load, ``dbt run --selector hourly`` (selectors.yml) (the earlier target, <= 0.15
+of the full run, is case hourly's now, measured without dbt's fixed cost, which cannot shrink); the
 same two without dbt's fixed cost per invocation (``dbt_startup``: a run of one view, measured here);
 the models' summed execution time (run_results.json); ``dbt run`` of every model incrementally (views
 and seed-driven dimensions too); and ``dbt build`` full (every test) against ``dbt build --selector
@@ -271,7 +272,12 @@ def run(ctx: BenchContext) -> list[Result]:
     return [
         Result("dbt_startup", 0, fixed, reference=None, note=f"dbt run of one view ({STARTUP_NODE})"),
         Result("dbt_run_full", appointments, full_run[0], reference=None, note=note + ", every model"),
-        versus("dbt_run_hourly_1pct", hourly_run[0], "dbt_run_full", "dbt run --selector hourly; target <= 0.15"),
+        versus(
+            "dbt_run_hourly_1pct",
+            hourly_run[0],
+            "dbt_run_full",
+            "dbt run --selector hourly; its old target (<= 0.15) is case hourly's now, without dbt's fixed cost",
+        ),
         versus(
             "dbt_run_all_incremental_1pct", all_incremental_run[0], "dbt_run_full", "dbt run, views and static dims too"
         ),
