@@ -54,6 +54,7 @@ from loaders.validation import (
     storable_text,
 )
 from runtime import objectstore
+from runtime.processes import fewer_collections
 from runtime.progress import Progress
 from runtime.settings import DEFAULT_FEEDBACK_MAX_FILE_BYTES, Settings, SettingsError
 
@@ -328,7 +329,9 @@ class FeedbackLoader:
         if not self.source.exists():
             log.info("landing folder %s does not exist: nothing to load", self.source.url)
             return
-        with prompt_handoffs():
+        # The garbage collector every 50,000 allocations while batches are read: a batch keeps thousands of
+        # files' objects alive, which each older collection walked (one-form files: about 5% faster).
+        with prompt_handoffs(), fewer_collections():
             for listed, hashed, already, skipped in reading.start():
                 self.files["seen"] += skipped
                 self.files["skipped"] += skipped

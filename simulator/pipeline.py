@@ -20,24 +20,18 @@ world can run a few batches ahead): memory holds a few batches at most.
 from __future__ import annotations
 
 import contextlib
-import gc
 import multiprocessing
 import pickle
 import time
 import traceback
 from collections.abc import Callable, Iterator
 
+from runtime.processes import fewer_collections
 from simulator.reference import Provider
 from simulator.video_api import CallSessions, visit_of
 from simulator.world import Appointment, Event, Form, World
 
 BATCH = 1000
-# Python's cyclic garbage collector runs its youngest generation every GC_THRESHOLD allocations while the
-# world plays, instead of every 700: the simulation and the batches between processes allocate millions of
-# short-lived tuples, lists and dicts and make no cycles of note, and each collection also walked the
-# appointments in flight. 166,666 appointments with two workers: 0.4 to 0.6 CPU-seconds less (about 5%), the
-# same peak memory (three runs each; docs/benchmarks.md).
-GC_THRESHOLD = (50_000, 20, 20)
 # Bytes a pipe holds (Linux's default ceiling for an unprivileged process): a few batches in flight.
 PIPE_BYTES = 1 << 20
 
@@ -252,20 +246,10 @@ def play(
     the job each in a forked child (the sessions' file is opened in its child: nothing buffered is
     inherited), this process emitting; a failure in any child is raised here with the child's traceback.
     ``cpu``, if given, receives the CPU seconds of each child ("world", "video sessions", "clinic tables")."""
+    # While the world plays, the garbage collector every 50,000 allocations instead of 700: 0.4 CPU-seconds
+    # of 9.4 at 166,666 appointments with two workers, the same bytes and peak memory (docs/benchmarks.md).
     with fewer_collections():
         return _play(world, workers, emit, make_sessions, job, cpu)
-
-
-@contextlib.contextmanager
-def fewer_collections(threshold: tuple[int, int, int] = GC_THRESHOLD):
-    """The garbage collector's thresholds set to ``threshold`` for the block (and in children forked in
-    it), then set back."""
-    before = gc.get_threshold()
-    gc.set_threshold(*threshold)
-    try:
-        yield
-    finally:
-        gc.set_threshold(*before)
 
 
 def _play(world, workers, emit, make_sessions, job, cpu) -> tuple[int, dict, object]:
