@@ -234,11 +234,13 @@ WITH_BYTECODE_CACHES := env -u PYTHONDONTWRITEBYTECODE
 # targets start several servers at once (the shared one, the reliability rig's, a faked date's, the
 # services tests'), so each is sized to TEST_PG_MEMORY_MB instead: 1 GB gives 256 MB of buffers.
 TEST_PG_MEMORY_MB ?= 1024
-test test-fast pytest test-dates dbt-test soak fuzz: export TELEMED_PG_MEMORY_MB ?= $(TEST_PG_MEMORY_MB)
+# The targets that run the tests (each sets what follows for itself and what it starts).
+TEST_TARGETS := test test-fast pytest test-dates dbt-test soak fuzz
+$(TEST_TARGETS): export TELEMED_PG_MEMORY_MB ?= $(TEST_PG_MEMORY_MB)
 # dbt's file log (logs/dbt.log, or a test world's own) keeps warnings and errors in the test targets: its
 # debug lines (every event of every node) cost 7% of the CPU of a run of the data tests (0.8 of 12
 # CPU-seconds) and nobody reads them after a passing run. DBT_LOG_LEVEL_FILE=debug make test writes them.
-test test-fast pytest test-dates dbt-test soak fuzz: export DBT_LOG_LEVEL_FILE ?= warn
+$(TEST_TARGETS): export DBT_LOG_LEVEL_FILE ?= warn
 
 # The project's venv and the Debian packages install at once (uv or pip, and apt-get, on a fresh clone or CI).
 test: ## every check on an isolated database: lint, pytest, faked dates, dbt build
