@@ -7,7 +7,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 RUN := $(PY) -m loaders
 # dbt always runs with the effective connection (embedded or configured), like the loaders.
-DBT := $(RUN) env --role telemed_dbt -- $(VENV)/bin/dbt
+DBT := $(RUN) env --role telemed_dbt -- $(PY) -m runtime.dbt_cli
 # The environments install with uv (PyPI's `uv`, pinned below; pip installs it into .venv first): on this
 # machine the project's requirements took 74 s with pip and 3 s with uv, Airflow's about a minute and 3 s,
 # with the same packages. INSTALLER=pip installs with pip alone, for example where only a pip.conf says

@@ -22,11 +22,11 @@ import json
 import logging
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 from benchmarks.harness import BenchContext, Result, timed
 from runtime import db
+from runtime.dbt_cli import command as dbt_command
 from runtime.envcmd import child_env
 from runtime.settings import LOADER_ROLE, Settings
 
@@ -221,7 +221,7 @@ def dbt(settings: Settings, *args: str, work_dir: Path) -> float:
         "DBT_TARGET_PATH": str(work_dir / "dbt-target"),
         "DBT_LOG_PATH": str(work_dir / "dbt-logs"),
     }
-    command = [str(Path(sys.executable).parent / "dbt"), *args, "--project-dir", str(PROJECT_DIR)]
+    command = [*dbt_command(*args), "--project-dir", str(PROJECT_DIR)]
     command += ["--profiles-dir", str(PROJECT_DIR)]
     completed = subprocess.run(command, env=env, cwd=PROJECT_DIR, capture_output=True, text=True)
     if completed.returncode != 0:

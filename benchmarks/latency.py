@@ -43,6 +43,7 @@ from confluent_kafka import Producer
 from benchmarks.dbt_build import PROJECT_DIR
 from benchmarks.harness import BenchContext, Result
 from runtime import db
+from runtime.dbt_cli import command as dbt_command
 from runtime.envcmd import child_env
 from runtime.kafka import client_config
 from runtime.settings import Settings
@@ -142,7 +143,7 @@ def measure(settings: Settings, work: Path, scale: int) -> dict:
     env["DBT_LOG_PATH"] = str(work / "dbt-logs")
     env.pop("TELEMED_AS_OF", None)  # the warehouse's own clock: a live run
     py = sys.executable
-    dbt = str(Path(py).parent / "dbt")
+    dbt = dbt_command()
     topic = f"bench.latency.{uuid.uuid4().hex[:8]}"
     landing = work / "landing"
     setup_started = time.monotonic()
@@ -178,12 +179,12 @@ def measure(settings: Settings, work: Path, scale: int) -> dict:
     scheduler = None
     try:
         _wait(lambda: _drained(settings, topic, delivered), 900, "the ingest service to load the backlog", service)
-        _run(env, dbt, "seed", "--project-dir", str(PROJECT_DIR), "--profiles-dir", str(PROJECT_DIR))
-        _run(env, dbt, "build", "--exclude", "tag:monitor", "--project-dir", str(PROJECT_DIR),
+        _run(env, *dbt, "seed", "--project-dir", str(PROJECT_DIR), "--profiles-dir", str(PROJECT_DIR))
+        _run(env, *dbt, "build", "--exclude", "tag:monitor", "--project-dir", str(PROJECT_DIR),
              "--profiles-dir", str(PROJECT_DIR))  # fmt: skip
         setup_s = time.monotonic() - setup_started
 
-        command = [dbt, "run", "--selector", "hourly", "--project-dir", str(PROJECT_DIR)]
+        command = [*dbt, "run", "--selector", "hourly", "--project-dir", str(PROJECT_DIR)]
         command += ["--profiles-dir", str(PROJECT_DIR)]
         scheduler = Scheduler(env, interval, command)
         scheduler.start()

@@ -35,6 +35,7 @@ import psutil
 
 from benchmarks.hourly import TARGET_CARD_SECONDS, CardTiming, time_cards
 from runtime import db
+from runtime.dbt_cli import command as dbt_command
 from runtime.kafka import admin_client
 from runtime.settings import Settings
 
@@ -254,8 +255,7 @@ class ScaleRun:
         feedback.rows = manifest["feedback"]["files"]
 
     def build(self, appointments: int) -> None:
-        dbt = str(Path(sys.executable).parent / "dbt")
-        command = self.loaders("env", "--", dbt, "build", "--exclude", "tag:monitor")
+        command = self.loaders("env", "--", *dbt_command("build", "--exclude", "tag:monitor"))
         command += ["--project-dir", str(PROJECT_DIR), "--profiles-dir", str(PROJECT_DIR)]
         build = self.run("build", "appointments", command, log_name="dbt")
         build.rows = appointments

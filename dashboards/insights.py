@@ -8,20 +8,18 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 from runtime import db
+from runtime.dbt_cli import command as dbt_command
 from runtime.envcmd import child_env
 from runtime.settings import PROJECT_ROOT, REPORTING_ROLE, Settings
 
 
 def compile_analyses(settings: Settings, target: Path) -> list[Path]:
-    dbt = shutil.which("dbt", path=str(Path(sys.executable).parent)) or "dbt"
     done = subprocess.run(
-        [dbt, "compile", "--select", "resource_type:analysis", "--target-path", str(target), "--quiet"],
+        [*dbt_command(), "compile", "--select", "resource_type:analysis", "--target-path", str(target), "--quiet"],
         cwd=PROJECT_ROOT,
         env={**os.environ, **child_env(settings)},
         capture_output=True,

@@ -27,6 +27,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from runtime import db
+from runtime.dbt_cli import command as dbt_command
 from runtime.settings import DBT_ROLE, PROJECT_ROOT, Settings, SettingsError
 
 # The generator's default period ends on 2026-10-31: the world's "now" is the next midnight, and a week
@@ -273,8 +274,7 @@ class Demo:
         return "; ".join(parts) or "every loader succeeded"
 
     def dbt_build(self) -> str:
-        dbt = str(Path(sys.executable).parent / "dbt")
-        done = self.run(self.loaders("env", "--", dbt, "build"), may_fail=True)
+        done = self.run(self.loaders("env", "--", *dbt_command("build")), may_fail=True)
         results = json.loads((PROJECT_ROOT / "target" / "run_results.json").read_text())
         counts = Counter(str(r["status"]).lower() for r in results["results"])
         warned = sorted(r["unique_id"].split(".")[2] for r in results["results"] if r["status"] == "warn")

@@ -23,6 +23,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
+from runtime.dbt_connections import keep_connections
 from runtime.settings import PROJECT_ROOT
 
 log = logging.getLogger(__name__)
@@ -105,6 +106,7 @@ class DbtSession:
 
         runner = dbtRunner(manifest=self._manifest, callbacks=[self._keep])
         with environment(self.env, whole=self.whole_environment):
+            keep_connections()  # read in the call's environment (TELEMED_DBT_KEEP_CONNECTIONS)
             return runner.invoke(self._args(args))
 
     def _parse(self) -> None:

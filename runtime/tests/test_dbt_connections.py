@@ -1,0 +1,125 @@
+"""dbt keeps each thread's connection from node to node (runtime/dbt_connections.py): one connection per
+thread for a run, none left in a transaction, and a connection that is broken or in a role is closed as
+dbt closes it."""
+
+from __future__ import annotations
+
+import psycopg2
+import psycopg2.extensions as ext
+import pytest
+from dbt.adapters.contracts.connection import Connection
+
+from runtime import db
+from runtime.dbt_connections import ENV_SWITCH, _ready_for_next_node, keep_connections
+from runtime.dbt_session import SUCCESS, DbtSession
+from runtime.envcmd import child_env
+from runtime.settings import Settings
+
+OPENED = "NewConnectionOpening"  # dbt's event when a connection is opened (a new server session)
+
+
+def dbt_run(settings: Settings, tmp_path, keep: str) -> DbtSession:
+    env = {
+        **child_env(settings),
+        ENV_SWITCH: keep,
+        "DBT_THREADS": "1",
+        "DBT_TARGET_PATH": str(tmp_path / "target"),
+        "DBT_LOG_PATH": str(tmp_path / "logs"),
+    }
+    session = DbtSession(env, keep_lines=None)
+    assert session.run(["run", "--select", "staging"]) == SUCCESS, "\n".join(session.output)
+    return session
+
+
+def test_a_run_opens_a_connection_per_thread_not_per_node(settings: Settings, tmp_path):
+    kept = dbt_run(settings, tmp_path, "1")
+    nodes = kept.events.count("NodeFinished")
+    assert nodes >= 10, f"the staging models ran: {nodes}"
+    # the main thread's (the cache, the run-start hooks) and the one worker thread's
+    assert kept.events.count(OPENED) <= 2, kept.events.count(OPENED)
+
+    closed = dbt_run(settings, tmp_path, "0")
+    assert closed.events.count("NodeFinished") == nodes
+    assert closed.events.count(OPENED) > nodes, "switched off, dbt opens one for every node"
+
+
+def node_connection(handle, role: str | None = None) -> Connection:
+    """A dbt Connection around a real psycopg2 connection, as dbt-postgres holds it during a node."""
+    credentials = type("Credentials", (), {"role": role})()
+    return Connection(
+        type="postgres", name="model.telemed.probe", state="open", transaction_open=False, handle=handle,
+        credentials=credentials,
+    )  # fmt: skip
+
+
+@pytest.fixture
+def dbt_connection(settings: Settings):
+    handle = db.connect(settings)
+    yield node_connection(handle)
+    handle.close()
+
+
+def test_what_a_node_left_uncommitted_is_rolled_back_and_the_connection_kept(dbt_connection, settings):
+    handle = dbt_connection.handle
+    with handle.cursor() as cur:
+        cur.execute("create table public.left_uncommitted (n int)")
+    dbt_connection.transaction_open = True
+    assert handle.info.transaction_status == ext.TRANSACTION_STATUS_INTRANS
+
+    assert _ready_for_next_node(dbt_connection)
+    assert handle.info.transaction_status == ext.TRANSACTION_STATUS_IDLE and not dbt_connection.transaction_open
+    assert not handle.closed
+    other = db.connect(settings)
+    try:
+        with other.cursor() as cur:
+            cur.execute("select to_regclass('public.left_uncommitted')")
+            assert cur.fetchone()[0] is None, "the node's uncommitted work outlived it"
+    finally:
+        other.close()
+
+
+def test_a_connection_whose_last_statement_failed_is_rolled_back_and_kept(dbt_connection):
+    handle = dbt_connection.handle
+    with pytest.raises(psycopg2.errors.UndefinedTable), handle.cursor() as cur:
+        cur.execute("select * from public.no_such_table")
+    assert handle.info.transaction_status == ext.TRANSACTION_STATUS_INERROR
+    assert _ready_for_next_node(dbt_connection)
+    with handle.cursor() as cur:
+        cur.execute("select 1")
+        assert cur.fetchone() == (1,)
+
+
+def test_a_connection_the_server_ended_is_not_kept(dbt_connection, settings):
+    handle = dbt_connection.handle
+    with handle.cursor() as cur:
+        cur.execute("select pg_backend_pid()")
+        pid = cur.fetchone()[0]
+    killer = db.connect(settings)
+    try:
+        with killer.cursor() as cur:
+            cur.execute("select pg_terminate_backend(%s, 5000)", (pid,))
+            assert cur.fetchone()[0]
+    finally:
+        killer.close()
+    dbt_connection.transaction_open = True  # dbt's explicit transaction: its rollback meets the dead session
+    assert not _ready_for_next_node(dbt_connection)
+
+
+def test_closed_or_role_connections_are_not_kept(dbt_connection):
+    in_role = node_connection(dbt_connection.handle, role="telemed_dbt")
+    assert not _ready_for_next_node(in_role), "set role runs in a transaction a rollback would undo"
+    dbt_connection.handle.close()
+    assert not _ready_for_next_node(dbt_connection)
+    dbt_connection.state = "closed"
+    assert not _ready_for_next_node(dbt_connection)
+
+
+def test_installed_once_and_switched_off_per_call(monkeypatch):
+    from dbt.adapters.postgres.connections import PostgresConnectionManager
+
+    monkeypatch.setenv(ENV_SWITCH, "1")
+    assert keep_connections() and keep_connections()
+    installed = PostgresConnectionManager.release
+    monkeypatch.setenv(ENV_SWITCH, "0")
+    assert not keep_connections()
+    assert PostgresConnectionManager.release is installed, "installed once"
