@@ -10,7 +10,8 @@ open connection, event ``ConnectionReused``), and dbt-snowflake keeps them open 
 a ``release`` that keeps a healthy connection:
 
 - what the node left uncommitted is rolled back (what closing the connection would have done), so the next
-  node starts outside any transaction, with no lock or snapshot of the node before it;
+  node starts outside any transaction, with no lock or snapshot of the node before it, and its first
+  statement opens a transaction as on a new connection (psycopg2's BEGIN, which dbt-postgres relies on);
 - a connection that is closed, broken or cannot be rolled back is closed as dbt would close it, and the
   next node opens a new one (dbt's own retries on connecting apply as before);
 - a profile with ``role`` (run as ``set role`` on each new connection, inside a transaction a rollback
@@ -73,10 +74,16 @@ def _ready_for_next_node(connection) -> bool:
     if getattr(connection.credentials, "role", None):
         return False
     try:
-        if connection.transaction_open or handle.info.transaction_status != ext.TRANSACTION_STATUS_IDLE:
+        # Two views of the transaction: the server's (libpq's transaction status) and psycopg2's own, which
+        # decides whether psycopg2 sends BEGIN before the next statement. dbt ends its transactions with a
+        # COMMIT statement, which psycopg2 does not see: the server is idle, psycopg2 still "in a transaction",
+        # and on a kept connection the next node's statements would each commit on their own (a seed's table
+        # visible before its grants). A rollback sets both back to idle.
+        in_transaction = handle.info.transaction_status != ext.TRANSACTION_STATUS_IDLE
+        if connection.transaction_open or in_transaction or handle.status != ext.STATUS_READY:
             handle.rollback()
             connection.transaction_open = False
-        return handle.info.transaction_status == ext.TRANSACTION_STATUS_IDLE
+        return handle.info.transaction_status == ext.TRANSACTION_STATUS_IDLE and handle.status == ext.STATUS_READY
     except Exception:  # any failure here means: close it, as dbt would have
         log.debug("dbt connection %s not kept: rollback failed", connection.name, exc_info=True)
         return False
