@@ -60,6 +60,17 @@ def dbt_connection(settings: Settings):
     handle.close()
 
 
+def visible_to_others(settings: Settings, table: str) -> bool:
+    """Whether another session sees ``table``: whether its creation was committed."""
+    other = db.connect(settings)
+    try:
+        with other.cursor() as cur:
+            cur.execute("select to_regclass(%s)", (table,))
+            return cur.fetchone()[0] is not None
+    finally:
+        other.close()
+
+
 def test_what_a_node_left_uncommitted_is_rolled_back_and_the_connection_kept(dbt_connection, settings):
     handle = dbt_connection.handle
     with handle.cursor() as cur:
@@ -70,13 +81,7 @@ def test_what_a_node_left_uncommitted_is_rolled_back_and_the_connection_kept(dbt
     assert _ready_for_next_node(dbt_connection)
     assert handle.info.transaction_status == ext.TRANSACTION_STATUS_IDLE and not dbt_connection.transaction_open
     assert not handle.closed
-    other = db.connect(settings)
-    try:
-        with other.cursor() as cur:
-            cur.execute("select to_regclass('public.left_uncommitted')")
-            assert cur.fetchone()[0] is None, "the node's uncommitted work outlived it"
-    finally:
-        other.close()
+    assert not visible_to_others(settings, "public.left_uncommitted"), "the node's uncommitted work outlived it"
 
 
 def test_after_dbt_commits_with_a_statement_the_next_node_still_starts_a_transaction(dbt_connection, settings):
@@ -92,13 +97,7 @@ def test_after_dbt_commits_with_a_statement_the_next_node_still_starts_a_transac
     with handle.cursor() as cur:
         cur.execute("create table public.next_node (n int)")
         assert handle.info.transaction_status == ext.TRANSACTION_STATUS_INTRANS, "the statement committed alone"
-    other = db.connect(settings)
-    try:
-        with other.cursor() as cur:
-            cur.execute("select to_regclass('public.next_node')")
-            assert cur.fetchone()[0] is None, "visible before the node committed"
-    finally:
-        other.close()
+    assert not visible_to_others(settings, "public.next_node"), "visible before the node committed"
 
 
 def test_a_connection_whose_last_statement_failed_is_rolled_back_and_kept(dbt_connection):
