@@ -79,9 +79,15 @@ def _ready_for_next_node(connection) -> bool:
         # decides whether psycopg2 sends BEGIN before the next statement. dbt ends its transactions with a
         # COMMIT statement, which psycopg2 does not see: the server is idle, psycopg2 still "in a transaction",
         # and on a kept connection the next node's statements would each commit on their own (a seed's table
-        # visible before its grants). A rollback sets both back to idle.
+        # visible before its grants). A rollback sets both back to idle; when only psycopg2 counts a
+        # transaction, one is begun first, so that the rollback ends a real one (a ROLLBACK outside any draws
+        # a warning in the server's log, one per node).
         in_transaction = handle.info.transaction_status != ext.TRANSACTION_STATUS_IDLE
-        if connection.transaction_open or in_transaction or handle.status != ext.STATUS_READY:
+        if not in_transaction and handle.status != ext.STATUS_READY:
+            with handle.cursor() as cursor:
+                cursor.execute("begin")
+            in_transaction = True
+        if connection.transaction_open or in_transaction:
             handle.rollback()
             connection.transaction_open = False
         return handle.info.transaction_status == ext.TRANSACTION_STATUS_IDLE and handle.status == ext.STATUS_READY

@@ -94,6 +94,7 @@ def test_after_dbt_commits_with_a_statement_the_next_node_still_starts_a_transac
     assert handle.info.transaction_status == ext.TRANSACTION_STATUS_IDLE and handle.status == ext.STATUS_BEGIN
 
     assert _ready_for_next_node(dbt_connection)
+    assert not [notice for notice in handle.notices if "no transaction in progress" in notice], handle.notices
     with handle.cursor() as cur:
         cur.execute("create table public.next_node (n int)")
         assert handle.info.transaction_status == ext.TRANSACTION_STATUS_INTRANS, "the statement committed alone"
