@@ -4,16 +4,20 @@ dbt closes it."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import psycopg2
 import psycopg2.extensions as ext
 import pytest
 from dbt.adapters.contracts.connection import Connection
 
 from runtime import db
+from runtime.dbt_cli import command
 from runtime.dbt_connections import ENV_SWITCH, _ready_for_next_node, keep_connections
 from runtime.dbt_session import SUCCESS, DbtSession
 from runtime.envcmd import child_env
-from runtime.settings import Settings
+from runtime.settings import PROJECT_ROOT, Settings
 
 OPENED = "NewConnectionOpening"  # dbt's event when a connection is opened (a new server session)
 
@@ -146,3 +150,12 @@ def test_installed_once_and_switched_off_per_call(monkeypatch):
     monkeypatch.setenv(ENV_SWITCH, "0")
     assert not keep_connections()
     assert PostgresConnectionManager.release is installed, "installed once"
+
+
+def test_the_command_line_is_dbts_with_its_exit_statuses():
+    """`python -m runtime.dbt_cli` (the make targets' and Airflow's dbt) answers as the `dbt` command does."""
+    assert command("build", "--select", "x") == [sys.executable, "-m", "runtime.dbt_cli", "build", "--select", "x"]
+    helped = subprocess.run(command("--help"), cwd=PROJECT_ROOT, capture_output=True, text=True, check=False)
+    assert helped.returncode == 0 and helped.stdout.startswith("Usage: dbt "), helped.stdout[:300]
+    refused = subprocess.run(command("--no-such-option"), cwd=PROJECT_ROOT, capture_output=True, text=True, check=False)
+    assert refused.returncode == 2 and "No such option" in refused.stderr, refused.stderr[-300:]
