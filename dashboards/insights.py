@@ -19,7 +19,7 @@ from runtime.settings import PROJECT_ROOT, REPORTING_ROLE, Settings
 
 def compile_analyses(settings: Settings, target: Path) -> list[Path]:
     done = subprocess.run(
-        [*dbt_command(), "compile", "--select", "resource_type:analysis", "--target-path", str(target), "--quiet"],
+        dbt_command("compile", "--select", "resource_type:analysis", "--target-path", str(target), "--quiet"),
         cwd=PROJECT_ROOT,
         env={**os.environ, **child_env(settings)},
         capture_output=True,

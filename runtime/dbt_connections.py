@@ -34,8 +34,9 @@ ENV_SWITCH = "TELEMED_DBT_KEEP_CONNECTIONS"
 _INSTALLED = "_telemed_keeps_connections"
 
 
-def wanted(env: dict[str, str] | os._Environ = os.environ) -> bool:
-    return env.get(ENV_SWITCH, "1").strip().lower() not in {"0", "false", "no", "off"}
+def wanted() -> bool:
+    """Whether this process's environment keeps connections (TELEMED_DBT_KEEP_CONNECTIONS, on unless 0)."""
+    return os.environ.get(ENV_SWITCH, "1").strip().lower() not in {"0", "false", "no", "off"}
 
 
 def keep_connections() -> bool:
@@ -54,12 +55,12 @@ def keep_connections() -> bool:
     close_release = BaseConnectionManager.release
 
     def release(self) -> None:
+        """Keep this thread's connection for its next node when it is healthy (runtime/dbt_connections.py)."""
         connection = self.get_if_exists()
         if connection is None or not wanted() or not _ready_for_next_node(connection):
             close_release(self)
 
     setattr(release, _INSTALLED, True)
-    release.__doc__ = "Keep this thread's connection for its next node when it is healthy (runtime/dbt_connections.py)."
     PostgresConnectionManager.release = release
     return wanted()
 
