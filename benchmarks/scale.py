@@ -22,6 +22,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -58,12 +59,25 @@ class Stage:
     peak_rss: int = 0  # the stage's own process tree
     broker_peak: int = 0
     postgres_peak: int = 0
+    # CPU-seconds (user + system) the stage took: its own process tree's, and Postgres's and the embedded
+    # broker's while it ran. Their sum over the wall time is how many of the machine's cores it kept busy.
+    cpu: float = 0.0
+    postgres_cpu: float = 0.0
+    broker_cpu: float = 0.0
     runs: int = 0
     failed: list[str] = field(default_factory=list)
 
     @property
     def rows_per_s(self) -> float:
         return self.rows / self.seconds if self.seconds else 0.0
+
+    @property
+    def all_cpu(self) -> float:
+        return self.cpu + self.postgres_cpu + self.broker_cpu
+
+    @property
+    def cores_busy(self) -> float:
+        return self.all_cpu / self.seconds if self.seconds else 0.0
 
 
 class MemoryStop(RuntimeError):
@@ -93,6 +107,31 @@ def _tree_rss(process: psutil.Process) -> int:
         with contextlib.suppress(psutil.Error):
             total += _resident(member)
     return total
+
+
+def server_cpu(process: psutil.Process | None) -> float:
+    """CPU-seconds a server has used so far: its own, its ended children's (Postgres's backends, reaped by
+    the postmaster) and its live children's. Sampled before and after a stage, the difference is the
+    stage's share, a backend that ends meanwhile counted once (its time moves from live to reaped)."""
+    if process is None:
+        return 0.0
+    try:
+        own = process.cpu_times()
+        total = own.user + own.system + own.children_user + own.children_system
+        children = process.children()
+    except psutil.Error:
+        return 0.0
+    for child in children:
+        with contextlib.suppress(psutil.Error):
+            times = child.cpu_times()
+            total += times.user + times.system
+    return total
+
+
+def children_cpu() -> float:
+    """CPU-seconds of this process's ended and waited-for children and their descendants."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def slice_files(files: list[Path], limit: int) -> list[list[Path]]:
@@ -130,7 +169,17 @@ class Sampler:
         self.max_load = os.getloadavg()[0]
 
     def watch(self, stage: Stage, child: subprocess.Popen, interval: float = 1.0) -> str | None:
-        """Wait for ``child``, sampling; returns why it was stopped, or None."""
+        """Wait for ``child``, sampling; returns why it was stopped, or None. The stage is charged the CPU
+        time of the child's tree (once it has ended) and the servers' CPU time meanwhile."""
+        before = children_cpu(), server_cpu(self.postgres), server_cpu(self.broker)
+        try:
+            return self._wait(stage, child, interval)
+        finally:
+            stage.cpu += children_cpu() - before[0]
+            stage.postgres_cpu += server_cpu(self.postgres) - before[1]
+            stage.broker_cpu += server_cpu(self.broker) - before[2]
+
+    def _wait(self, stage: Stage, child: subprocess.Popen, interval: float) -> str | None:
         process = psutil.Process(child.pid)
         while child.poll() is None:
             stage.peak_rss = max(stage.peak_rss, _tree_rss(process))
@@ -318,11 +367,35 @@ def card_lines(card_times: dict[str, CardTiming | None]) -> list[str]:
     return lines
 
 
+def cpu_lines(stages: list[Stage], scale: int, cores: int) -> list[str]:
+    """What the stages' CPU time says about the end-to-end target: however the stages were scheduled or
+    overlapped, ``cores`` cores cannot do their CPU-seconds in less than CPU-seconds / cores."""
+    total = sum(stage.all_cpu for stage in stages)
+    wall = sum(stage.seconds for stage in stages)
+    if not total or not wall:
+        return []
+    at_target = total * TARGET_SCALE / scale
+    floor = at_target / cores
+    lines = [
+        f"CPU: {total:,.0f} CPU-seconds in the stages ({sum(s.cpu for s in stages):,.0f} their processes, "
+        f"{sum(s.postgres_cpu for s in stages):,.0f} Postgres, {sum(s.broker_cpu for s in stages):,.0f} the "
+        f"broker), {total / wall:.2f} of {cores} cores busy on average",
+        ("at 10M:" if scale == TARGET_SCALE else f"extrapolated linearly to 10M: {at_target:,.0f} CPU-seconds, so")
+        + f" no schedule on {cores} cores takes less than {floor:,.0f} s; the target (< {TARGET_SECONDS} s) "
+        + (
+            "is within that bound"
+            if floor < TARGET_SECONDS
+            else f"needs {at_target / (TARGET_SECONDS * cores):.2f} times less CPU"
+        ),
+    ]
+    return lines
+
+
 def _print(run: ScaleRun, total: float, stopped: str | None) -> dict:
     args = run.args
     header = (
         f"{'stage':<10} {'seconds':>9} {'rows':>11} {'unit':<12} {'rows/s':>9} {'peak RSS':>9} {'broker':>8} "
-        f"{'postgres':>9}"
+        f"{'postgres':>9} {'CPU s':>8} {'(pg)':>7} {'cores':>5}"
     )
     print()
     print(header)
@@ -332,7 +405,8 @@ def _print(run: ScaleRun, total: float, stopped: str | None) -> dict:
         print(
             f"{stage.name:<10} {stage.seconds:>9.1f} {stage.rows:>11} {stage.unit:<12} {stage.rows_per_s:>9.0f} "
             f"{stage.peak_rss / MIB:>7.0f}Mi {stage.broker_peak / MIB:>6.0f}Mi "
-            f"{stage.postgres_peak / MIB:>7.0f}Mi{flag}"
+            f"{stage.postgres_peak / MIB:>7.0f}Mi {stage.all_cpu:>8.1f} {stage.postgres_cpu:>7.1f} "
+            f"{stage.cores_busy:>5.2f}{flag}"
         )
     print("-" * len(header))
     extrapolated = total * TARGET_SCALE / args.scale
@@ -345,6 +419,8 @@ def _print(run: ScaleRun, total: float, stopped: str | None) -> dict:
             else f"{extrapolated:.0f} s extrapolated linearly to 10M, target < {TARGET_SECONDS} s: {verdict}"
         )
     )
+    for line in cpu_lines(list(run.stages.values()), args.scale, os.cpu_count() or 1):
+        print(line)
     generate = run.stages.get("generate")
     if generate is not None:
         verdict = "met" if generate.rows_per_s >= GENERATOR_TARGET else "missed"
@@ -381,6 +457,9 @@ def _print(run: ScaleRun, total: float, stopped: str | None) -> dict:
                 "peak_rss_mib": round(s.peak_rss / MIB),
                 "broker_peak_mib": round(s.broker_peak / MIB),
                 "postgres_peak_mib": round(s.postgres_peak / MIB),
+                "cpu_seconds": round(s.cpu, 1),
+                "postgres_cpu_seconds": round(s.postgres_cpu, 1),
+                "broker_cpu_seconds": round(s.broker_cpu, 1),
                 "failed": s.failed,
             }
             for s in run.stages.values()
