@@ -1,15 +1,16 @@
-"""``make scale``'s own parts: the broker slices, the memory watch and the cards' report (the run itself is a
-benchmark)."""
+"""``make scale``'s own parts: the broker slices, the watch of running stages (memory, CPU time), the CPU
+floor and the cards' report (the run itself is a benchmark)."""
 
 from __future__ import annotations
 
-import subprocess
+import os
 import sys
+import time
 
 import psutil
 
 from benchmarks.hourly import CardTiming
-from benchmarks.scale import MIB, Sampler, Stage, card_lines, cpu_lines, slice_files
+from benchmarks.scale import MIB, Child, Phase, Sampler, Stage, card_lines, cpu_lines, server_cpu, slice_files
 
 
 def test_slices_keep_the_replay_order_and_stay_under_the_limit(tmp_path):
@@ -29,27 +30,74 @@ def test_slices_keep_the_replay_order_and_stay_under_the_limit(tmp_path):
     assert [p for group in groups for p in group] == files
 
 
-def test_a_stage_is_stopped_when_available_memory_falls_under_the_floor():
-    # A floor above the machine's memory: the first sample stops the child, and says why.
+def _child(tmp_path, name: str, code: str) -> Child:
+    return Child(Stage(name), [sys.executable, "-c", code], tmp_path / f"{name}.log", dict(os.environ), tmp_path)
+
+
+def test_a_stage_is_stopped_when_available_memory_falls_under_the_floor(tmp_path):
+    # A floor above the machine's memory: the first sample stops the children, and says why.
     sampler = Sampler(None, None, floor=psutil.virtual_memory().total * 2)
     # The child holds 8 MiB of its own before it is watched (right after the fork its pages are still the
     # parent's, and a proportional set size counts only half of each).
     hold = "import time; held = b'x' * (8 << 20); print('ready', flush=True); time.sleep(60)"
-    child = subprocess.Popen([sys.executable, "-c", hold], stdout=subprocess.PIPE, text=True)
-    assert child.stdout.readline() == "ready\n"
-    stage = Stage("sleep")
-    reason = sampler.watch(stage, child, interval=0.1)
+    child, other = _child(tmp_path, "hold", hold), _child(tmp_path, "other", "import time; time.sleep(60)")
+    for _ in range(600):
+        if (tmp_path / "hold.log").read_text() == "ready\n":
+            break
+        child.process.cpu_times()  # raises if the child died
+        os.sched_yield()
+    assert (tmp_path / "hold.log").read_text() == "ready\n"
+    reason = sampler.watch([child, other], until=[child], interval=0.1)
     assert reason is not None and "available memory fell to" in reason
-    assert child.returncode is not None
-    child.stdout.close()
-    assert stage.peak_rss > 8 * MIB  # the child's own memory, measured from its tree
+    assert child.ended and other.ended  # every child stopped, not only the awaited one
+    assert child.stage.failed and child.stage.runs == 1
+    assert child.stage.peak_rss > 8 * MIB  # the child's own memory, measured from its tree
 
 
-def test_a_stage_above_the_floor_runs_to_its_end():
+def test_a_stage_above_the_floor_runs_to_its_end_and_the_others_go_on(tmp_path):
     sampler = Sampler(None, None, floor=0)
-    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(0.5)"])
-    assert sampler.watch(Stage("sleep"), child, interval=0.1) is None
-    assert child.returncode == 0
+    short, long = _child(tmp_path, "short", "pass"), _child(tmp_path, "long", "import time; time.sleep(60)")
+    try:
+        assert sampler.watch([short, long], until=[short], interval=0.1) is None
+        assert short.returncode == 0 and short.stage.runs == 1 and not short.stage.failed
+        assert short.stage.seconds > 0
+        assert not long.ended  # sampled beside the awaited one, not waited for
+    finally:
+        long.stop()
+    assert long.ended and long.stage.failed == [f"exit -15, see {tmp_path / 'long.log'}"]
+
+
+BURN = "import time\nwhile time.process_time() < {seconds}: pass\n"
+
+
+def test_a_stage_is_charged_the_cpu_time_of_its_whole_tree(tmp_path):
+    # The child burns 0.3 CPU-seconds in a grandchild of its own, which it waits for.
+    tree = f"import subprocess, sys; subprocess.run([sys.executable, '-c', {BURN.format(seconds=0.3)!r}], check=True)"
+    child = _child(tmp_path, "burn", tree)
+    assert Sampler(None, None, floor=0).watch([child], interval=0.05) is None
+    assert 0.3 <= child.stage.cpu < 1.5
+
+
+def test_a_server_is_charged_its_ended_and_its_live_childrens_cpu_time(tmp_path):
+    # A stand-in server (as the postmaster): one child burns 0.2 CPU-seconds and ends (reaped), another
+    # burns 0.1 and stays.
+    ended = f"subprocess.run([sys.executable, '-c', {BURN.format(seconds=0.2)!r}], check=True)"
+    live = f"subprocess.Popen([sys.executable, '-c', {(BURN.format(seconds=0.1) + 'time.sleep(60)')!r}])"
+    server = _child(tmp_path, "server", f"import subprocess, sys, time\n{ended}\n{live}\ntime.sleep(60)")
+    try:
+        spent = 0.0
+        for _ in range(600):
+            spent = server_cpu(server.process)
+            if spent >= 0.27:  # 0.3, less a 10 ms clock tick for each of the three processes
+                break
+            server.process.cpu_times()  # raises if the stand-in died
+            time.sleep(0.05)
+        assert 0.27 <= spent < 2.0
+    finally:
+        for process in server.process.children(recursive=True):
+            process.kill()
+        server.stop()
+    assert server_cpu(None) == 0.0
 
 
 def test_the_cards_report_names_the_slowest_and_every_card_over_the_target():
@@ -70,39 +118,14 @@ def test_the_cards_report_names_the_slowest_and_every_card_over_the_target():
     assert card_lines({}) == []
 
 
-BURN = "import time\nwhile time.process_time() < {seconds}: pass\n"
-
-
-def test_a_stage_is_charged_the_cpu_time_of_its_whole_tree_and_of_the_servers():
-    # The stage's child burns 0.3 CPU-seconds in a grandchild of its own; a stand-in "server" (a process
-    # whose child burns 0.2 CPU-seconds and ends while the stage runs) plays Postgres.
-    tree = f"import subprocess, sys; subprocess.run([sys.executable, '-c', {BURN.format(seconds=0.3)!r}], check=True)"
-    server = subprocess.Popen([sys.executable, "-c", f"{tree.replace('0.3', '0.2')}\nimport time; time.sleep(60)"])
-    try:
-        sampler = Sampler(None, psutil.Process(server.pid), floor=0)
-        stage = Stage("burn")
-        assert sampler.watch(stage, subprocess.Popen([sys.executable, "-c", tree]), interval=0.05) is None
-        for _ in range(100):  # the server's child may still be burning: more (empty) runs of the stage
-            if stage.postgres_cpu >= 0.2:
-                break
-            sampler.watch(stage, subprocess.Popen([sys.executable, "-c", "pass"]), interval=0.05)
-    finally:
-        server.kill()
-        server.wait()
-    assert 0.3 <= stage.cpu < 1.5
-    assert 0.2 <= stage.postgres_cpu < 1.5
-    assert stage.broker_cpu == 0
-    assert stage.all_cpu == stage.cpu + stage.postgres_cpu
-
-
 def test_the_cpu_report_gives_the_floor_no_schedule_can_beat():
-    stages = [
-        Stage("generate", seconds=60, cpu=100),
-        Stage("build", seconds=100, cpu=40, postgres_cpu=150, broker_cpu=10),
+    phases = [
+        Phase("generate", seconds=60, cpu=100),
+        Phase("build", seconds=100, cpu=40, postgres_cpu=150, broker_cpu=10),
     ]
-    lines = cpu_lines(stages, scale=1_000_000, cores=2)
+    lines = cpu_lines(phases, scale=1_000_000, cores=2)
     assert lines[0] == (
-        "CPU: 300 CPU-seconds in the stages (140 their processes, 150 Postgres, 10 the broker), 1.88 of 2 cores "
+        "CPU: 300 CPU-seconds in all (140 the stages' processes, 150 Postgres, 10 the broker), 1.88 of 2 cores "
         "busy on average"
     )
     # 3,000 CPU-seconds at 10M: at least 1,500 s on two cores, where the target is under 1,200 s.
@@ -110,7 +133,7 @@ def test_the_cpu_report_gives_the_floor_no_schedule_can_beat():
         "extrapolated linearly to 10M: 3,000 CPU-seconds, so no schedule on 2 cores takes less than 1,500 s; "
         "the target (< 1200 s) needs 1.25 times less CPU"
     )
-    assert cpu_lines(stages, scale=10_000_000, cores=4)[1] == (
+    assert cpu_lines(phases, scale=10_000_000, cores=4)[1] == (
         "at 10M: no schedule on 4 cores takes less than 75 s; the target (< 1200 s) is within that bound"
     )
     assert cpu_lines([], scale=1, cores=2) == []
