@@ -15,7 +15,8 @@ Each stage is a child process running the project's own command (``python -m loa
 figures are those of the commands a user runs; the peaks are sampled from /proc every second, and each
 stage's CPU time is the kernel's account of its process tree. The stages run in three phases, generate,
 load and build; in the load phase the loaders run side by side as they do in production (the file loaders
-beside the events, each slice's consumer beside its producer; ``--one-at-a-time`` runs each alone). Each
+beside the events, each slice's consumers, two in one group by default, beside its producer;
+``--one-at-a-time`` runs each loader alone). Each
 phase reports the CPU-seconds of its stages, Postgres and the broker, and how many cores that kept busy;
 their sum over the machine's cores is the floor no schedule of the same work can beat.
 """
@@ -42,7 +43,7 @@ import psutil
 from benchmarks.hourly import TARGET_CARD_SECONDS, CardTiming, time_cards
 from runtime import db
 from runtime.dbt_cli import command as dbt_command
-from runtime.kafka import DEFAULT_PARTITIONS, admin_client, ensure_topic
+from runtime.kafka import admin_client, ensure_topic
 from runtime.settings import Settings
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -70,10 +71,24 @@ class Stage:
     cpu: float = 0.0  # CPU-seconds (user + system) of its processes, from the kernel's account of each child
     runs: int = 0
     failed: list[str] = field(default_factory=list)
+    _spans: list[tuple[float, float]] = field(default_factory=list, repr=False)
 
     @property
     def rows_per_s(self) -> float:
         return self.rows / self.seconds if self.seconds else 0.0
+
+    def ran(self, started: float, ended: float) -> None:
+        """Count a run from ``started`` to ``ended``: the stage's seconds are the time any of its runs was
+        running, so two consumers side by side count their common time once."""
+        spans = sorted([*self._spans, (started, ended)])
+        merged = [spans[0]]
+        for begin, end in spans[1:]:
+            if begin <= merged[-1][1]:
+                merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+            else:
+                merged.append((begin, end))
+        self._spans = merged
+        self.seconds = sum(end - begin for begin, end in merged)
 
 
 @dataclass
@@ -197,7 +212,7 @@ class Child:
         self.returncode = self.popen.returncode = os.waitstatus_to_exitcode(status)
         self._log.close()
         stage = self.stage
-        stage.seconds += self.ended_at - self.started
+        stage.ran(self.started, self.ended_at)
         stage.cpu += usage.ru_utime + usage.ru_stime
         stage.runs += 1
         if self.returncode != 0:
@@ -345,8 +360,9 @@ class ScaleRun:
         """The loaders: the events through Kafka slice by slice, the clinic's tables, the feedback files.
 
         By default they run as they do in production, side by side: the file loaders from the start, each
-        slice's producer and consumer together (the consumer reads while the producer sends). With
-        ``--one-at-a-time`` each command runs alone, so each stage's figures are its own."""
+        slice's producer and consumers together (``--consumers`` members of one group share the topic's
+        ``--partitions``, reading while the producer sends). With ``--one-at-a-time`` each loader runs alone,
+        so each stage's figures are its own."""
         with self.phase("load"):
             files: list[Child] = []
             if not self.args.one_at_a_time:
@@ -379,19 +395,20 @@ class ScaleRun:
             produce += ["--compression", self.args.compression]
             consume = [*self.loaders("consume", "--drain", "--topic", topic, "--group", group)]
             consume += ["--idle-seconds", str(self.args.idle_seconds)]
+            # The topic first, with the partitions the consumers share (drain mode ends at once on a missing topic).
+            ensure_topic(admin, topic, self.args.partitions, timeout=60)
             if self.args.one_at_a_time:
                 self.run("produce", "messages", produce)
-                self.run("consume", "messages", consume)
+                consumers = [self.start("consume", "messages", consume) for _ in range(self.args.consumers)]
+                self.wait(consumers)
             else:
-                # The topic first, so the consumer (drain mode ends at once on a missing topic) finds it.
-                ensure_topic(admin, topic, DEFAULT_PARTITIONS, timeout=60)
                 producer = self.start("produce", "messages", produce)
-                consumer = self.start("consume", "messages", consume)
-                self.wait([*beside, producer, consumer], until=[producer, consumer])
-                if (consumer.ended_at or 0.0) < (producer.ended_at or 0.0):
-                    # It found the topic quiet for --idle-seconds before the producer was done (a slow start):
-                    # drain the rest, from the offsets it committed.
-                    self.notes.append(f"slice {index + 1}: the consumer ended before the producer; drained again")
+                consumers = [self.start("consume", "messages", consume) for _ in range(self.args.consumers)]
+                self.wait([*beside, producer, *consumers], until=[producer, *consumers])
+                if max(consumer.ended_at or 0.0 for consumer in consumers) < (producer.ended_at or 0.0):
+                    # They found the topic quiet for --idle-seconds before the producer was done (a slow start):
+                    # drain the rest, from the offsets they committed.
+                    self.notes.append(f"slice {index + 1}: the consumers ended before the producer; drained again")
                     self.wait([*beside, again := self.start("consume", "messages", consume)], until=[again])
             before = self.sampler.broker_rss()
             admin.delete_topics([topic])[topic].result(timeout=60)
@@ -586,6 +603,8 @@ def _print(run: ScaleRun, total: float, stopped: str | None) -> dict:
             for p in run.phases.values()
         ],
         "one_at_a_time": args.one_at_a_time,
+        "consumers": args.consumers,
+        "partitions": args.partitions,
         "cards": {name: _card_record(timing) for name, timing in run.card_times.items()},
         "notes": run.notes,
     }
@@ -605,6 +624,15 @@ def main(argv: list[str] | None = None) -> int:
         type=float,
         default=4.0,
         help="stop when the machine's available memory falls under this (default %(default)s)",
+    )
+    parser.add_argument(
+        "--consumers",
+        type=int,
+        default=2,
+        help="consumers in the group, side by side on each slice's topic (default %(default)s)",
+    )
+    parser.add_argument(
+        "--partitions", type=int, default=4, help="partitions of each slice's topic (default %(default)s)"
     )
     parser.add_argument(
         "--one-at-a-time",

@@ -67,6 +67,17 @@ def test_a_stage_above_the_floor_runs_to_its_end_and_the_others_go_on(tmp_path):
     assert long.ended and long.stage.failed == [f"exit -15, see {tmp_path / 'long.log'}"]
 
 
+def test_a_stage_counts_the_time_any_of_its_runs_was_running():
+    stage = Stage("consume")
+    stage.ran(10.0, 20.0)
+    stage.ran(12.0, 25.0)  # a second consumer beside the first: only its last 5 s are new
+    assert stage.seconds == 15.0
+    stage.ran(30.0, 31.5)  # the next slice's
+    assert stage.seconds == 16.5
+    stage.ran(5.0, 40.0)
+    assert stage.seconds == 35.0
+
+
 BURN = "import time\nwhile time.process_time() < {seconds}: pass\n"
 
 
