@@ -116,6 +116,11 @@ class MemoryStop(RuntimeError):
     """Available memory fell under the floor: the run stops rather than push the machine into swapless OOM."""
 
 
+class StageFailed(RuntimeError):
+    """A command whose failure would make the rest of the run meaningless failed (a slice's producer or
+    consumer: its topic is kept, not deleted undrained); the run stops there."""
+
+
 def _resident(member: psutil.Process) -> int:
     """A process's proportional set size (its own pages, plus each shared page divided among the processes
     that map it), so a tree's sum counts shared memory once: Postgres's shared buffers are mapped by every
@@ -368,7 +373,12 @@ class ScaleRun:
             if not self.args.one_at_a_time:
                 files = [self.start("reference", "rows", self.loaders("reference"))]
                 files.append(self.start("feedback", "files", self.loaders("feedback")))
-            self.events(manifest["events"]["messages"], manifest["events"]["valid_distinct"], files)
+            try:
+                self.events(manifest["events"]["messages"], manifest["events"]["valid_distinct"], files)
+            except BaseException:
+                for child in files:
+                    child.stop()
+                raise
             if self.args.one_at_a_time:
                 self.run("reference", "rows", self.loaders("reference"))
                 self.run("feedback", "files", self.loaders("feedback"))
@@ -384,7 +394,6 @@ class ScaleRun:
         are other stages' children running meanwhile (sampled and reaped too)."""
         admin = admin_client(self.settings)
         slices = slice_files(sorted((self.work / "generated" / "events").glob("*.jsonl")), self.args.slice_mb * MIB)
-        group = f"telemed-scale-{self.run_id}"
         for index, files in enumerate(slices):
             folder = self.work / "slices" / f"{index:03d}"
             folder.mkdir(parents=True, exist_ok=True)
@@ -393,6 +402,10 @@ class ScaleRun:
             topic = f"telemed.scale.{self.run_id}.{index:03d}"
             produce = [*self.loaders("produce", "--from-jsonl", str(folder), "--topic", topic)]
             produce += ["--compression", self.args.compression]
+            # A group per slice (each slice is a topic of its own, and the consumers keep their offsets in
+            # Postgres by group, topic and partition): the embedded broker let the next slice's consumers
+            # join a group its previous members had just left only after 3 minutes, or not in 5.
+            group = f"telemed-scale-{self.run_id}-{index:03d}"
             consume = [*self.loaders("consume", "--drain", "--topic", topic, "--group", group)]
             consume += ["--idle-seconds", str(self.args.idle_seconds)]
             # The topic first, with the partitions the consumers share (drain mode ends at once on a missing topic).
@@ -410,6 +423,11 @@ class ScaleRun:
                     # drain the rest, from the offsets they committed.
                     self.notes.append(f"slice {index + 1}: the consumers ended before the producer; drained again")
                     self.wait([*beside, again := self.start("consume", "messages", consume)], until=[again])
+            for name in ("produce", "consume"):
+                if self.stages[name].failed:
+                    raise StageFailed(
+                        f"slice {index + 1}: {name} failed ({self.stages[name].failed[-1]}); topic {topic} kept"
+                    )
             before = self.sampler.broker_rss()
             admin.delete_topics([topic])[topic].result(timeout=60)
             time.sleep(2)
@@ -657,7 +675,7 @@ def main(argv: list[str] | None = None) -> int:
         run.load(manifest)
         run.build(manifest["appointments"]["total"])
         run.cards()
-    except MemoryStop as exc:
+    except (MemoryStop, StageFailed) as exc:
         stopped = str(exc)
     # End to end: the phases (the cards are timed after them, not a stage of the pipeline).
     total = sum(phase.seconds for phase in run.phases.values())
