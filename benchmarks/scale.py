@@ -12,13 +12,13 @@ of its own, drained by the consumer and deleted before the next is produced. A s
 run with it, when the machine's available memory falls under ``--min-available-gib``.
 
 Each stage is a child process running the project's own command (``python -m loaders ...``, dbt), so the
-figures are those of the commands a user runs; the peaks are sampled from /proc every second, and each
-stage's CPU time is the kernel's account of its process tree. The stages run in three phases, generate,
-load and build; in the load phase the loaders run side by side as they do in production (the file loaders
-beside the events, each slice's consumers, two in one group by default, beside its producer;
-``--one-at-a-time`` runs each loader alone). Each
-phase reports the CPU-seconds of its stages, Postgres and the broker, and how many cores that kept busy;
-their sum over the machine's cores is the floor no schedule of the same work can beat.
+figures are those of the commands a user runs; the peaks are sampled from /proc every second (a stage run
+by two processes side by side keeps the larger one's), and each stage's CPU time is the kernel's account of
+its process tree. The stages run in three phases, generate, load and build; in the load phase the loaders
+run side by side as they do in production (the file loaders beside the events, each slice's consumers, two
+in one group by default, beside its producer; ``--one-at-a-time`` runs each loader alone). Each phase
+reports the CPU-seconds of its stages, Postgres and the broker, and how many cores that kept busy; their
+sum over the machine's cores is the floor no schedule of the same work can beat.
 """
 
 from __future__ import annotations
