@@ -208,7 +208,7 @@ bench: up $(DBT_PACKAGES) ## benchmarks, as ratios against references measured i
 	$(PY) -m benchmarks $(BENCH_ARGS)
 
 # SCALE is the generator's 50000 unless given: the scale run's own default is issue 20's 10M appointments.
-scale: up $(DBT_PACKAGES) ## the whole pipeline at SCALE appointments (10M unless given), per stage: time, rows/s, peak memory
+scale: up $(DBT_PACKAGES) ## the whole pipeline at SCALE appointments (10M unless given), per stage: time, rows/s, peak memory, CPU
 	$(PY) -m benchmarks.scale --scale $(if $(filter file,$(origin SCALE)),10000000,$(SCALE)) --seed $(SEED) $(SCALE_ARGS)
 
 lint-python: setup ## ruff and the layering check (import-linter)
