@@ -238,8 +238,8 @@ class Child:
 
 
 class Sampler:
-    """Samples the running stage's tree, the broker and Postgres every ``interval`` seconds, keeping peaks;
-    stops the stage when available memory falls under the floor."""
+    """Samples the running stages' trees, the broker and Postgres every ``interval`` seconds, keeping peaks;
+    stops the stages when available memory falls under the floor."""
 
     def __init__(self, broker: psutil.Process | None, postgres: psutil.Process | None, floor: int) -> None:
         self.broker = broker
@@ -289,6 +289,7 @@ class ScaleRun:
         self.run_id = uuid.uuid4().hex[:8]
         self.stages: dict[str, Stage] = {}
         self.phases: dict[str, Phase] = {}
+        self._phase: Phase | None = None  # the phase running, which the stages started are listed in
         # Each dashboard card on the built warehouse (None: it reads a table this run does not build, the
         # monitors' history); not a stage of the end-to-end time.
         self.card_times: dict[str, CardTiming | None] = {}
@@ -312,6 +313,8 @@ class ScaleRun:
 
     def start(self, name: str, unit: str, command: list[str], log_name: str | None = None) -> Child:
         """One run of a stage's command (output kept in the work folder), left running."""
+        if self._phase is not None and name not in self._phase.stages:
+            self._phase.stages.append(name)
         return Child(self.stage(name, unit), command, self.work / f"{log_name or name}.log", self.env, PROJECT_DIR)
 
     def wait(self, children: list[Child], until: list[Child] | None = None) -> None:
@@ -330,22 +333,18 @@ class ScaleRun:
     @contextlib.contextmanager
     def phase(self, name: str) -> Iterator[Phase]:
         """The stages run inside: the phase's wall time, their CPU time and the servers' meanwhile."""
-        phase = self.phases.setdefault(name, Phase(name))
-        cpu_before = {stage_name: stage.cpu for stage_name, stage in self.stages.items()}
+        phase = self._phase = self.phases.setdefault(name, Phase(name))
+        stages = sum(stage.cpu for stage in self.stages.values())
         postgres, broker = server_cpu(self.sampler.postgres), server_cpu(self.sampler.broker)
         started = time.perf_counter()
         try:
             yield phase
         finally:
+            self._phase = None
             phase.seconds += time.perf_counter() - started
+            phase.cpu += sum(stage.cpu for stage in self.stages.values()) - stages
             phase.postgres_cpu += server_cpu(self.sampler.postgres) - postgres
             phase.broker_cpu += server_cpu(self.sampler.broker) - broker
-            for stage_name, stage in self.stages.items():
-                spent = stage.cpu - cpu_before.get(stage_name, 0.0)
-                if spent or stage_name not in cpu_before:
-                    phase.cpu += spent
-                    if stage_name not in phase.stages:
-                        phase.stages.append(stage_name)
 
     def loaders(self, *args: str) -> list[str]:
         return [sys.executable, "-m", "loaders", *args]
@@ -400,29 +399,26 @@ class ScaleRun:
             for path in files:
                 (folder / path.name).symlink_to(path)
             topic = f"telemed.scale.{self.run_id}.{index:03d}"
-            produce = [*self.loaders("produce", "--from-jsonl", str(folder), "--topic", topic)]
+            produce = self.loaders("produce", "--from-jsonl", str(folder), "--topic", topic)
             produce += ["--compression", self.args.compression]
             # A group per slice (each slice is a topic of its own, and the consumers keep their offsets in
             # Postgres by group, topic and partition): the embedded broker let the next slice's consumers
             # join a group its previous members had just left only after 3 minutes, or not in 5.
             group = f"telemed-scale-{self.run_id}-{index:03d}"
-            consume = [*self.loaders("consume", "--drain", "--topic", topic, "--group", group)]
+            consume = self.loaders("consume", "--drain", "--topic", topic, "--group", group)
             consume += ["--idle-seconds", str(self.args.idle_seconds)]
             # The topic first, with the partitions the consumers share (drain mode ends at once on a missing topic).
             ensure_topic(admin, topic, self.args.partitions, timeout=60)
+            producer = self.start("produce", "messages", produce)
             if self.args.one_at_a_time:
-                self.run("produce", "messages", produce)
-                consumers = [self.start("consume", "messages", consume) for _ in range(self.args.consumers)]
-                self.wait(consumers)
-            else:
-                producer = self.start("produce", "messages", produce)
-                consumers = [self.start("consume", "messages", consume) for _ in range(self.args.consumers)]
-                self.wait([*beside, producer, *consumers], until=[producer, *consumers])
-                if max(consumer.ended_at or 0.0 for consumer in consumers) < (producer.ended_at or 0.0):
-                    # They found the topic quiet for --idle-seconds before the producer was done (a slow start):
-                    # drain the rest, from the offsets they committed.
-                    self.notes.append(f"slice {index + 1}: the consumers ended before the producer; drained again")
-                    self.wait([*beside, again := self.start("consume", "messages", consume)], until=[again])
+                self.wait([producer])
+            consumers = [self.start("consume", "messages", consume) for _ in range(self.args.consumers)]
+            self.wait([*beside, producer, *consumers], until=[producer, *consumers])
+            if max(consumer.ended_at or 0.0 for consumer in consumers) < (producer.ended_at or 0.0):
+                # They found the topic quiet for --idle-seconds before the producer was done (a slow start):
+                # drain the rest, from the offsets they committed.
+                self.notes.append(f"slice {index + 1}: the consumers ended before the producer; drained again")
+                self.wait([*beside, again := self.start("consume", "messages", consume)], until=[again])
             for name in ("produce", "consume"):
                 if self.stages[name].failed:
                     raise StageFailed(
