@@ -34,6 +34,15 @@ def _child(tmp_path, name: str, code: str) -> Child:
     return Child(Stage(name), [sys.executable, "-c", code], tmp_path / f"{name}.log", dict(os.environ), tmp_path)
 
 
+def _wait_until(condition, process: psutil.Process) -> None:
+    """Wait, up to 30 s, for ``condition`` while ``process`` lives (psutil raises once it has died)."""
+    for _ in range(600):
+        if condition():
+            return
+        process.cpu_times()
+        time.sleep(0.05)
+
+
 def test_a_stage_is_stopped_when_available_memory_falls_under_the_floor(tmp_path):
     # A floor above the machine's memory: the first sample stops the children, and says why.
     sampler = Sampler(None, None, floor=psutil.virtual_memory().total * 2)
@@ -41,13 +50,13 @@ def test_a_stage_is_stopped_when_available_memory_falls_under_the_floor(tmp_path
     # parent's, and a proportional set size counts only half of each).
     hold = "import time; held = b'x' * (8 << 20); print('ready', flush=True); time.sleep(60)"
     child, other = _child(tmp_path, "hold", hold), _child(tmp_path, "other", "import time; time.sleep(60)")
-    for _ in range(600):
-        if (tmp_path / "hold.log").read_text() == "ready\n":
-            break
-        child.process.cpu_times()  # raises if the child died
-        os.sched_yield()
-    assert (tmp_path / "hold.log").read_text() == "ready\n"
-    reason = sampler.watch([child, other], until=[child], interval=0.1)
+    try:
+        _wait_until(lambda: (tmp_path / "hold.log").read_text() == "ready\n", child.process)
+        assert (tmp_path / "hold.log").read_text() == "ready\n"
+        reason = sampler.watch([child, other], until=[child], interval=0.1)
+    finally:
+        child.stop()
+        other.stop()
     assert reason is not None and "available memory fell to" in reason
     assert child.ended and other.ended  # every child stopped, not only the awaited one
     assert child.stage.failed and child.stage.runs == 1
@@ -96,14 +105,9 @@ def test_a_server_is_charged_its_ended_and_its_live_childrens_cpu_time(tmp_path)
     live = f"subprocess.Popen([sys.executable, '-c', {(BURN.format(seconds=0.1) + 'time.sleep(60)')!r}])"
     server = _child(tmp_path, "server", f"import subprocess, sys, time\n{ended}\n{live}\ntime.sleep(60)")
     try:
-        spent = 0.0
-        for _ in range(600):
-            spent = server_cpu(server.process)
-            if spent >= 0.27:  # 0.3, less a 10 ms clock tick for each of the three processes
-                break
-            server.process.cpu_times()  # raises if the stand-in died
-            time.sleep(0.05)
-        assert 0.27 <= spent < 2.0
+        # 0.3, less a 10 ms clock tick for each of the three processes
+        _wait_until(lambda: server_cpu(server.process) >= 0.27, server.process)
+        assert 0.27 <= server_cpu(server.process) < 2.0
     finally:
         for process in server.process.children(recursive=True):
             process.kill()
