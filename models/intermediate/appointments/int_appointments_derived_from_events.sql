@@ -55,8 +55,26 @@ event_types as (
 
 appointment_events as (
 
+    -- Only the columns the state needs: the window below sorts every event with them.
     select
-        events.*,
+        events.event_id,
+        events.appointment_id,
+        events.event_type,
+        events.event_at,
+        events.loaded_at,
+        events.patient_id,
+        events.provider_id,
+        events.appointment_type,
+        events.scheduled_for,
+        events.rescheduled_from_appointment_id,
+        events.device_type,
+        events.wait_time_minutes,
+        events.technical_issue_type,
+        events.duration_minutes,
+        events.connection_quality,
+        events.cancelled_by,
+        events.rescheduled_to_appointment_id,
+        events.new_scheduled_for,
         event_types.lifecycle_order,
         coalesce(event_types.is_terminal, false) as is_terminal
     from events
@@ -74,28 +92,37 @@ appointment_events as (
 
 events_ranked_by_time as (
 
+    -- One sort of the events serves every rank: all terminal events compete for the final status, other
+    -- types rank among themselves. The first technical issue is the last of its type in this order (one
+    -- type has one lifecycle order, and the reverse of event_at, event_id descending is ascending, nulls
+    -- last either way). row_number and lag ignore the frame, so the three share one pass.
     select
         *,
-        -- All terminal events compete for the final status; other types rank among themselves.
-        row_number() over (
-            partition by appointment_id, case when is_terminal then 'terminal' else event_type end
-            order by event_at desc, lifecycle_order desc, event_id desc
-        ) as recency_rank
+        row_number() over by_recency as recency_rank,
+        last_value(technical_issue_type) over by_recency as last_technical_issue_type_in_order,
+        -- a re-delivery (same event_id) sorts beside the first delivery: it counts once
+        coalesce(event_id != lag(event_id) over by_recency, true) as is_first_delivery
     from appointment_events
+    window by_recency as (
+        partition by appointment_id, case when is_terminal then 'terminal' else event_type end
+        order by event_at desc, lifecycle_order desc, event_id desc
+        rows between unbounded preceding and unbounded following
+    )
 
 ),
 
-first_technical_issues as (
+events_flagged as (
 
+    -- Each event's role, decided once per event rather than in every aggregate below.
     select
-        appointment_id,
-        technical_issue_type,
-        row_number() over (
-            partition by appointment_id
-            order by event_at asc, event_id asc
-        ) as issue_rank
-    from appointment_events
-    where event_type = 'technical_issue'
+        *,
+        event_type = 'scheduled' as is_scheduled,
+        event_type = 'technical_issue' as is_technical_issue,
+        recency_rank = 1 and event_type = 'scheduled' as is_latest_scheduled,
+        recency_rank = 1 and event_type = 'started' as is_latest_started,
+        recency_rank = 1 and is_terminal as is_final,
+        recency_rank = 1 and is_terminal and event_type = 'completed' as is_final_completed
+    from events_ranked_by_time
 
 ),
 
@@ -105,44 +132,41 @@ appointments_pivoted as (
         appointment_id,
 
         -- from the latest scheduled event
-        max(case when event_type = 'scheduled' and recency_rank = 1 then patient_id end) as patient_id,
-        max(case when event_type = 'scheduled' and recency_rank = 1 then provider_id end) as provider_id,
-        max(case when event_type = 'scheduled' and recency_rank = 1 then appointment_type end) as appointment_type,
-        max(case when event_type = 'scheduled' and recency_rank = 1 then scheduled_for end) as scheduled_at,
-        max(
-            case when event_type = 'scheduled' and recency_rank = 1 then rescheduled_from_appointment_id end
-        ) as rescheduled_from_appointment_id,
-        min(case when event_type = 'scheduled' then event_at end) as booked_at,
+        max(patient_id) filter (where is_latest_scheduled) as patient_id,
+        max(provider_id) filter (where is_latest_scheduled) as provider_id,
+        max(appointment_type) filter (where is_latest_scheduled) as appointment_type,
+        max(scheduled_for) filter (where is_latest_scheduled) as scheduled_at,
+        max(rescheduled_from_appointment_id) filter (where is_latest_scheduled) as rescheduled_from_appointment_id,
+        min(event_at) filter (where is_scheduled) as booked_at,
 
         -- from the latest started event
-        max(case when event_type = 'started' and recency_rank = 1 then event_at end) as started_at,
-        max(case when event_type = 'started' and recency_rank = 1 then device_type end) as device_type,
-        max(case when event_type = 'started' and recency_rank = 1 then wait_time_minutes end) as wait_time_minutes,
+        max(event_at) filter (where is_latest_started) as started_at,
+        max(device_type) filter (where is_latest_started) as device_type,
+        max(wait_time_minutes) filter (where is_latest_started) as wait_time_minutes,
+
+        -- from the first technical issue
+        max(last_technical_issue_type_in_order) filter (
+            where is_technical_issue and recency_rank = 1
+        ) as technical_issue_type,
 
         -- from the final (terminal) event
-        max(case when is_terminal and recency_rank = 1 then event_type end) as terminal_event_type,
-        max(case when is_terminal and recency_rank = 1 then event_at end) as ended_at,
-        max(
-            case when is_terminal and recency_rank = 1 and event_type = 'completed' then duration_minutes end
-        ) as duration_minutes,
-        max(
-            case when is_terminal and recency_rank = 1 and event_type = 'completed' then connection_quality end
-        ) as connection_quality,
-        max(case when is_terminal and recency_rank = 1 then cancelled_by end) as cancelled_by,
-        max(
-            case when is_terminal and recency_rank = 1 then rescheduled_to_appointment_id end
-        ) as rescheduled_to_appointment_id,
-        max(case when is_terminal and recency_rank = 1 then new_scheduled_for end) as rescheduled_to_at,
+        max(event_type) filter (where is_final) as terminal_event_type,
+        max(event_at) filter (where is_final) as ended_at,
+        max(duration_minutes) filter (where is_final_completed) as duration_minutes,
+        max(connection_quality) filter (where is_final_completed) as connection_quality,
+        max(cancelled_by) filter (where is_final) as cancelled_by,
+        max(rescheduled_to_appointment_id) filter (where is_final) as rescheduled_to_appointment_id,
+        max(new_scheduled_for) filter (where is_final) as rescheduled_to_at,
 
         -- counts over distinct events: a re-delivery is the same event
-        count(distinct event_id) as event_count,
-        count(distinct case when event_type = 'technical_issue' then event_id end) as technical_issue_count,
-        count(distinct case when is_terminal then event_id end) as terminal_event_count,
+        count(*) filter (where is_first_delivery) as event_count,
+        count(*) filter (where is_first_delivery and is_technical_issue) as technical_issue_count,
+        count(*) filter (where is_first_delivery and is_terminal) as terminal_event_count,
         min(event_at) as first_event_at,
         max(event_at) as last_event_at,
         max(loaded_at) as last_loaded_at
 
-    from events_ranked_by_time
+    from events_flagged
     group by appointment_id
 
 ),
@@ -168,7 +192,7 @@ final as (
         appointments_pivoted.connection_quality,
         appointments_pivoted.technical_issue_count,
         appointments_pivoted.technical_issue_count > 0 as had_technical_issues,
-        first_technical_issues.technical_issue_type,
+        appointments_pivoted.technical_issue_type,
         appointments_pivoted.cancelled_by,
         appointments_pivoted.rescheduled_from_appointment_id,
         appointments_pivoted.rescheduled_to_appointment_id,
@@ -187,10 +211,6 @@ final as (
         appointments_pivoted.last_event_at,
         appointments_pivoted.last_loaded_at
     from appointments_pivoted
-    left join first_technical_issues
-        on
-            appointments_pivoted.appointment_id = first_technical_issues.appointment_id
-            and first_technical_issues.issue_rank = 1
 
 )
 
