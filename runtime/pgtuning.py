@@ -53,13 +53,18 @@ def memory_for(memory_mb: int | None) -> int:
 def server_settings(memory: int) -> dict[str, str]:
     """The settings for a machine of ``memory`` bytes: a quarter of it for shared buffers (128 MB to 4 GB),
     a 512th per sort or hash (4 to 64 MB), a 32nd for index builds and vacuum (64 MB to 1 GB); checkpoints
-    every 8 GB of WAL or 15 minutes (a soft bound on the WAL folder's size, recycled after)."""
+    every 8 GB of WAL or 15 minutes (a soft bound on the WAL folder's size, recycled after); the least WAL
+    (``minimal``: no replication)."""
     return {
         "shared_buffers": _size(_clamp(memory // 4, 128 * MB, 4 * GB) // MB * MB),
         "work_mem": _size(_clamp(memory // 512, 4 * MB, 64 * MB) // MB * MB),
         "maintenance_work_mem": _size(_clamp(memory // 32, 64 * MB, GB) // MB * MB),
         "max_wal_size": "8GB",
         "checkpoint_timeout": "15min",
+        # A development server with no replica and no archive: the WAL serves crash recovery only, so a table
+        # created in the transaction that fills it (every table dbt builds) is written once, not twice.
+        "wal_level": "minimal",
+        "max_wal_senders": "0",
     }
 
 

@@ -15,6 +15,8 @@ def test_a_quarter_for_buffers_a_512th_per_sort_within_bounds():
         "maintenance_work_mem": "768MB",
         "max_wal_size": "8GB",
         "checkpoint_timeout": "15min",
+        "wal_level": "minimal",
+        "max_wal_senders": "0",
     }
     small = pgtuning.server_settings(GB)
     assert (small["shared_buffers"], small["work_mem"], small["maintenance_work_mem"]) == ("256MB", "4MB", "64MB")
