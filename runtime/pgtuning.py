@@ -54,7 +54,7 @@ def server_settings(memory: int) -> dict[str, str]:
     """The settings for a machine of ``memory`` bytes: a quarter of it for shared buffers (128 MB to 4 GB),
     a 512th per sort or hash (4 to 64 MB), a 32nd for index builds and vacuum (64 MB to 1 GB); checkpoints
     every 8 GB of WAL or 15 minutes (a soft bound on the WAL folder's size, recycled after); the least WAL
-    (``minimal``: no replication)."""
+    (``minimal``: no replication); parallel plans for queries that return many rows."""
     return {
         "shared_buffers": _size(_clamp(memory // 4, 128 * MB, 4 * GB) // MB * MB),
         "work_mem": _size(_clamp(memory // 512, 4 * MB, 64 * MB) // MB * MB),
@@ -65,6 +65,9 @@ def server_settings(memory: int) -> dict[str, str]:
         # created in the transaction that fills it (every table dbt builds) is written once, not twice.
         "wal_level": "minimal",
         "max_wal_senders": "0",
+        # A tenth of the default cost of handing a row from a parallel worker to the leader: builds that return
+        # many rows (a window over every event) then sort and compute in parallel when the cores are free.
+        "parallel_tuple_cost": "0.01",
     }
 
 

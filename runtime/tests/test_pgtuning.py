@@ -17,6 +17,7 @@ def test_a_quarter_for_buffers_a_512th_per_sort_within_bounds():
         "checkpoint_timeout": "15min",
         "wal_level": "minimal",
         "max_wal_senders": "0",
+        "parallel_tuple_cost": "0.01",
     }
     small = pgtuning.server_settings(GB)
     assert (small["shared_buffers"], small["work_mem"], small["maintenance_work_mem"]) == ("256MB", "4MB", "64MB")
