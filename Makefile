@@ -78,7 +78,7 @@ $(call whole_number,DATE_JOBS,[1-9][0-9]*,a positive whole number of faked-date 
 $(if $(filter uv pip,$(INSTALLER)),,$(error INSTALLER=$(INSTALLER) is not valid: INSTALLER must be uv or pip))
 
 .PHONY: help setup deps up down status db generate load build freshness monitor dashboards chromium docs docs-serve \
-	bench scale lint format test pytest dbt-test demo clean lock _test test-lint insights faketime test-dates test-fast lint-python psql serve \
+	bench scale lint _lint format test pytest dbt-test demo clean lock _test test-lint insights faketime test-dates test-fast lint-python psql serve \
 	retention erase airflow airflow-down airflow-venv airflow-manifest airflow-lock test-airflow
 
 # `make help`: these first, in this order, then every other target in the order of this file.
@@ -216,10 +216,14 @@ lint-python: setup ## ruff and the layering check (import-linter)
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports --no-cache
 
-lint: lint-python $(DBT_PACKAGES) ## lint-python and sqlfluff (dbt templater); MODEL=path limits sqlfluff
+# sqlfluff's dbt templater compiles the models, and compiling asks the database (is_incremental, run_query):
+# `lint` and `format` start the embedded services first (`make test` lints through _lint, on its own server).
+lint: up _lint ## lint-python and sqlfluff (dbt templater); MODEL=path limits sqlfluff
+
+_lint: lint-python $(DBT_PACKAGES)
 	$(RUN) env -- $(VENV)/bin/sqlfluff lint $(if $(MODEL),$(MODEL),models tests analyses snapshots) --disable-progress-bar
 
-format: setup $(DBT_PACKAGES) ## apply ruff format and sqlfluff fix
+format: up $(DBT_PACKAGES) ## apply ruff format and sqlfluff fix
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 	$(RUN) env -- $(VENV)/bin/sqlfluff fix $(if $(MODEL),$(MODEL),models tests analyses snapshots) --disable-progress-bar
@@ -283,7 +287,7 @@ _test: $(DBT_PACKAGES)
 LINT_DATABASE = $(PGDATABASE)_lint
 test-lint:
 	@$(RUN) db drop --database $(LINT_DATABASE) && PGDATABASE=$(LINT_DATABASE) $(RUN) db init
-	@set +e; PGDATABASE=$(LINT_DATABASE) DBT_TARGET_PATH=$(TEST_LOGS)/lint-target $(MAKE) --no-print-directory lint; \
+	@set +e; PGDATABASE=$(LINT_DATABASE) DBT_TARGET_PATH=$(TEST_LOGS)/lint-target $(MAKE) --no-print-directory _lint; \
 	status=$$?; $(RUN) db drop --database $(LINT_DATABASE); exit $$status
 
 pytest: setup $(DBT_PACKAGES) $(AIRFLOW_STAMP) ## the Python tests (unit and integration on the real Postgres and broker), PYTEST_WORKERS in parallel
