@@ -9,10 +9,10 @@
     row. The same table, the same constraints, the same contract check first (`get_assert_columns_equivalent`);
     a violation fails the build as before, with Postgres's message for an ALTER.
 
-    Only not_null and primary_key column constraints (one primary key column at most), and data types whose explicit cast behaves as the
-    insert's assignment: a contract with anything else (model-level constraints, checks, foreign keys,
-    char(n) / varchar(n), which an explicit cast would truncate), a temporary table or a model without an
-    enforced contract takes dbt-postgres's own path unchanged. -#}
+    Only not_null and primary_key column constraints (one primary key column at most), and data types
+    whose explicit cast behaves as the insert's assignment: a contract with anything else (model-level
+    constraints, checks, foreign keys, char(n) / varchar(n), which an explicit cast would truncate), a
+    temporary table or a model without an enforced contract takes dbt-postgres's own path unchanged. -#}
 {% macro postgres__create_table_as(temporary, relation, sql) -%}
     {%- set contract_config = config.get('contract') -%}
     {%- if temporary or not contract_config.enforced or not telemed_contract_fits_create_as() -%}
