@@ -30,6 +30,7 @@ import re
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -290,7 +291,13 @@ class FeedbackLoader:
         # One session per thread: the read-ahead looks up known files, the writer writes batches.
         self.reader_session = PgSession(settings, self.backoff, setup)
         self.writer_session = PgSession(settings, self.backoff, setup)
+        # The sha256 of this run's files in batches that may not be committed yet, so a copy under another
+        # name is skipped before raw can tell; each batch's are forgotten once a lookup began after its
+        # commit (raw answers for it from then on), so memory holds a few batches, not every file of the run.
         self._seen_shas: set[str] = set()
+        self._seen_batches: deque[tuple[int, list[str]]] = deque()  # (batch number, its sha256)
+        self._submitted = 0  # batches handed to the writer in this run, numbered from 0 in order
+        self._committed = 0  # of those, how many the writer has committed (it commits them in order)
         self._read_files = self._read_bytes = 0  # files read in this loader's runs, and their bytes
         self._readers = ThreadPoolExecutor(max_workers=self.source.reader_threads, thread_name_prefix="feedback-reader")
         # The ingest service's metrics (loaders/serve.py): told each batch's counts and the seconds its
@@ -298,6 +305,11 @@ class FeedbackLoader:
         self.on_commit: Callable[[RunCounts, float], None] | None = None
 
     def run_once(self) -> tuple[str, str | None]:
+        # A run starts with nothing in flight: an earlier run's batches are in raw, or were never committed
+        # (that run failed) and must be read again, not skipped as copies.
+        self._seen_shas.clear()
+        self._seen_batches.clear()
+        self._submitted = self._committed = 0
         details = {"landing": self.source.url}
         progress = Progress("feedback", "files")
         writer: BackgroundWriter[FileBatch, RunCounts] = BackgroundWriter(self._write_batch, "feedback-writer")
@@ -332,12 +344,13 @@ class FeedbackLoader:
         # The garbage collector every 50,000 allocations while batches are read: a batch keeps thousands of
         # files' objects alive, which each older collection walked (one-form files: about 5% faster).
         with prompt_handoffs(), fewer_collections():
-            for listed, hashed, already, skipped in reading.start():
+            for listed, hashed, already, skipped, committed in reading.start():
                 self.files["seen"] += skipped
                 self.files["skipped"] += skipped
-                batch = self._prepare(hashed, already)
+                batch = self._prepare(hashed, already, committed)
                 if batch.files:
                     self._finish(writer.submit(batch))
+                    self._submitted += 1
                 progress.update(listed)
             self._finish(writer.finished(block=True))
 
@@ -416,9 +429,13 @@ class FeedbackLoader:
 
         return self.reader_session.transaction("looking up loaded files", known) if hashed else set()
 
-    def _prepare(self, hashed: list[ReadResult], already: set[str]) -> FileBatch:
-        """Validate a batch of read files, leaving out those loaded before."""
+    def _prepare(self, hashed: list[ReadResult], already: set[str], committed: int) -> FileBatch:
+        """Validate a batch of read files, leaving out those loaded before: ``already`` holds the sha256 that
+        raw held when the batch was looked up, by which time the first ``committed`` batches of the run were
+        committed."""
         self.files["seen"] += len(hashed)
+        self._forget_committed(committed)
+        new_shas: list[str] = []
         batch = FileBatch()
         tail = f"\t1\t{self.run.run_id}\n"
         name, lineage = self.source.name, self.source.lineage
@@ -430,6 +447,7 @@ class FeedbackLoader:
                 self.files["skipped"] += 1
                 continue
             seen.add(sha)
+            new_shas.append(sha)
             if refused is not None:
                 reason, error, size = refused
                 landed = LandedFile(name(entry), size, sha, "failed", reason, error)
@@ -440,7 +458,15 @@ class FeedbackLoader:
             batch.files.append(landed)
             if refused is None:
                 read_file(batch, landed, data, tail)
+        if new_shas:  # then the batch has files, and the caller submits it as the next batch
+            self._seen_batches.append((self._submitted, new_shas))
         return batch
+
+    def _forget_committed(self, committed: int) -> None:
+        """Drop the sha256 of the batches among the first ``committed``: every later lookup finds them in raw
+        (the lookups run in batch order, each after the one before)."""
+        while self._seen_batches and self._seen_batches[0][0] < committed:
+            self._seen_shas.difference_update(self._seen_batches.popleft()[1])
 
     def _finish(self, done: list[tuple[FileBatch, RunCounts]]) -> None:
         for batch, counts in done:
@@ -452,6 +478,7 @@ class FeedbackLoader:
         started = time.monotonic()
         what = f"writing {len(batch.files)} files"
         counts = self.writer_session.transaction(what, lambda cur: self._write(cur, batch))
+        self._committed += 1  # only this thread writes it; the read-ahead reads it before each lookup
         if self.on_commit is not None:
             self.on_commit(counts, time.monotonic() - started)
         return counts
@@ -508,8 +535,9 @@ class _ReadAhead:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def start(self) -> Iterator[tuple[int, list[ReadResult], set[str], int]]:
-        """(entries listed, read results, the sha256 among them raw holds, entries skipped unread) per batch."""
+    def start(self) -> Iterator[tuple[int, list[ReadResult], set[str], int, int]]:
+        """(entries listed, read results, the sha256 among them raw holds, entries skipped unread, batches
+        committed before that lookup began) per batch."""
         self._thread = threading.Thread(target=self._run, name="feedback-read-ahead", daemon=True)
         self._thread.start()
         while True:
@@ -534,7 +562,8 @@ class _ReadAhead:
                 listed, hashed, skipped = loader._read_some(listing, files)
                 if not listed:
                     break
-                self._put((listed, hashed, loader._known(hashed), skipped))
+                committed = loader._committed  # read first: the lookup then sees at least these batches
+                self._put((listed, hashed, loader._known(hashed), skipped, committed))
                 files = min(2 * files, loader.batch_files)
             self._put(_END)
         except BaseException as exc:  # noqa: BLE001 - handed to the caller, which ends the run with it

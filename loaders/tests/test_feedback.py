@@ -7,7 +7,7 @@ import json
 import shutil
 import signal
 
-from loaders.feedback import split_forms
+from loaders.feedback import READ_AHEAD, FeedbackLoader, split_forms
 from loaders.landing import list_files
 from loaders.tests.loader_support import (
     FIXTURES,
@@ -161,3 +161,52 @@ def test_kill_9_mid_run_leaves_no_partial_file(settings, tmp_path):
         " group by files.path, files.forms_loaded having count(forms.feedback_id) <> 3 or files.forms_loaded <> 3",
     )
     assert partial == []
+
+
+def test_copies_are_skipped_near_or_far_while_memory_holds_a_few_batches(settings, tmp_path):
+    """A file's content again under another name is skipped wherever it lies: in the same batch (the run's
+    own memory of sha256 catches it), a batch or two later (not committed yet when looked up: the memory
+    again), or hundreds of files later, long after its first was committed (raw answers). Meanwhile the
+    loader remembers the sha256 of the batches in flight only: a run of millions of files must not keep one
+    string per file."""
+    landing = tmp_path / "landing"
+    contents = {}
+    for i in range(300):
+        name = f"2026/10/{1 + i // 100:02d}/feedback-{i:04d}.json"
+        contents[name] = json.dumps(valid_form(f"FBK-77{i:06d}", f"APT-{i:08d}"))
+    copies = {
+        "2026/10/01/feedback-0000_copy.json": "2026/10/01/feedback-0000.json",  # the same batch of five
+        "2026/10/01/feedback-0007_copy.json": "2026/10/01/feedback-0004.json",  # the next batch
+        "2026/10/03/zz-copy-of-0000.json": "2026/10/01/feedback-0000.json",  # 57 batches later
+        "2026/10/03/zz-copy-of-0150.json": "2026/10/02/feedback-0150.json",
+    }
+    for name, original in copies.items():
+        contents[name] = contents[original]
+    for name, text in contents.items():
+        (landing / name).parent.mkdir(parents=True, exist_ok=True)
+        (landing / name).write_text(text)
+
+    loader = FeedbackLoader(settings, landing, batch_files=5)
+    remembered = []
+    prepare = loader._prepare
+
+    def watched(*args):
+        batch = prepare(*args)
+        remembered.append(len(loader._seen_shas))
+        return batch
+
+    loader._prepare = watched
+    assert loader.run_once() == ("succeeded", None)
+    assert loader.files == {"seen": 304, "loaded": 300, "failed": 0, "skipped": 4}
+    assert (loader.counts.read, loader.counts.loaded, loader.counts.duplicates) == (300, 300, 0), loader.counts
+    run = loader.run.run_id
+    recorded = {
+        row[0] for row in query(settings, "select path from raw.feedback_files where _load_run_id = %s", (run,))
+    }
+    assert recorded == set(contents) - set(copies)
+    assert scalar(settings, "select count(*) from raw.patient_feedback where _load_run_id = %s", (run,)) == 300
+    # What may be uncommitted when a batch is looked up: READ_AHEAD batches queued before it, one in the
+    # caller's hands, two waiting for the writer and the one it writes; with the batch itself, five files
+    # each. Without forgetting, the last batch would find 300 remembered.
+    assert len(remembered) >= 60
+    assert max(remembered) <= 5 * (READ_AHEAD + 5), remembered
