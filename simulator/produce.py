@@ -71,7 +71,10 @@ def key_of(line: bytes) -> bytes | None:
     if type(event) is dict:
         appointment_id = event.get("appointment_id")
         if type(appointment_id) is str and appointment_id:
-            return appointment_id.encode()
+            try:
+                return appointment_id.encode()
+            except UnicodeEncodeError:  # an unpaired surrogate (\ud800) has no UTF-8: sent keyless, as it came
+                return None
     return None
 
 

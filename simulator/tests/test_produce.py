@@ -48,6 +48,33 @@ def test_each_line_is_one_message_with_its_exact_bytes_and_key(settings):
     assert all(len(parts) == 1 for parts in by_partition.values()), "one appointment, one partition"
 
 
+def test_an_appointment_id_without_utf_8_is_sent_keyless_and_the_rest_go_on(settings, tmp_path):
+    """An unpaired surrogate is valid JSON but has no UTF-8 bytes: that line goes out as it came, without a
+    key (the consumer then rejects it), and neither it nor the lines after it stop the producer."""
+    lines = [
+        b'{"event_id":"e1","appointment_id":"APT-00000001"}',
+        b'{"event_id":"e2","appointment_id":"\\ud800"}',
+        b'{"event_id":"e3","appointment_id":"APT-\\udfff-2"}',
+        b'{"event_id":"e4","appointment_id":"APT-00000002"}',
+    ]
+    source = tmp_path / "surrogates.jsonl"
+    source.write_bytes(b"\n".join(lines) + b"\n")
+    topic = new_topic()
+    done = run_loader(loader_env(settings), "produce", "--from-jsonl", str(source), "--topic", topic)
+    assert done.returncode == 0, done.stderr
+    assert "produce: 4 delivered, 0 failed of 4 sent" in done.stdout
+    consumer = Consumer(client_config(settings, **{"group.id": f"check-{topic}", "enable.auto.commit": False}))
+    consumer.assign([TopicPartition(topic, p, 0) for p in range(3)])
+    received: list = []
+    try:
+        wait_for(lambda: received.extend(consumer.consume(100, 0.5)) or len(received) >= len(lines), 30, "messages")
+    finally:
+        consumer.close()
+    assert sorted((m.value(), m.key()) for m in received) == sorted(
+        [(lines[0], b"APT-00000001"), (lines[1], None), (lines[2], None), (lines[3], b"APT-00000002")]
+    )
+
+
 def test_unreachable_broker_and_missing_input_are_clear_errors(settings, tmp_path):
     env = loader_env(settings, TELEMED_KAFKA_PORT=str(free_port()))
     down = run_loader(env, "produce", "--from-jsonl", str(EDGE_CASES), "--topic", new_topic(), "--timeout", "2")
