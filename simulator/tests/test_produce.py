@@ -17,6 +17,18 @@ def no_constants(name: str) -> None:
     raise ValueError(f"{name} is not JSON")
 
 
+def read_back(settings, topic: str, count: int) -> list:
+    """The topic's first ``count`` messages (its three partitions from the start)."""
+    consumer = Consumer(client_config(settings, **{"group.id": f"check-{topic}", "enable.auto.commit": False}))
+    consumer.assign([TopicPartition(topic, p, 0) for p in range(3)])
+    received: list = []
+    try:
+        wait_for(lambda: received.extend(consumer.consume(100, 0.5)) or len(received) >= count, 30, "messages")
+    finally:
+        consumer.close()
+    return received
+
+
 def test_each_line_is_one_message_with_its_exact_bytes_and_key(settings):
     topic = new_topic()
     env = loader_env(settings)
@@ -25,13 +37,7 @@ def test_each_line_is_one_message_with_its_exact_bytes_and_key(settings):
     assert done.returncode == 0, done.stderr
     assert f"produce: {len(lines)} delivered, 0 failed of {len(lines)} sent" in done.stdout
 
-    consumer = Consumer(client_config(settings, **{"group.id": f"check-{topic}", "enable.auto.commit": False}))
-    consumer.assign([TopicPartition(topic, p, 0) for p in range(3)])
-    received: list = []
-    try:
-        wait_for(lambda: received.extend(consumer.consume(100, 0.5)) or len(received) >= len(lines), 30, "messages")
-    finally:
-        consumer.close()
+    received = read_back(settings, topic, len(lines))
     assert sorted(m.value() for m in received) == sorted(lines)
     by_partition: dict[bytes, set[int]] = {}
     for message in received:
@@ -63,13 +69,7 @@ def test_an_appointment_id_without_utf_8_is_sent_keyless_and_the_rest_go_on(sett
     done = run_loader(loader_env(settings), "produce", "--from-jsonl", str(source), "--topic", topic)
     assert done.returncode == 0, done.stderr
     assert "produce: 4 delivered, 0 failed of 4 sent" in done.stdout
-    consumer = Consumer(client_config(settings, **{"group.id": f"check-{topic}", "enable.auto.commit": False}))
-    consumer.assign([TopicPartition(topic, p, 0) for p in range(3)])
-    received: list = []
-    try:
-        wait_for(lambda: received.extend(consumer.consume(100, 0.5)) or len(received) >= len(lines), 30, "messages")
-    finally:
-        consumer.close()
+    received = read_back(settings, topic, len(lines))
     assert sorted((m.value(), m.key()) for m in received) == sorted(
         [(lines[0], b"APT-00000001"), (lines[1], None), (lines[2], None), (lines[3], b"APT-00000002")]
     )
