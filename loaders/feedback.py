@@ -350,6 +350,9 @@ class FeedbackLoader:
                 batch = self._prepare(hashed, already, committed)
                 if batch.files:
                     self._finish(writer.submit(batch))
+                    # Every file of the batch brought a digest new to the run: remembered under the batch's
+                    # number until a lookup begins after its commit (`_forget_committed`).
+                    self._seen_batches.append((self._submitted, [landed.sha256 for landed in batch.files]))
                     self._submitted += 1
                 progress.update(listed)
             self._finish(writer.finished(block=True))
@@ -435,7 +438,6 @@ class FeedbackLoader:
         committed."""
         self.files["seen"] += len(hashed)
         self._forget_committed(committed)
-        new_shas: list[str] = []
         batch = FileBatch()
         tail = f"\t1\t{self.run.run_id}\n"
         name, lineage = self.source.name, self.source.lineage
@@ -447,7 +449,6 @@ class FeedbackLoader:
                 self.files["skipped"] += 1
                 continue
             seen.add(sha)
-            new_shas.append(sha)
             if refused is not None:
                 reason, error, size = refused
                 landed = LandedFile(name(entry), size, sha, "failed", reason, error)
@@ -458,8 +459,6 @@ class FeedbackLoader:
             batch.files.append(landed)
             if refused is None:
                 read_file(batch, landed, data, tail)
-        if new_shas:  # then the batch has files, and the caller submits it as the next batch
-            self._seen_batches.append((self._submitted, new_shas))
         return batch
 
     def _forget_committed(self, committed: int) -> None:
