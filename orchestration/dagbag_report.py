@@ -26,6 +26,8 @@ def describe(dag) -> dict:
             "tests_per_model": getattr(task, "tests_per_model", None),
             "mode": getattr(task, "mode", None),
             "deferrable": getattr(task, "deferrable", None),
+            # what a Cosmos operator adds to dbt's environment
+            "env": getattr(task, "env", None),
         }
     return {
         "schedule": str(dag.schedule),

@@ -125,9 +125,31 @@ def profile_config() -> ProfileConfig:
     )
 
 
+def file_log_env() -> dict[str, str]:
+    """dbt's file log in the DAGs' dbt tasks. Cosmos runs each task's dbt in a temporary copy of the project,
+    so logs/dbt.log is written there and deleted with the copy when the task ends; the task's own log keeps
+    dbt's output (each node's start and result, warnings, errors). At dbt's default file level, debug (every
+    statement of every node: over a megabyte an hourly run), writing that file takes about 0.8 s of the
+    hourly build's 7.5 (dbt's threads format it under one GIL; docs/benchmarks.md, "Hourly runs"). So the tasks
+    write none, unless Airflow's environment says otherwise: with DBT_LOG_LEVEL_FILE, or with DBT_LOG_PATH
+    naming a folder that outlives the task (then dbt's own default applies), it is passed on as it is."""
+    if os.environ.get("DBT_LOG_LEVEL_FILE") or os.environ.get("DBT_LOG_PATH"):
+        return {}
+    return {"DBT_LOG_LEVEL_FILE": "none"}
+
+
 def operator_args() -> dict:
-    # append_env: dbt (through the wrapper) sees the environment Airflow runs with, TELEMED_* included.
-    return {"append_env": True, "install_deps": False}
+    # append_env: dbt (through the wrapper) sees the environment Airflow runs with, TELEMED_* included;
+    # `env` adds to it (a task's own `env` is added to this one: dbt_env).
+    return {"append_env": True, "install_deps": False, "env": file_log_env()}
+
+
+def dbt_env(*parts: dict[str, str]) -> dict[str, str]:
+    """A dbt task's `env`: the file log setting every dbt task has (file_log_env), then ``parts``."""
+    merged = file_log_env()
+    for part in parts:
+        merged.update(part)
+    return merged
 
 
 # The hourly DAG's dbt build selects models rather than naming the `hourly` selector: this tells dbt it is
@@ -162,7 +184,7 @@ def hourly_operator_args() -> dict:
     """operator_args() for the hourly DAG's dbt task group: dbt's environment and the sensors' settings."""
     return {
         **operator_args(),
-        "env": dict(HOURLY_ENV),
+        "env": dbt_env(HOURLY_ENV),
         "deferrable": False,
         "mode": "reschedule",
         "poke_interval": SENSOR_POKE_INTERVAL_S,
@@ -170,14 +192,16 @@ def hourly_operator_args() -> dict:
     }
 
 
-def dbt_operator_args() -> dict:
-    """Arguments of a single Cosmos operator (freshness, the nightly build, docs) outside a task group."""
+def dbt_operator_args(*env: dict[str, str]) -> dict:
+    """Arguments of a single Cosmos operator (freshness, the nightly build, docs) outside a task group, its
+    `env` added to the one every dbt task has (dbt_env)."""
     return {
         "project_dir": str(PROJECT_ROOT),
         "profile_config": profile_config(),
         "dbt_executable_path": DBT,
         "invocation_mode": InvocationMode.SUBPROCESS,
         **operator_args(),
+        "env": dbt_env(*env),
     }
 
 

@@ -20,8 +20,6 @@ from cosmos.operators.local import DbtSourceLocalOperator, DbtTestLocalOperator
 
 from orchestration import dagkit
 
-COMMON = dagkit.dbt_operator_args()
-
 with DAG(
     dag_id="telemedicine_ingestion_dag",
     description="load reference data, events, feedback and call sessions; dbt hourly selector; freshness; monitors",
@@ -66,11 +64,10 @@ with DAG(
     cross_model_tests = DbtTestLocalOperator(
         task_id="cross_model_tests",
         select=" ".join(dagkit.cross_model_tests(dbt_hourly.dbt_graph)),
-        env={**dagkit.HOURLY_ENV, **dagkit.AFTER_HOURLY_BUILD_ENV},
-        **COMMON,
+        **dagkit.dbt_operator_args(dagkit.HOURLY_ENV, dagkit.AFTER_HOURLY_BUILD_ENV),
     )
     source_freshness = DbtSourceLocalOperator(
-        task_id="source_freshness", env=dict(dagkit.AFTER_HOURLY_BUILD_ENV), **COMMON
+        task_id="source_freshness", **dagkit.dbt_operator_args(dagkit.AFTER_HOURLY_BUILD_ENV)
     )
     # python -m monitors exits 1 when a check is at error level: it has alerted its channels already, and
     # a retry would only repeat the same checks, so this task does not retry.

@@ -26,9 +26,11 @@ def dagbag(dbt_target, tmp_path_factory) -> dict:
     out = tmp_path_factory.mktemp("dagbag") / "dagbag.json"
     settings = Settings.from_env()
     site = supervisor.AirflowSite(home=tmp_path_factory.mktemp("airflow-home"), database="unused", port=0)
-    env = supervisor.airflow_env(
-        settings, site, base=loader_env(settings, TELEMED_DBT_MANIFEST=str(dbt_target / "manifest.json"))
-    )
+    base = loader_env(settings, TELEMED_DBT_MANIFEST=str(dbt_target / "manifest.json"))
+    # As Airflow is started by hand: no dbt log settings of its own (the test targets export one).
+    for name in ("DBT_LOG_LEVEL_FILE", "DBT_LOG_PATH"):
+        base.pop(name, None)
+    env = supervisor.airflow_env(settings, site, base=base)
     done = subprocess.run(
         [str(airflow_python()), str(PROJECT_ROOT / "orchestration" / "dagbag_report.py"), str(DAGS), str(out)],
         env=env,
@@ -117,6 +119,22 @@ def test_ingestion_dag_settings_and_order(dagbag):
 
 PRODUCER = "dbt_hourly.dbt_producer_watcher"
 PRODUCER_DONE = "dbt_hourly.dbt_producer_watcher_done"
+
+
+def test_dbt_tasks_write_no_file_log_into_their_temporary_copy_of_the_project(dagbag):
+    """Cosmos runs each dbt task in a temporary copy of the project, deleted when the task ends: the file
+    log dbt writes there is for nobody, so every dbt task of both DAGs writes none (dagkit.file_log_env),
+    and the hourly DAG's tasks still run in the hourly scope."""
+    dbt_tasks = 0
+    for dag_id in (INGESTION, NIGHTLY):
+        for task, info in dagbag["dags"][dag_id]["tasks"].items():
+            if info["operator"].startswith("Dbt"):
+                dbt_tasks += 1
+                assert info["env"].get("DBT_LOG_LEVEL_FILE") == "none", (dag_id, task, info["env"])
+    assert dbt_tasks > 20
+    tasks = dagbag["dags"][INGESTION]["tasks"]
+    for task in (PRODUCER, "cross_model_tests"):
+        assert tasks[task]["env"]["TELEMED_RUN_SCOPE"] == "hourly", task
 
 
 def hourly_node_tasks(tasks: dict, suffixes: tuple[str, ...]) -> dict[str, str]:
