@@ -1,5 +1,5 @@
 """Process checks shared by the services supervisor and the loaders' run bookkeeping, and the garbage
-collector's pace for the allocation-heavy stretches of the generator and the feedback loader."""
+collector's pace for the allocation-heavy stretches of the generator, the feedback loader and dbt."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from pathlib import Path
 # Python's cyclic garbage collector runs its youngest generation every 700 container allocations, and each of
 # its older collections walks every object still alive. The generator's world and the feedback loader's
 # batches allocate millions of short-lived tuples, lists and dicts, make no cycles worth collecting, and keep
-# many objects alive while they do: there, every 50,000 allocations is enough (docs/benchmarks.md).
+# many objects alive while they do; so does dbt (its manifest, a Jinja context per node, runtime/dbt_cli.py):
+# there, every 50,000 allocations is enough (docs/benchmarks.md).
 FEWER_COLLECTIONS = (50_000, 20, 20)
 
 

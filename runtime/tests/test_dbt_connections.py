@@ -4,19 +4,22 @@ dbt closes it."""
 
 from __future__ import annotations
 
+import gc
 import subprocess
 import sys
 
+import dbt.cli.main
 import psycopg2
 import psycopg2.extensions as ext
 import pytest
 from dbt.adapters.contracts.connection import Connection
 
-from runtime import db
+from runtime import db, dbt_cli
 from runtime.dbt_cli import command
 from runtime.dbt_connections import ENV_SWITCH, _ready_for_next_node, keep_connections
 from runtime.dbt_session import SUCCESS, DbtSession
 from runtime.envcmd import child_env
+from runtime.processes import FEWER_COLLECTIONS
 from runtime.settings import PROJECT_ROOT, Settings
 
 OPENED = "NewConnectionOpening"  # dbt's event when a connection is opened (a new server session)
@@ -159,3 +162,14 @@ def test_the_command_line_is_dbts_with_its_exit_statuses():
     assert helped.returncode == 0 and helped.stdout.startswith("Usage: dbt "), helped.stdout[:300]
     refused = subprocess.run(command("--no-such-option"), cwd=PROJECT_ROOT, capture_output=True, text=True, check=False)
     assert refused.returncode == 2 and "No such option" in refused.stderr, refused.stderr[-300:]
+
+
+def test_the_command_line_runs_dbt_with_fewer_collections(monkeypatch):
+    """`python -m runtime.dbt_cli` runs dbt at the garbage collector's slower pace (runtime/processes.py),
+    and sets the caller's back when dbt returns."""
+    seen = []
+    monkeypatch.setattr(dbt.cli.main, "cli", lambda **kwargs: seen.append(gc.get_threshold()) or 0)
+    before = gc.get_threshold()
+    assert dbt_cli.main() == 0
+    assert seen == [FEWER_COLLECTIONS]
+    assert gc.get_threshold() == before != FEWER_COLLECTIONS
