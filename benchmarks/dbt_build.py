@@ -213,15 +213,15 @@ def synthesise(
         conn.close()
 
 
-def dbt(settings: Settings, *args: str, work_dir: Path, env: dict[str, str] | None = None) -> float:
-    """Run dbt (``env`` added to its environment); returns the summed execution time of its models (the
+def dbt(settings: Settings, *args: str, work_dir: Path, extra_env: dict[str, str] | None = None) -> float:
+    """Run dbt (``extra_env`` added to its environment); returns the summed execution time of its models (the
     warehouse's share of the run)."""
     env = {
         **os.environ,
         **child_env(settings),
         "DBT_TARGET_PATH": str(work_dir / "dbt-target"),
         "DBT_LOG_PATH": str(work_dir / "dbt-logs"),
-        **(env or {}),
+        **(extra_env or {}),
     }
     command = [*dbt_command(*args), "--project-dir", str(PROJECT_DIR)]
     command += ["--profiles-dir", str(PROJECT_DIR)]

@@ -158,7 +158,7 @@ def run(ctx: BenchContext) -> list[Result]:
         origin = (HISTORY_END - dt.timedelta(days=history_days)).isoformat()
         patients = max(1000, appointments // 10)
         with ctx.database(f"hourly_{label(appointments).lower()}") as settings:
-            run_dbt = functools.partial(dbt, settings, work_dir=ctx.work_dir, env=SCHEDULED_DBT_ENV)
+            run_dbt = functools.partial(dbt, settings, work_dir=ctx.work_dir, extra_env=SCHEDULED_DBT_ENV)
             synthesise(
                 settings,
                 1,
