@@ -5,12 +5,13 @@ while), a fresh database gets that much history at the same daily rate (about 3,
 so 3M is three times the days of 1M, as years piling up would be), a full ``dbt build``, then the same
 batch of new data, 1% of 1M appointments (10,000, on the three days after the history, with the late
 terminal events of the history's last days), and the scheduled run after a load, ``dbt build --selector
-hourly`` (models and their tests), is timed. Raw rows are synthesised in SQL as in case dbt_build. Each
-warehouse is vacuumed before its full build and after it (settle), so that autovacuum's pass over the rows
-just written runs before the timed steps, not during one of them. dbt runs as the DAGs run it: without a
-file log (``DBT_LOG_LEVEL_FILE=none``, orchestration/dagkit.py's file_log_env: Cosmos would write it into a
-temporary copy of the project, deleted after the task); at dbt's default, debug, writing it adds about
-0.8 s to the hourly run and nothing measurable to a full build (docs/benchmarks.md, "Hourly runs").
+hourly`` (models and their tests), is timed. Raw rows are synthesised in SQL as in case dbt_build, which
+vacuums the raw tables it wrote, and the whole warehouse is vacuumed after its full build (settle), so that
+autovacuum's pass over the rows just written runs before the timed steps, not during one of them. dbt runs
+as the DAGs run it: without a file log (``DBT_LOG_LEVEL_FILE=none``, orchestration/dagkit.py's
+file_log_env: Cosmos would write it into a temporary copy of the project, deleted after the task); at dbt's
+default, debug, writing it adds about 0.8 s to the hourly run and nothing measurable to a full build
+(docs/benchmarks.md, "Hourly runs").
 
 Figures, each against its target (issue 20), all measured in one run:
   * ``hourly_build_<largest>`` / ``hourly_build_1M`` <= 1.15: the hourly cost does not follow the history;
@@ -40,7 +41,7 @@ from pathlib import Path
 
 import psycopg2.errors
 
-from benchmarks.dbt_build import PIPELINE, STARTUP_NODE, dbt, synthesise
+from benchmarks.dbt_build import PIPELINE, STARTUP_NODE, dbt, settle, synthesise
 from benchmarks.harness import BenchContext, Result, timed
 from runtime import db
 from runtime.settings import REPORTING_ROLE, Settings
@@ -127,21 +128,6 @@ def time_cards(settings: Settings) -> dict[str, CardTiming | None]:
     return timings
 
 
-def settle(settings: Settings) -> None:
-    """``VACUUM (ANALYZE)`` the whole database: what autovacuum does within minutes of a bulk write (hint bits,
-    the visibility map, statistics), done between the timed steps instead of during one of them. In the
-    19:15 bench of 2026-12-07, autovacuum's pass over the 3M warehouse's raw.appointment_events (8.8M rows,
-    about 40 s) ran through the whole of its hourly run, and at 1M before it: the growth figure compared a
-    run sharing the two cores with one that had them."""
-    conn = db.connect(settings)
-    conn.autocommit = True
-    try:
-        with conn.cursor() as cur:
-            cur.execute("vacuum (analyze)")
-    finally:
-        conn.close()
-
-
 def verdict(value: float, target: float) -> str:
     return f"target <= {target:g}: {'met' if value <= target else 'MISSED'}"
 
@@ -170,7 +156,6 @@ def run(ctx: BenchContext) -> list[Result]:
                 origin=origin,
             )
             run_dbt("seed")
-            settle(settings)
             # The reference scale's full build runs every test (the figure the hourly run is held to); the
             # larger warehouses are built without their tests, which change nothing in them and would take
             # most of the case's time.
