@@ -138,18 +138,13 @@ def file_log_env() -> dict[str, str]:
     return {"DBT_LOG_LEVEL_FILE": "none"}
 
 
-def operator_args() -> dict:
-    # append_env: dbt (through the wrapper) sees the environment Airflow runs with, TELEMED_* included;
-    # `env` adds to it (a task's own `env` is added to this one: dbt_env).
-    return {"append_env": True, "install_deps": False, "env": file_log_env()}
-
-
-def dbt_env(*parts: dict[str, str]) -> dict[str, str]:
-    """A dbt task's `env`: the file log setting every dbt task has (file_log_env), then ``parts``."""
+def operator_args(*env: dict[str, str]) -> dict:
+    """What every dbt task gets. append_env: dbt (through the wrapper) sees the environment Airflow runs
+    with, TELEMED_* included; `env` adds to it the file log setting (file_log_env), then ``env``."""
     merged = file_log_env()
-    for part in parts:
+    for part in env:
         merged.update(part)
-    return merged
+    return {"append_env": True, "install_deps": False, "env": merged}
 
 
 # The hourly DAG's dbt build selects models rather than naming the `hourly` selector: this tells dbt it is
@@ -183,8 +178,7 @@ PRODUCER_RETRY_DELAY = timedelta(seconds=1)
 def hourly_operator_args() -> dict:
     """operator_args() for the hourly DAG's dbt task group: dbt's environment and the sensors' settings."""
     return {
-        **operator_args(),
-        "env": dbt_env(HOURLY_ENV),
+        **operator_args(HOURLY_ENV),
         "deferrable": False,
         "mode": "reschedule",
         "poke_interval": SENSOR_POKE_INTERVAL_S,
@@ -193,15 +187,14 @@ def hourly_operator_args() -> dict:
 
 
 def dbt_operator_args(*env: dict[str, str]) -> dict:
-    """Arguments of a single Cosmos operator (freshness, the nightly build, docs) outside a task group, its
-    `env` added to the one every dbt task has (dbt_env)."""
+    """Arguments of a single Cosmos operator (freshness, the nightly build, docs) outside a task group, with
+    ``env`` (operator_args)."""
     return {
         "project_dir": str(PROJECT_ROOT),
         "profile_config": profile_config(),
         "dbt_executable_path": DBT,
         "invocation_mode": InvocationMode.SUBPROCESS,
-        **operator_args(),
-        "env": dbt_env(*env),
+        **operator_args(*env),
     }
 
 
