@@ -459,6 +459,20 @@ DEVICES_BUT_P90 = (
 )
 
 
+def vacuums(settings, work) -> dict[str, int]:
+    """How many times each incremental model's table has been vacuumed by a command (autovacuum is counted apart)."""
+    manifest = json.loads((work / "target" / "manifest.json").read_text())
+    tables = {
+        f"{node['schema']}.{node['alias']}"
+        for node in manifest["nodes"].values()
+        if node["resource_type"] == "model" and node["config"]["materialized"] == "incremental"
+    }
+    rows = query(settings, "select schemaname || '.' || relname as name, vacuum_count from pg_stat_user_tables")
+    counts = {row["name"]: row["vacuum_count"] for row in rows if row["name"] in tables}
+    assert set(counts) == tables and len(tables) >= 10
+    return counts
+
+
 def test_late_data_then_incremental_equals_full_refresh(settings, built):
     days_before = daily_appointments(settings)
     land(
@@ -468,8 +482,13 @@ def test_late_data_then_incremental_equals_full_refresh(settings, built):
         patients=LATE_PATIENTS,
         feedback=LATE_FEEDBACK,
     )
+    # A build in full creates every incremental table anew and vacuums it once (macro vacuum_after_full_build);
+    # the hourly run vacuums none.
+    after_full_build = vacuums(settings, built)
+    assert set(after_full_build.values()) == {1}, after_full_build
     # The scheduled run after a load (selectors.yml), two days on: what it leaves must equal a full refresh.
     dbt(settings, built, "build", "--selector", "hourly", *LATER)
+    assert vacuums(settings, built) == after_full_build
     # Its tests kept to the rows it touched (macro touched_rows): generic and singular tests on the facts read
     # the recent loads only; a test on a table without load times reads all of it.
     tests = {
@@ -525,4 +544,5 @@ def test_late_data_then_incremental_equals_full_refresh(settings, built):
 
     dbt(settings, built, "build", "--full-refresh", *WITHOUT_TESTS, *LATER)
     assert mart_fingerprints(settings, BUILT_SCHEMAS) == incremental
+    assert vacuums(settings, built) == after_full_build  # new tables again, each vacuumed once
     assert query(settings, DEVICES_BUT_P90) == devices_hourly
